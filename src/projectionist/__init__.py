@@ -1,0 +1,74 @@
+"""projectionist: a CQRS framework and runtime for Python."""
+
+from .app import App
+from .auth import SYSTEM, Principal, TokenAuthority
+from .commands import ANY_VERSION, CommandResult, RecordedEvent, UnitOfWork
+from .errors import (
+    AuthError,
+    ConcurrencyError,
+    ConfigurationError,
+    Forbidden,
+    IdempotencyKeyReused,
+    InvalidMessage,
+    NotFound,
+    NotFresh,
+    NotRegistered,
+    ProjectionistError,
+    Refused,
+    StoreUnavailable,
+    Unauthenticated,
+)
+from .messages import Command, Event, EventMetadata, Query, Registry, StoredEvent
+from .projections import (
+    ApplyContext,
+    DocumentCollection,
+    Documents,
+    Page,
+    Projection,
+    ViewTable,
+)
+from .queries import Answer, Freshness, ReadContext
+from .runtime import ProjectionStatus, Runtime
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANY_VERSION",
+    "SYSTEM",
+    "Answer",
+    "App",
+    "ApplyContext",
+    "AuthError",
+    "Command",
+    "CommandResult",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "DocumentCollection",
+    "Documents",
+    "Event",
+    "EventMetadata",
+    "Forbidden",
+    "Freshness",
+    "IdempotencyKeyReused",
+    "InvalidMessage",
+    "NotFound",
+    "NotFresh",
+    "NotRegistered",
+    "Page",
+    "Principal",
+    "Projection",
+    "ProjectionStatus",
+    "ProjectionistError",
+    "Query",
+    "ReadContext",
+    "RecordedEvent",
+    "Refused",
+    "Registry",
+    "Runtime",
+    "StoreUnavailable",
+    "StoredEvent",
+    "TokenAuthority",
+    "Unauthenticated",
+    "UnitOfWork",
+    "ViewTable",
+]

@@ -1,0 +1,137 @@
+"""The App: what a CQRS application is made of, bound in one object and passed explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+
+from .errors import ConfigurationError, NotRegistered
+from .messages import Command, Event, Query, Registry
+from .projections.definition import Projection
+
+if TYPE_CHECKING:
+    from .auth import Principal
+    from .commands.unit_of_work import UnitOfWork
+    from .queries.context import ReadContext
+
+C = TypeVar("C", bound=Command)
+Q = TypeVar("Q", bound=Query)
+
+Policy = Callable[["Principal", Any], Any]
+"""Sees the principal and the message; raises Forbidden or returns False to refuse. It may
+return a narrowed message (for example a query limited to the caller's own data)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRegistration:
+    """A command type, its handler and its policy."""
+
+    command_type: type[Command]
+    handler: Callable[[Any, UnitOfWork], Any]
+    policy: Policy | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRegistration:
+    """A query type, its handler, the projections it reads and its policy."""
+
+    query_type: type[Query]
+    handler: Callable[[Any, ReadContext], Any]
+    reads: tuple[Projection, ...]
+    policy: Policy | None
+
+
+class App:
+    """Binds command handlers, projections and query handlers into one application."""
+
+    def __init__(self, name: str, *, write_model: sa.MetaData | None = None) -> None:
+        self.name = name
+        self.write_model = write_model if write_model is not None else sa.MetaData()
+        self.registry = Registry()
+        self.commands: dict[str, CommandRegistration] = {}
+        self.queries: dict[str, QueryRegistration] = {}
+        self.projections: dict[str, Projection] = {}
+
+    def command(
+        self, command_type: type[C], *, policy: Policy | None = None
+    ) -> Callable[[Callable[[C, UnitOfWork], Any]], Callable[[C, UnitOfWork], Any]]:
+        """Registers the handler of a command type."""
+
+        def register(handler: Callable[[C, UnitOfWork], Any]) -> Callable[[C, UnitOfWork], Any]:
+            name = command_type.type_name
+            if name in self.commands:
+                raise ConfigurationError(f"command {name} already has a handler")
+            self.registry.add(command_type)
+            self.commands[name] = CommandRegistration(command_type, handler, policy)
+            return handler
+
+        return register
+
+    def query(
+        self,
+        query_type: type[Q],
+        *,
+        reads: Sequence[Projection],
+        policy: Policy | None = None,
+    ) -> Callable[[Callable[[Q, ReadContext], Any]], Callable[[Q, ReadContext], Any]]:
+        """Registers the handler of a query type and the projections it reads."""
+        if not reads:
+            raise ConfigurationError(
+                f"query {query_type.type_name} must name the projections it reads (reads=[...])"
+            )
+
+        def register(handler: Callable[[Q, ReadContext], Any]) -> Callable[[Q, ReadContext], Any]:
+            name = query_type.type_name
+            if name in self.queries:
+                raise ConfigurationError(f"query {name} already has a handler")
+            for projection in reads:
+                self.projection(projection)
+            self.registry.add(query_type)
+            self.queries[name] = QueryRegistration(query_type, handler, tuple(reads), policy)
+            return handler
+
+        return register
+
+    def projection(self, projection: Projection) -> Projection:
+        """Registers a projection (queries register the ones they read)."""
+        known = self.projections.get(projection.name)
+        if known is projection:
+            return projection
+        if known is not None:
+            raise ConfigurationError(f"two projections are named {projection.name!r}")
+        names = {t for p in self.projections.values() for t in (*p.tables, *p.collections)}
+        for table in (*projection.tables, *projection.collections):
+            if table in names:
+                raise ConfigurationError(
+                    f"projection {projection.name!r} declares {table!r}, which another"
+                    " projection declares too"
+                )
+        self.projections[projection.name] = projection
+        for event_type in projection.event_types:
+            self.registry.add(event_type)
+        return projection
+
+    def events(self, *event_types: type[Event]) -> None:
+        """Registers event types that no projection handles (so the log can decode them)."""
+        self.registry.add_all(event_types)
+
+    def command_registration(self, name: str) -> CommandRegistration:
+        try:
+            return self.commands[name]
+        except KeyError:
+            raise NotRegistered(f"there is no command named {name!r}") from None
+
+    def query_registration(self, name: str) -> QueryRegistration:
+        try:
+            return self.queries[name]
+        except KeyError:
+            raise NotRegistered(f"there is no query named {name!r}") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"App({self.name!r}, commands={len(self.commands)}, queries={len(self.queries)},"
+            f" projections={len(self.projections)})"
+        )

@@ -1,0 +1,188 @@
+"""Bearer tokens, scopes and the principal a request acts as.
+
+Scopes follow INTERFACE.md: `commands:<Type>`, `commands:*`, `queries:<Type>`, `queries:*` and
+`admin`. A command scope never allows a query and the reverse; `admin` covers operations only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from .errors import ConfigurationError, Unauthenticated
+
+MIN_SECRET_BYTES = 32
+ALL_SCOPES = ("admin", "commands:*", "queries:*")
+READ_ONLY_SCOPES = ("queries:*",)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts as: the token's subject, scopes and claims."""
+
+    subject: str | None
+    scopes: frozenset[str]
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    token_id: str | None = None
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def may_command(self, type_name: str) -> bool:
+        return "commands:*" in self.scopes or f"commands:{type_name}" in self.scopes
+
+    def may_query(self, type_name: str) -> bool:
+        return "queries:*" in self.scopes or f"queries:{type_name}" in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+SYSTEM = Principal(subject="system", scopes=frozenset(ALL_SCOPES))
+"""The principal of in-process calls that pass no token, and of `PROJECTIONIST_AUTH=off`."""
+
+
+class TokenAuthority:
+    """Issues and verifies HS256 bearer tokens; accepts every configured secret for rotation."""
+
+    algorithm = "HS256"
+
+    def __init__(
+        self,
+        secrets_: Sequence[str | bytes],
+        *,
+        issuer: str | None = None,
+        audience: str | None = None,
+        leeway_s: float = 30.0,
+    ) -> None:
+        if not secrets_:
+            raise ConfigurationError("a token authority needs at least one secret")
+        keys = [s.encode() if isinstance(s, str) else s for s in secrets_]
+        for key in keys:
+            if len(key) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"the token secret is {len(key)} bytes long; HS256 needs at least"
+                    f" {MIN_SECRET_BYTES} (RFC 7518 section 3.2)"
+                )
+        self._keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+
+    def issue(
+        self,
+        scopes: Iterable[str],
+        *,
+        subject: str = "user",
+        ttl_s: float = 3600.0,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A signed token with these scopes, valid for `ttl_s` seconds."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": subject,
+            "scope": " ".join(scopes),
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(ttl_s),
+            "jti": uuid.uuid4().hex,
+        }
+        if self.issuer:
+            claims["iss"] = self.issuer
+        if self.audience:
+            claims["aud"] = self.audience
+        claims.update(extra or {})
+        return jwt.encode(claims, self._keys[0], algorithm=self.algorithm)
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid token; Unauthenticated names why a token is refused."""
+        reason = "the token is not a valid JWT"
+        for key in self._keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[self.algorithm],
+                    leeway=self.leeway_s,
+                    issuer=self.issuer,
+                    audience=self.audience,
+                    options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+                )
+            except jwt.InvalidSignatureError:
+                reason = "the token's signature does not match"
+                continue
+            except jwt.ExpiredSignatureError:
+                raise Unauthenticated("the token has expired") from None
+            except jwt.ImmatureSignatureError:
+                raise Unauthenticated("the token is not valid yet (nbf)") from None
+            except jwt.MissingRequiredClaimError as error:
+                raise Unauthenticated(f"the token lacks the {error.claim!r} claim") from None
+            except jwt.InvalidAudienceError:
+                raise Unauthenticated("the token is for another audience") from None
+            except jwt.InvalidIssuerError:
+                raise Unauthenticated("the token is from another issuer") from None
+            except jwt.InvalidAlgorithmError:
+                raise Unauthenticated(
+                    f"the token's algorithm is not allowed; use {self.algorithm}"
+                ) from None
+            except jwt.InvalidTokenError:
+                raise Unauthenticated(reason) from None
+            scope = claims.get("scope", "")
+            if not isinstance(scope, str):
+                raise Unauthenticated("the token's 'scope' claim must be a space-separated string")
+            subject = claims.get("sub")
+            return Principal(
+                subject=str(subject) if subject is not None else None,
+                scopes=frozenset(scope.split()),
+                claims=claims,
+                token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
+            )
+        raise Unauthenticated(reason)
+
+
+def principal_from_header(authority: TokenAuthority, header: str | None) -> Principal:
+    """The principal of an `Authorization: Bearer <token>` header."""
+    if not header:
+        raise Unauthenticated("the request has no Authorization header; send 'Bearer <token>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return authority.verify(token.strip())
+
+
+def load_or_create_secret(directory: Path) -> str:
+    """PROJECTIONIST_SECRET, or a secret generated once and kept in `directory`."""
+    configured = os.environ.get("PROJECTIONIST_SECRET")
+    if configured is not None:
+        if len(configured.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"PROJECTIONIST_SECRET is {len(configured.encode())} bytes long; it must be at"
+                f" least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)"
+            )
+        return configured
+    path = directory / "projectionist.secret"
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first
+        time.sleep(0.05)
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    return secret
+
+
+def auth_enabled() -> bool:
+    """False only when PROJECTIONIST_AUTH=off (for development)."""
+    return os.environ.get("PROJECTIONIST_AUTH", "on").strip().lower() not in ("off", "0", "false")

@@ -1,0 +1,63 @@
+"""Idempotency keys: the same key and request again get the first answer again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..errors import IdempotencyKeyReused
+from ..messages import Command
+
+metadata = sa.MetaData()
+
+idempotency_table = sa.Table(
+    "projectionist_idempotency",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("request_hash", sa.String, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+MAX_KEY_LENGTH = 200
+
+
+def request_hash(command: Command) -> str:
+    """A digest of the command's type and content."""
+    body = json.dumps(
+        [command.type_name, command.model_dump(mode="json")], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def scoped_key(subject: str | None, key: str) -> str:
+    """Keys are scoped to the caller, so one client cannot replay another's answers."""
+    return f"{subject or ''}\x1f{key}"
+
+
+def lookup(connection: Connection, key: str, digest: str) -> dict[str, Any] | None:
+    """The stored answer for this key, None if new; IdempotencyKeyReused if the request differs."""
+    t = idempotency_table
+    row = connection.execute(sa.select(t.c.request_hash, t.c.response).where(t.c.key == key)).first()
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used with a different request; use a new key"
+        )
+    answer: dict[str, Any] = json.loads(row.response)
+    return answer
+
+
+def remember(connection: Connection, key: str, digest: str, response: dict[str, Any]) -> None:
+    """Stores the answer in the command's own transaction."""
+    connection.execute(
+        sa.insert(idempotency_table).values(
+            key=key, request_hash=digest, response=json.dumps(response), created_at=time.time()
+        )
+    )

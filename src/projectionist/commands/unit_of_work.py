@@ -1,0 +1,106 @@
+"""The unit of work a command handler gets: the write transaction and the events it records."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from ..auth import Principal
+from ..errors import ConcurrencyError
+from ..eventlog import EventLog, NewEvent
+from ..messages import Event, EventMetadata, Registry, encode_event
+
+ANY_VERSION = -1
+"""`expected_version` that accepts any current version of the stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event the command appended: its type, stream, version and global position."""
+
+    type: str
+    stream: str
+    version: int
+    position: int
+
+
+class UnitOfWork:
+    """One command's transaction over the write store.
+
+    Handlers change the write model through `connection` and call `record`; the table changes
+    and the events commit together, or neither does.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        log: EventLog,
+        registry: Registry,
+        *,
+        command_id: str,
+        correlation_id: str,
+        principal: Principal,
+    ) -> None:
+        self.connection = connection
+        self.command_id = command_id
+        self.correlation_id = correlation_id
+        self.principal = principal
+        self._log = log
+        self._registry = registry
+        self._versions: dict[str, int] = {}
+        self._pending: list[NewEvent] = []
+
+    def stream_version(self, stream: str) -> int:
+        """The stream's version, counting events recorded in this unit of work."""
+        version = self._versions.get(stream)
+        if version is None:
+            version = self._log.stream_version(self.connection, stream)
+            self._versions[stream] = version
+        return version
+
+    def record(self, stream: str, *events: Event, expected_version: int = ANY_VERSION) -> None:
+        """Records events on a stream; `expected_version` guards against concurrent changes.
+
+        Use 0 for a stream that must be new, N for a stream that must be at version N.
+        """
+        current = self.stream_version(stream)
+        if expected_version != ANY_VERSION and current != expected_version:
+            raise ConcurrencyError(stream, expected_version, current)
+        now = time.time()
+        for event in events:
+            self._registry.add(type(event))
+            current += 1
+            metadata = EventMetadata(
+                event_id=str(uuid.uuid4()),
+                command_id=self.command_id,
+                correlation_id=self.correlation_id,
+                subject=self.principal.subject,
+                token_id=self.principal.token_id,
+            )
+            self._pending.append(
+                NewEvent(
+                    stream=stream,
+                    version=current,
+                    type=event.type_name,
+                    schema_version=event.schema_version,
+                    data=encode_event(event),
+                    metadata=metadata.to_json(),
+                    recorded_at=now,
+                )
+            )
+        self._versions[stream] = current
+
+    def flush(self) -> list[RecordedEvent]:
+        """Appends the recorded events to the log, in this transaction."""
+        if not self._pending:
+            return []
+        positions = self._log.append(self.connection, self._pending)
+        recorded = [
+            RecordedEvent(e.type, e.stream, e.version, p)
+            for e, p in zip(self._pending, positions, strict=True)
+        ]
+        self._pending = []
+        return recorded

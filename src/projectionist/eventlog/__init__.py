@@ -1,0 +1,5 @@
+"""The event log: append-only, a global position per event, a version per stream."""
+
+from .base import EventLog, NewEvent, open_event_log
+
+__all__ = ["EventLog", "NewEvent", "open_event_log"]

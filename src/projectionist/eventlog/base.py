@@ -1,0 +1,74 @@
+"""The port every event log backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from ..messages import StoredEvent
+from ..stores import Store
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to append: encoded, with its stream version decided."""
+
+    stream: str
+    version: int
+    type: str
+    schema_version: int
+    data: str
+    metadata: str
+    recorded_at: float
+
+
+class EventLog(ABC):
+    """Append-only log of events with gap-free global positions.
+
+    Appends run inside the caller's write transaction, so the events commit with the write
+    model or not at all. Readers see an ordered prefix of the log that never skips a position
+    a later reader could still find.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @abstractmethod
+    def install(self) -> None:
+        """Creates the log's tables if they do not exist."""
+
+    @abstractmethod
+    def stream_version(self, connection: Connection, stream: str) -> int:
+        """The version of the stream's last event, 0 for a new stream."""
+
+    @abstractmethod
+    def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
+        """Appends events in the caller's transaction; returns their positions in order.
+
+        Raises ConcurrencyError when another transaction took one of the stream versions.
+        """
+
+    @abstractmethod
+    def read(self, after: int, limit: int) -> list[StoredEvent]:
+        """Up to `limit` events after position `after`, in position order."""
+
+    @abstractmethod
+    def head(self) -> int:
+        """The highest position a reader may see now; 0 for an empty log."""
+
+    def notify(self, connection: Connection, position: int) -> None:  # noqa: B027
+        """Tells other processes, at commit, that the log reached `position` (optional)."""
+
+
+def open_event_log(store: Store) -> EventLog:
+    """The event log backend for the store's database."""
+    from .sqlite import SQLiteEventLog
+
+    if store.is_sqlite:
+        return SQLiteEventLog(store)
+    from ..errors import ConfigurationError
+
+    raise ConfigurationError(f"no event log backend for {store.dialect!r}")

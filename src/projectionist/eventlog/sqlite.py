@@ -1,0 +1,85 @@
+"""The event log on SQLite: one writer at a time, so rowid order is commit order."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..errors import ConcurrencyError
+from ..messages import StoredEvent
+from .base import EventLog, NewEvent
+
+metadata = sa.MetaData()
+
+events_table = sa.Table(
+    "projectionist_events",
+    metadata,
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("stream", "version", name="projectionist_events_stream_version"),
+    sqlite_autoincrement=True,
+)
+
+_COLUMNS = "position, stream, version, type, schema_version, data, metadata, recorded_at"
+_INSERT = (
+    "INSERT INTO projectionist_events"
+    " (stream, version, type, schema_version, data, metadata, recorded_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_READ = f"SELECT {_COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
+_STREAM_VERSION = "SELECT max(version) FROM projectionist_events WHERE stream = ?"
+_HEAD = "SELECT max(position) FROM projectionist_events"
+
+
+class SQLiteEventLog(EventLog):
+    """SQLite serializes writers, so a committed position is never overtaken by an earlier one."""
+
+    def install(self) -> None:
+        metadata.create_all(self.store.engine)
+
+    def stream_version(self, connection: Connection, stream: str) -> int:
+        row = connection.exec_driver_sql(_STREAM_VERSION, (stream,)).fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        positions = []
+        try:
+            for e in events:
+                cursor.execute(
+                    _INSERT,
+                    (e.stream, e.version, e.type, e.schema_version, e.data, e.metadata,
+                     e.recorded_at),
+                )
+                positions.append(int(cursor.lastrowid))
+        except sqlite3.IntegrityError as error:
+            # Versions are decided under SQLite's single write lock, so a clash means a
+            # caller chose an explicit version that another command already took.
+            clash = next(
+                e for e in events if self.stream_version(connection, e.stream) >= e.version
+            )
+            actual = self.stream_version(connection, clash.stream)
+            raise ConcurrencyError(clash.stream, clash.version - 1, actual) from error
+        finally:
+            cursor.close()
+        return positions
+
+    def read(self, after: int, limit: int) -> list[StoredEvent]:
+        with self.store.read() as connection:
+            rows = connection.exec_driver_sql(_READ, (after, limit)).fetchall()
+        return [StoredEvent(*row) for row in rows]
+
+    def head(self) -> int:
+        with self.store.read() as connection:
+            value = connection.exec_driver_sql(_HEAD).scalar()
+        return int(value or 0)
+

@@ -1,0 +1,182 @@
+"""Defining a projection: name, version, event handlers, and the read-model storage it owns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+
+from ..errors import ConfigurationError
+from ..messages import Event
+
+if TYPE_CHECKING:
+    from .context import ApplyContext
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any, "ApplyContext"], None]
+
+INDEX_TYPES: Mapping[type, type[sa.types.TypeEngine[Any]]] = {
+    str: sa.String,
+    int: sa.BigInteger,
+    float: sa.Float,
+    bool: sa.Boolean,
+}
+
+
+def physical_name(name: str, version: int) -> str:
+    """The table name of one version of a read-model table."""
+    return f"{name}_v{version}"
+
+
+class ViewTable:
+    """A SQL table of a projection, declared once and created per projection version."""
+
+    def __init__(self, projection: Projection, name: str, columns: tuple[sa.Column[Any], ...],
+                 indexes: tuple[tuple[str, ...], ...]) -> None:
+        self.projection = projection
+        self.name = name
+        self._columns = columns
+        self._indexes = indexes
+        self._tables: dict[int, sa.Table] = {}
+
+    def physical(self, version: int) -> sa.Table:
+        """The SQLAlchemy table of one version of this view."""
+        table = self._tables.get(version)
+        if table is None:
+            metadata = sa.MetaData()
+            table = sa.Table(
+                physical_name(self.name, version),
+                metadata,
+                *(column._copy() for column in self._columns),
+            )
+            for columns in self._indexes:
+                sa.Index(f"ix_{table.name}_{'_'.join(columns)}", *(table.c[c] for c in columns))
+            self._tables[version] = table
+        return table
+
+    def __repr__(self) -> str:
+        return f"ViewTable({self.projection.name}.{self.name})"
+
+
+class DocumentCollection:
+    """A key → JSON document view with declared, indexed fields; needs no SQL from its user."""
+
+    def __init__(self, projection: Projection, name: str, indexes: Mapping[str, type]) -> None:
+        for field, python_type in indexes.items():
+            if python_type not in INDEX_TYPES:
+                raise ConfigurationError(
+                    f"index {field!r} of documents {name!r} has type {python_type.__name__};"
+                    f" use one of {', '.join(t.__name__ for t in INDEX_TYPES)}"
+                )
+            if not field.isidentifier():
+                raise ConfigurationError(f"index name {field!r} must be an identifier")
+        self.projection = projection
+        self.name = name
+        self.indexes = dict(indexes)
+        self._tables: dict[int, sa.Table] = {}
+
+    def physical(self, version: int) -> sa.Table:
+        """The SQLAlchemy table holding one version of these documents."""
+        table = self._tables.get(version)
+        if table is None:
+            metadata = sa.MetaData()
+            table = sa.Table(
+                physical_name(self.name, version),
+                metadata,
+                sa.Column("key", sa.String, primary_key=True),
+                sa.Column("doc", sa.Text, nullable=False),
+                *(
+                    sa.Column(f"ix_{field}", INDEX_TYPES[python_type], nullable=True)
+                    for field, python_type in self.indexes.items()
+                ),
+            )
+            for field in self.indexes:
+                sa.Index(f"ix_{table.name}_{field}", table.c[f"ix_{field}"], table.c.key)
+            self._tables[version] = table
+        return table
+
+    def __repr__(self) -> str:
+        return f"DocumentCollection({self.projection.name}.{self.name})"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """One handler of one event type."""
+
+    event_type: type[Event]
+    function: Handler
+
+
+class Projection:
+    """A read model built from events: a name, a version, handlers, and the tables it owns.
+
+    Raise `version` when the handlers or tables change: the new version is built apart from
+    the one serving queries.
+    """
+
+    def __init__(self, name: str, version: int = 1) -> None:
+        if not name.isidentifier():
+            raise ConfigurationError(f"projection name {name!r} must be an identifier")
+        if version < 1:
+            raise ConfigurationError(f"projection {name!r} has version {version}; start at 1")
+        self.name = name
+        self.version = version
+        self.handlers: dict[str, HandlerSpec] = {}
+        self.tables: dict[str, ViewTable] = {}
+        self.collections: dict[str, DocumentCollection] = {}
+
+    def on(self, *event_types: type[E]) -> Callable[[Callable[[E, ApplyContext], None]],
+                                                     Callable[[E, ApplyContext], None]]:
+        """Registers a handler of one or more event types."""
+        if not event_types:
+            raise ConfigurationError(f"projection {self.name!r}: on() needs an event type")
+
+        def register(
+            function: Callable[[E, ApplyContext], None],
+        ) -> Callable[[E, ApplyContext], None]:
+            for event_type in event_types:
+                if event_type.type_name in self.handlers:
+                    raise ConfigurationError(
+                        f"projection {self.name!r} already handles {event_type.type_name}"
+                    )
+                self.handlers[event_type.type_name] = HandlerSpec(event_type, function)
+            return function
+
+        return register
+
+    def table(self, name: str, *columns: sa.Column[Any],
+              indexes: tuple[tuple[str, ...], ...] = ()) -> ViewTable:
+        """Declares a SQL table of this projection; handlers write it with SQLAlchemy."""
+        self._check_free(name)
+        table = ViewTable(self, name, columns, indexes)
+        self.tables[name] = table
+        return table
+
+    def documents(self, name: str, *, indexes: Mapping[str, type] | None = None
+                  ) -> DocumentCollection:
+        """Declares a document collection of this projection, queryable by its indexes."""
+        self._check_free(name)
+        collection = DocumentCollection(self, name, indexes or {})
+        self.collections[name] = collection
+        return collection
+
+    def physical_tables(self, version: int) -> list[sa.Table]:
+        """Every table of one version of this projection."""
+        return [t.physical(version) for t in self.tables.values()] + [
+            c.physical(version) for c in self.collections.values()
+        ]
+
+    @property
+    def event_types(self) -> list[type[Event]]:
+        return [spec.event_type for spec in self.handlers.values()]
+
+    def _check_free(self, name: str) -> None:
+        if not name.isidentifier():
+            raise ConfigurationError(f"table name {name!r} must be an identifier")
+        if name in self.tables or name in self.collections:
+            raise ConfigurationError(f"projection {self.name!r} already declares {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Projection({self.name!r}, version={self.version})"

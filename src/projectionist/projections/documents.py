@@ -1,0 +1,190 @@
+"""Document views: key → JSON document, with indexed fields, cached and written in bulk."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..errors import ConfigurationError, InvalidMessage
+from .definition import DocumentCollection
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of documents and the cursor of the next page (None on the last one)."""
+
+    items: list[dict[str, Any]]
+    next: str | None
+
+
+class Documents:
+    """One version of a document collection, seen through one transaction.
+
+    During a projection batch, reads go through a cache and writes are held until `flush`,
+    which writes every changed document in one statement.
+    """
+
+    def __init__(self, connection: Connection, collection: DocumentCollection,
+                 table: sa.Table) -> None:
+        self.connection = connection
+        self.collection = collection
+        self.table = table
+        self._cache: dict[str, dict[str, Any] | None] = {}
+        self._dirty: set[str] = set()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The document under `key`, or None."""
+        cached = self._cache.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        row = self.connection.execute(
+            sa.select(self.table.c.doc).where(self.table.c.key == key)
+        ).first()
+        doc = json.loads(row[0]) if row is not None else None
+        self._cache[key] = doc
+        return doc
+
+    def put(self, key: str, doc: dict[str, Any]) -> None:
+        """Stores `doc` under `key`, replacing what was there."""
+        self._cache[key] = doc
+        self._dirty.add(key)
+
+    def delete(self, key: str) -> None:
+        """Removes the document under `key`, if any."""
+        self._cache[key] = None
+        self._dirty.add(key)
+
+    def flush(self) -> None:
+        """Writes the changed documents."""
+        if not self._dirty:
+            return
+        upserts = []
+        deletes = []
+        for key in self._dirty:
+            doc = self._cache[key]
+            if doc is None:
+                deletes.append(key)
+            else:
+                upserts.append(self._row(key, doc))
+        self._dirty.clear()
+        if deletes:
+            self.connection.execute(sa.delete(self.table).where(self.table.c.key.in_(deletes)))
+        if upserts:
+            self.connection.execute(_upsert(self.connection, self.table), upserts)
+
+    def find(
+        self,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 20,
+        after: str | None = None,
+    ) -> Page:
+        """Documents matching `where` (indexed fields), ordered, one page at a time."""
+        table = self.table
+        statement = sa.select(table.c.key, table.c.doc)
+        for field, value in (where or {}).items():
+            statement = statement.where(self._column(field) == value)
+        sort = self._column(order_by) if order_by else None
+        key = table.c.key
+        if after is not None:
+            sort_value, after_key = _decode_cursor(after, with_sort=sort is not None)
+            if sort is None:
+                statement = statement.where(key < after_key if descending else key > after_key)
+            elif descending:
+                statement = statement.where(
+                    sa.or_(sort < sort_value, sa.and_(sort == sort_value, key < after_key))
+                )
+            else:
+                statement = statement.where(
+                    sa.or_(sort > sort_value, sa.and_(sort == sort_value, key > after_key))
+                )
+        order = [c.desc() if descending else c.asc() for c in ((sort, key) if sort is not None
+                                                                else (key,))]
+        statement = statement.order_by(*order).limit(limit + 1)
+        rows = self.connection.execute(statement).fetchall()
+        items = [json.loads(row.doc) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            last_doc = items[-1]
+            next_cursor = _encode_cursor(
+                last_doc.get(order_by) if order_by else None, last.key, with_sort=sort is not None
+            )
+        return Page(items=items, next=next_cursor)
+
+    def count(self, *, where: Mapping[str, Any] | None = None) -> int:
+        """How many documents match `where`."""
+        statement = sa.select(sa.func.count()).select_from(self.table)
+        for field, value in (where or {}).items():
+            statement = statement.where(self._column(field) == value)
+        return int(self.connection.execute(statement).scalar_one())
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (key, document), in key order."""
+        rows = self.connection.execute(
+            sa.select(self.table.c.key, self.table.c.doc).order_by(self.table.c.key)
+        )
+        for row in rows:
+            yield row.key, json.loads(row.doc)
+
+    def _column(self, field: str) -> sa.Column[Any]:
+        if field not in self.collection.indexes:
+            raise ConfigurationError(
+                f"documents {self.collection.name!r} have no index {field!r}; declare it in"
+                f" indexes= (declared: {', '.join(self.collection.indexes) or 'none'})"
+            )
+        return self.table.c[f"ix_{field}"]
+
+    def _row(self, key: str, doc: dict[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {"key": key, "doc": json.dumps(doc, separators=(",", ":"))}
+        for field in self.collection.indexes:
+            row[f"ix_{field}"] = doc.get(field)
+        return row
+
+
+def _upsert(connection: Connection, table: sa.Table) -> sa.Insert:
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table)
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(table)  # type: ignore[assignment]
+    else:
+        raise ConfigurationError(f"documents are not supported on {dialect!r}")
+    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name != "key"}
+    return statement.on_conflict_do_update(index_elements=["key"], set_=updates)
+
+
+def _encode_cursor(sort_value: Any, key: str, *, with_sort: bool) -> str:
+    payload = [sort_value, key] if with_sort else [key]
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, *, with_sort: bool) -> tuple[Any, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if with_sort:
+            sort_value, key = payload
+        else:
+            (key,) = payload
+            sort_value = None
+        if not isinstance(key, str):
+            raise ValueError
+    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidMessage(f"the cursor {cursor[:80]!r} is not one this query returned") from None
+    return sort_value, key

@@ -1,0 +1,160 @@
+"""Query dispatch: authorize, wait for a position if asked, read the read store, state freshness."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, is_dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..app import App, QueryRegistration
+from ..auth import Principal
+from ..commands.dispatch import describe_validation
+from ..errors import Forbidden, InvalidMessage, NotFresh
+from ..messages import Query
+from ..projections.checkpoints import Checkpoints
+from ..projections.documents import Page
+from ..signals import LogWatch, ProgressBoard
+from ..stores import Store
+from .context import ReadContext
+from .freshness import Freshness, measure
+
+audit = logging.getLogger("projectionist.audit")
+
+DEFAULT_WAIT_MS = 2000
+MAX_WAIT_MS = 30000
+_POLL_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A query's result and how fresh it is."""
+
+    data: Any
+    freshness: Freshness
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data": to_jsonable(self.data), "freshness": self.freshness.to_json()}
+
+
+class QueryBus:
+    """Answers queries from the read store only."""
+
+    def __init__(
+        self,
+        app: App,
+        read_store: Store,
+        checkpoints: Checkpoints,
+        *,
+        watch: LogWatch | None = None,
+        board: ProgressBoard | None = None,
+    ) -> None:
+        self.app = app
+        self.read_store = read_store
+        self.checkpoints = checkpoints
+        self.watch = watch
+        self.board = board
+
+    def parse(self, type_name: str, params: Mapping[str, Any]) -> Query:
+        """Validates query parameters against the query type's schema."""
+        query_type = self.app.query_registration(type_name).query_type
+        try:
+            return query_type.model_validate(dict(params))
+        except ValidationError as error:
+            raise InvalidMessage(describe_validation(error), error.errors(include_url=False)
+                                 ) from None
+
+    def authorize(self, query: Query, principal: Principal) -> Query:
+        registration = self.app.query_registration(query.type_name)
+        if not principal.may_query(query.type_name):
+            raise Forbidden(f"the token lacks the scope queries:{query.type_name} (or queries:*)")
+        if registration.policy is not None:
+            verdict = registration.policy(principal, query)
+            if verdict is False:
+                raise Forbidden(f"the policy of {query.type_name} refuses this subject")
+            if isinstance(verdict, Query):
+                return verdict
+        return query
+
+    def ask(
+        self,
+        query: Query,
+        principal: Principal,
+        *,
+        min_position: int | None = None,
+        wait_ms: int | None = None,
+    ) -> Answer:
+        """Answers a query; with `min_position`, first waits up to `wait_ms` for it."""
+        try:
+            query = self.authorize(query, principal)
+        except Forbidden as refusal:
+            audit.warning("query refused: subject=%s query=%s reason=%s",
+                          principal.subject, query.type_name, refusal.detail)
+            raise
+        registration = self.app.query_registration(query.type_name)
+        names = [p.name for p in registration.reads]
+        if min_position is not None:
+            if min_position < 0:
+                raise InvalidMessage("min_position must be 0 or more")
+            wait = DEFAULT_WAIT_MS if wait_ms is None else wait_ms
+            if not 0 <= wait <= MAX_WAIT_MS:
+                raise InvalidMessage(f"wait_ms must be between 0 and {MAX_WAIT_MS}, got {wait}")
+            if not self._wait_for(names, min_position, wait / 1000.0):
+                freshness = self.freshness(names)
+                raise NotFresh(
+                    f"the read models of {query.type_name} reached position"
+                    f" {freshness.position}, not {min_position}, within {wait} ms",
+                    freshness,
+                )
+        elif wait_ms is not None:
+            raise InvalidMessage("wait_ms needs min_position")
+        return self._read(registration, query, principal, names)
+
+    def freshness(self, names: list[str]) -> Freshness:
+        with self.read_store.read() as connection:
+            return measure(self.checkpoints.active(connection, names).values(), self.watch)
+
+    def _read(self, registration: QueryRegistration, query: Query, principal: Principal,
+              names: list[str]) -> Answer:
+        with self.read_store.read() as connection:
+            active = self.checkpoints.active(connection, names)
+            versions = {name: c.version for name, c in active.items()}
+            for projection in registration.reads:
+                versions.setdefault(projection.name, projection.version)
+            context = ReadContext(connection, versions, principal)
+            data = registration.handler(query, context)
+            freshness = measure(active.values(), self.watch)
+        return Answer(data, freshness)
+
+    def _wait_for(self, names: list[str], position: int, timeout_s: float) -> bool:
+        board = self.board
+        if board is not None and all(board.knows(name) for name in names):
+            return board.wait_until(names, position, timeout_s)
+        # The projections run in another process: watch their checkpoints.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.freshness(names).position >= position:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+
+
+def to_jsonable(data: Any) -> Any:
+    """Plain JSON values from what a query handler returns."""
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, Page):
+        return {"items": data.items, "next": data.next}
+    if is_dataclass(data) and not isinstance(data, type):
+        from dataclasses import asdict
+
+        return asdict(data)
+    if isinstance(data, list | tuple):
+        return [to_jsonable(item) for item in data]
+    if isinstance(data, dict):
+        return {key: to_jsonable(value) for key, value in data.items()}
+    return data

@@ -1,0 +1,253 @@
+"""The Runtime: an App bound to its stores, running the roles this process takes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .app import App
+from .auth import SYSTEM, Principal
+from .commands.dispatch import CommandBus, CommandResult
+from .commands.idempotency import metadata as idempotency_metadata
+from .commands.unit_of_work import RecordedEvent
+from .errors import ConfigurationError
+from .eventlog import EventLog, open_event_log
+from .messages import Command, Query
+from .projections.checkpoints import Checkpoints
+from .projections.runner import ProjectionRunner, Projector
+from .queries.dispatch import Answer, QueryBus
+from .queries.freshness import measure
+from .signals import LogWatch, ProgressBoard
+from .stores import Store
+
+log = logging.getLogger("projectionist")
+
+ROLES = ("command", "projector", "query")
+DEFAULT_STORE = "sqlite:///projectionist.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    """One projection version as `projectionist status` and `/projections` show it."""
+
+    name: str
+    version: int
+    state: str
+    position: int
+    head: int
+    lag_events: int
+    lag_ms: float
+    dead_letters: int
+    active: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "state": self.state,
+            "position": self.position,
+            "head": self.head,
+            "lag_events": self.lag_events,
+            "lag_ms": self.lag_ms,
+            "dead_letters": self.dead_letters,
+        }
+
+
+def default_read_store(store_url: str) -> str:
+    """A separate SQLite file beside a SQLite write store; the same database otherwise."""
+    if store_url.startswith("sqlite:///") and not store_url.endswith(":memory:"):
+        path = Path(store_url.removeprefix("sqlite:///"))
+        return "sqlite:///" + str(path.with_name(f"{path.stem}-read{path.suffix or '.db'}"))
+    return store_url
+
+
+def parse_roles(roles: str | Iterable[str]) -> tuple[str, ...]:
+    """Validated roles from 'command,query' or a list."""
+    items = roles.split(",") if isinstance(roles, str) else list(roles)
+    chosen = tuple(dict.fromkeys(r.strip() for r in items if r.strip()))
+    unknown = [r for r in chosen if r not in ROLES]
+    if unknown or not chosen:
+        raise ConfigurationError(
+            f"unknown role {', '.join(unknown) or '(none)'}; roles are {', '.join(ROLES)}"
+        )
+    return chosen
+
+
+class Runtime:
+    """An App bound to a write store and a read store, running some or all roles."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        store: str | None = None,
+        read_store: str | None = None,
+        roles: str | Sequence[str] = ROLES,
+        batch_size: int = 1000,
+        poll_interval_s: float = 0.5,
+        pool_size: int = 5,
+    ) -> None:
+        self.app = app
+        self.roles = parse_roles(roles)
+        store_url = store or DEFAULT_STORE
+        read_url = read_store or default_read_store(store_url)
+        needs_write_store = "command" in self.roles or "projector" in self.roles
+        self.store: Store | None = Store(store_url, pool_size=pool_size) if needs_write_store else None
+        self.read_store = Store(read_url, pool_size=pool_size)
+        self.log: EventLog | None = open_event_log(self.store) if self.store else None
+        self.watch = LogWatch()
+        self.board = ProgressBoard()
+        self.checkpoints = Checkpoints(self.read_store)
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.commands: CommandBus | None = None
+        if "command" in self.roles:
+            assert self.store is not None and self.log is not None
+            self.commands = CommandBus(app, self.store, self.log, on_commit=self._committed)
+        self.runners: list[ProjectionRunner] = []
+        if "projector" in self.roles:
+            assert self.log is not None
+            self.runners = [
+                ProjectionRunner(
+                    projection, log=self.log, read_store=self.read_store,
+                    registry=app.registry, checkpoints=self.checkpoints, batch_size=batch_size,
+                )
+                for projection in app.projections.values()
+            ]
+        self.projector = Projector(self.runners, watch=self.watch, board=self.board,
+                                   poll_interval_s=poll_interval_s)
+        self.queries: QueryBus | None = None
+        if "query" in self.roles:
+            embedded = "projector" in self.roles
+            self.queries = QueryBus(
+                app, self.read_store, self.checkpoints,
+                watch=self.watch if embedded or "command" in self.roles else None,
+                board=self.board if embedded else None,
+            )
+        self._installed = False
+
+    def install(self) -> None:
+        """Creates the framework's tables and the app's tables, if they do not exist."""
+        if self._installed:
+            return
+        if self.store is not None and self.log is not None:
+            self.log.install()
+            if "command" in self.roles:
+                idempotency_metadata.create_all(self.store.engine)
+                self.app.write_model.create_all(self.store.engine)
+        self.checkpoints.install()
+        if self.runners:
+            for runner in self.runners:
+                runner.install()
+        else:
+            self._install_views()
+        self._installed = True
+
+    def _install_views(self) -> None:
+        # A query process may start before any projector created the read models.
+        with self.read_store.write() as connection:
+            for projection in self.app.projections.values():
+                for table in projection.physical_tables(projection.version):
+                    table.create(connection, checkfirst=True)
+        for projection in self.app.projections.values():
+            self.checkpoints.ensure(projection.name, projection.version)
+
+    def start(self) -> Runtime:
+        """Installs, then starts the projector thread if this process runs that role."""
+        self.install()
+        if self.runners:
+            self.projector.start()
+        return self
+
+    def stop(self) -> None:
+        self.projector.stop()
+        for store in (self.store, self.read_store):
+            if store is not None:
+                store.dispose()
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def execute(
+        self,
+        command: Command,
+        *,
+        principal: Principal = SYSTEM,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> CommandResult:
+        """Handles a command; its write-model changes and events commit together."""
+        if self.commands is None:
+            raise ConfigurationError("this process does not run the command role")
+        self.install()
+        return self.commands.execute(command, principal, idempotency_key=idempotency_key,
+                                     correlation_id=correlation_id)
+
+    def ask(
+        self,
+        query: Query,
+        *,
+        principal: Principal = SYSTEM,
+        min_position: int | None = None,
+        wait_ms: int | None = None,
+    ) -> Answer:
+        """Answers a query from the read models, with its freshness."""
+        if self.queries is None:
+            raise ConfigurationError("this process does not run the query role")
+        self.install()
+        return self.queries.ask(query, principal, min_position=min_position, wait_ms=wait_ms)
+
+    def catch_up(self) -> int:
+        """Applies every pending event to every projection, in this thread; returns the count."""
+        self.install()
+        total = 0
+        for runner in self.runners:
+            total += runner.run_until_caught_up()
+            self.board.advance(runner.projection.name, runner.position)
+        return total
+
+    def head(self) -> int:
+        """The log's head, from the log where this process reads it."""
+        if self.log is not None:
+            head = self.log.head()
+            self.watch.seen(head)
+            return head
+        return self.watch.head
+
+    def status(self) -> list[ProjectionStatus]:
+        """Every projection version: state, position, head, lag."""
+        self.install()
+        head = self.head() if self.log is not None else None
+        now = time.time()
+        with self.read_store.read() as connection:
+            rows = self.checkpoints.all(connection)
+        result = []
+        for row in rows:
+            freshness = measure([row], self.watch, now)
+            row_head = max(freshness.head, head or 0)
+            lag_events = max(0, row_head - row.position)
+            lag_ms = freshness.lag_ms
+            if lag_events and not freshness.lag_events:
+                lag_ms = measure([row], self.watch, now).lag_ms
+            state = row.state
+            if state in ("live", "catching_up"):
+                state = "live" if lag_events == 0 else "catching_up"
+            result.append(
+                ProjectionStatus(
+                    name=row.name, version=row.version, state=state, position=row.position,
+                    head=row_head, lag_events=lag_events, lag_ms=lag_ms, dead_letters=0,
+                    active=row.active,
+                )
+            )
+        return result
+
+    def _committed(self, events: list[RecordedEvent], recorded_at: float) -> None:
+        self.watch.advance(events[0].position, events[-1].position, recorded_at)

@@ -1,0 +1,178 @@
+"""Database connections: engines from URLs, write and read transactions, error translation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from .errors import ConfigurationError, StoreUnavailable
+
+_BEGIN_MODE = "projectionist_begin"
+
+
+class Store:
+    """One database: an engine, plus write and read transactions suited to its dialect."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.engine = _create_engine(url, pool_size=pool_size, timeout_s=timeout_s)
+        self.dialect = self.engine.dialect.name
+        # SQLite admits one writer at a time; queueing writers here is far cheaper than
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed when the block ends without error."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with translate_errors(self.url):
+                with self.engine.connect() as connection:
+                    connection = connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+                    with connection.begin():
+                        yield connection
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection in a read transaction (one consistent snapshot)."""
+        with translate_errors(self.url):
+            with self.engine.connect() as connection:
+                with connection.begin():
+                    yield connection
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({redact(self.url)!r})"
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
+@contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Turns a lost or refused connection into StoreUnavailable."""
+    try:
+        yield
+    except OperationalError as error:
+        if _is_sqlite_lock(error):
+            raise StoreUnavailable(f"the store {redact(url)} is busy: {error.orig}") from error
+        if isinstance(error, DBAPIError) and error.connection_invalidated or _is_connection_error(error):
+            raise StoreUnavailable(
+                f"the store {redact(url)} is unavailable: {_first_line(error.orig)}"
+            ) from error
+        raise
+
+
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _is_sqlite_lock(error: OperationalError) -> bool:
+    return "database is locked" in str(error.orig)
+
+
+def _is_connection_error(error: OperationalError) -> bool:
+    text = str(error.orig).lower()
+    return any(
+        marker in text
+        for marker in (
+            "connection",
+            "server closed",
+            "terminating",
+            "could not connect",
+            "timeout",
+            "unable to open database",
+            "the database system is",
+        )
+    )
+
+
+def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
+    try:
+        parsed = sa.engine.make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"{url!r} is not a store URL; use sqlite:///path.db or"
+            " postgresql+psycopg://user:password@host/database"
+        ) from None
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            return _create_sqlite_engine(parsed, timeout_s=timeout_s)
+        if backend == "postgresql":
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            return sa.create_engine(
+                parsed,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=timeout_s,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": max(1, int(timeout_s))},
+            )
+    except NoSuchModuleError as error:
+        raise ConfigurationError(f"no driver for {redact(url)}: {error}") from None
+    raise ConfigurationError(
+        f"unsupported store {backend!r} in {redact(url)}; projectionist supports sqlite and"
+        " postgresql"
+    )
+
+
+def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float) -> Engine:
+    database = url.database or ""
+    memory = database in ("", ":memory:")
+    if not memory:
+        parent = Path(database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigurationError(f"the folder {parent} for the SQLite store does not exist")
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if memory:
+        kwargs["poolclass"] = StaticPool
+    else:
+        kwargs.update(pool_size=8, max_overflow=16, pool_timeout=timeout_s)
+    engine = sa.create_engine(url, **kwargs)
+    busy_ms = int(timeout_s * 1000)
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN, so that writes can ask for IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_MODE, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
