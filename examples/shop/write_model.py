@@ -127,16 +127,16 @@ def register(app: App) -> None:
                 ).scalar_one()
                 raise Refused(f"not enough stock of {sku!r}: {available} available,"
                               f" {quantity} ordered")
-        lines = [Line(sku=l.sku, quantity=l.quantity, unit_price_cents=prices[l.sku])
-                 for l in command.lines]
-        total = sum(l.quantity * l.unit_price_cents for l in lines)
+        lines = [Line(sku=line.sku, quantity=line.quantity,
+                      unit_price_cents=prices[line.sku]) for line in command.lines]
+        total = sum(line.quantity * line.unit_price_cents for line in lines)
         db.execute(sa.insert(orders).values(order_id=command.order_id,
                                             customer_id=command.customer_id,
                                             status="placed", total_cents=total))
         db.execute(sa.insert(order_lines), [
-            {"order_id": command.order_id, "line_no": n, "sku": l.sku, "quantity": l.quantity,
-             "unit_price_cents": l.unit_price_cents}
-            for n, l in enumerate(lines)
+            {"order_id": command.order_id, "line_no": n, "sku": line.sku,
+             "quantity": line.quantity, "unit_price_cents": line.unit_price_cents}
+            for n, line in enumerate(lines)
         ])
         uow.record(order_stream(command.order_id),
                    OrderPlaced(order_id=command.order_id, customer_id=command.customer_id,

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -58,9 +58,9 @@ class InvalidMessage(ProjectionistError):
     code = "invalid_message"
     status = 422
 
-    def __init__(self, detail: str, errors: list[Mapping[str, Any]] | None = None) -> None:
+    def __init__(self, detail: str, errors: Sequence[Mapping[str, Any]] | None = None) -> None:
         super().__init__(detail)
-        self.errors = errors or []
+        self.errors = list(errors or [])
 
 
 class IdempotencyKeyReused(ProjectionistError):

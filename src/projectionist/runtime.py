@@ -18,6 +18,7 @@ from .commands.unit_of_work import RecordedEvent
 from .errors import ConfigurationError
 from .eventlog import EventLog, open_event_log
 from .messages import Command, Query
+from .metrics import Metrics
 from .projections.checkpoints import Checkpoints
 from .projections.runner import ProjectionRunner, Projector
 from .queries.dispatch import Answer, QueryBus
@@ -97,9 +98,12 @@ class Runtime:
         store_url = store or DEFAULT_STORE
         read_url = read_store or default_read_store(store_url)
         needs_write_store = "command" in self.roles or "projector" in self.roles
-        self.store: Store | None = Store(store_url, pool_size=pool_size) if needs_write_store else None
+        self.store: Store | None = (
+            Store(store_url, pool_size=pool_size) if needs_write_store else None
+        )
         self.read_store = Store(read_url, pool_size=pool_size)
         self.log: EventLog | None = open_event_log(self.store) if self.store else None
+        self.metrics = Metrics()
         self.watch = LogWatch()
         self.board = ProgressBoard()
         self.checkpoints = Checkpoints(self.read_store)
@@ -108,7 +112,8 @@ class Runtime:
         self.commands: CommandBus | None = None
         if "command" in self.roles:
             assert self.store is not None and self.log is not None
-            self.commands = CommandBus(app, self.store, self.log, on_commit=self._committed)
+            self.commands = CommandBus(app, self.store, self.log, on_commit=self._committed,
+                                       metrics=self.metrics)
         self.runners: list[ProjectionRunner] = []
         if "projector" in self.roles:
             assert self.log is not None
@@ -116,6 +121,7 @@ class Runtime:
                 ProjectionRunner(
                     projection, log=self.log, read_store=self.read_store,
                     registry=app.registry, checkpoints=self.checkpoints, batch_size=batch_size,
+                    metrics=self.metrics,
                 )
                 for projection in app.projections.values()
             ]
@@ -127,8 +133,9 @@ class Runtime:
             self.queries = QueryBus(
                 app, self.read_store, self.checkpoints,
                 watch=self.watch if embedded or "command" in self.roles else None,
-                board=self.board if embedded else None,
+                board=self.board if embedded else None, metrics=self.metrics,
             )
+        self.metrics.watch_projections(self.status)
         self._installed = False
 
     def install(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from .errors import ConfigurationError, StoreUnavailable
@@ -41,11 +41,10 @@ class Store:
         if lock is not None:
             lock.acquire()
         try:
-            with translate_errors(self.url):
-                with self.engine.connect() as connection:
-                    connection = connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
-                    with connection.begin():
-                        yield connection
+            with translate_errors(self.url), self.engine.connect() as connection:
+                connection = connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+                with connection.begin():
+                    yield connection
         finally:
             if lock is not None:
                 lock.release()
@@ -53,10 +52,12 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection in a read transaction (one consistent snapshot)."""
-        with translate_errors(self.url):
-            with self.engine.connect() as connection:
-                with connection.begin():
-                    yield connection
+        with (
+            translate_errors(self.url),
+            self.engine.connect() as connection,
+            connection.begin(),
+        ):
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -81,7 +82,7 @@ def translate_errors(url: str) -> Iterator[None]:
     except OperationalError as error:
         if _is_sqlite_lock(error):
             raise StoreUnavailable(f"the store {redact(url)} is busy: {error.orig}") from error
-        if isinstance(error, DBAPIError) and error.connection_invalidated or _is_connection_error(error):
+        if error.connection_invalidated or _is_connection_error(error):
             raise StoreUnavailable(
                 f"the store {redact(url)} is unavailable: {_first_line(error.orig)}"
             ) from error

@@ -17,6 +17,7 @@ from ..auth import Principal
 from ..errors import Forbidden, InvalidMessage, Refused
 from ..eventlog import EventLog
 from ..messages import Command
+from ..metrics import Metrics, observe
 from ..stores import Store
 from . import idempotency
 from .unit_of_work import RecordedEvent, UnitOfWork
@@ -61,7 +62,9 @@ class CommandBus:
         log: EventLog,
         *,
         on_commit: Callable[[list[RecordedEvent], float], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.app = app
         self.store = store
         self.log = log
@@ -102,6 +105,11 @@ class CommandBus:
         correlation_id: str | None = None,
     ) -> CommandResult:
         """Authorizes and handles a command; its changes and events commit together."""
+        with observe(self.metrics.commands, self.metrics.command_seconds, command.type_name):
+            return self._execute(command, principal, idempotency_key, correlation_id)
+
+    def _execute(self, command: Command, principal: Principal, idempotency_key: str | None,
+                 correlation_id: str | None) -> CommandResult:
         try:
             command = self.authorize(command, principal)
         except Forbidden as refusal:

@@ -43,7 +43,9 @@ def scoped_key(subject: str | None, key: str) -> str:
 def lookup(connection: Connection, key: str, digest: str) -> dict[str, Any] | None:
     """The stored answer for this key, None if new; IdempotencyKeyReused if the request differs."""
     t = idempotency_table
-    row = connection.execute(sa.select(t.c.request_hash, t.c.response).where(t.c.key == key)).first()
+    row = connection.execute(
+        sa.select(t.c.request_hash, t.c.response).where(t.c.key == key)
+    ).first()
     if row is None:
         return None
     if row.request_hash != digest:

@@ -81,7 +81,9 @@ class Checkpoints:
 
     def load(self, connection: Connection, name: str, version: int) -> Checkpoint | None:
         t = projections_table
-        row = connection.execute(sa.select(t).where(t.c.name == name, t.c.version == version)).first()
+        row = connection.execute(
+            sa.select(t).where(t.c.name == name, t.c.version == version)
+        ).first()
         return Checkpoint(*row) if row is not None else None
 
     def all(self, connection: Connection) -> list[Checkpoint]:

@@ -9,9 +9,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-
 from ..eventlog import EventLog
 from ..messages import Registry, StoredEvent
+from ..metrics import Metrics
 from ..signals import LogWatch, ProgressBoard
 from ..stores import Store
 from .checkpoints import Checkpoints
@@ -48,7 +48,9 @@ class ProjectionRunner:
         version: int | None = None,
         batch_size: int = 1000,
         on_progress: Callable[[str, int], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.projection = projection
         self.version = version if version is not None else projection.version
         self.log = log
@@ -87,11 +89,16 @@ class ProjectionRunner:
             if following:
                 next_at = following[0].recorded_at
                 head = max(self.log.head(), following[0].position)
+        began = time.perf_counter()
         try:
             self._apply(events, expected=start, head=head, next_at=next_at)
         except CheckpointMoved:
             self._position = None
             raise
+        if self.metrics is not None:
+            name = self.projection.name
+            self.metrics.events_applied.labels(name).inc(len(events))
+            self.metrics.batch_seconds.labels(name).observe(time.perf_counter() - began)
         self._position = last
         if self.on_progress is not None:
             self.on_progress(self.projection.name, last)

@@ -15,6 +15,7 @@ from ..auth import Principal
 from ..commands.dispatch import describe_validation
 from ..errors import Forbidden, InvalidMessage, NotFresh
 from ..messages import Query
+from ..metrics import Metrics, observe
 from ..projections.checkpoints import Checkpoints
 from ..projections.documents import Page
 from ..signals import LogWatch, ProgressBoard
@@ -51,7 +52,9 @@ class QueryBus:
         *,
         watch: LogWatch | None = None,
         board: ProgressBoard | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.app = app
         self.read_store = read_store
         self.checkpoints = checkpoints
@@ -88,6 +91,11 @@ class QueryBus:
         wait_ms: int | None = None,
     ) -> Answer:
         """Answers a query; with `min_position`, first waits up to `wait_ms` for it."""
+        with observe(self.metrics.queries, self.metrics.query_seconds, query.type_name):
+            return self._ask(query, principal, min_position, wait_ms)
+
+    def _ask(self, query: Query, principal: Principal, min_position: int | None,
+             wait_ms: int | None) -> Answer:
         try:
             query = self.authorize(query, principal)
         except Forbidden as refusal:

@@ -1,0 +1,180 @@
+"""The command line: serve, token, status."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .app import App
+from .auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled, load_or_create_secret
+from .errors import ProjectionistError
+from .runtime import DEFAULT_STORE, ROLES, Runtime
+
+DEFAULT_APP = "shop:app"
+
+cli = typer.Typer(
+    name="projectionist",
+    help="A CQRS framework and runtime: commands, an event log, projections, fresh queries.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+AppOption = Annotated[str, typer.Argument(help="The app, as module:attribute.")]
+StoreOption = Annotated[
+    str, typer.Option("--store", envvar="PROJECTIONIST_STORE", help="Write store URL.")
+]
+ReadStoreOption = Annotated[
+    str | None,
+    typer.Option("--read-store", envvar="PROJECTIONIST_READ_STORE",
+                 help="Read store URL (default: a SQLite file beside a SQLite write store)."),
+]
+
+
+def load_app(path: str) -> App:
+    """The App at `module:attribute`."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name:
+        raise ProjectionistError(f"{path!r} is not an app path; use module:attribute")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ProjectionistError(f"cannot import {module_name!r}: {error}") from None
+    app = getattr(module, attribute or "app", None)
+    if not isinstance(app, App):
+        raise ProjectionistError(f"{path!r} is not a projectionist App")
+    return app
+
+
+def secret_directory(store: str) -> Path:
+    """Where a generated secret is kept: beside a SQLite store, else the working directory."""
+    if store.startswith("sqlite:///") and not store.endswith(":memory:"):
+        return Path(store.removeprefix("sqlite:///")).expanduser().resolve().parent
+    return Path.cwd()
+
+
+def authority_for(store: str) -> TokenAuthority:
+    return TokenAuthority([load_or_create_secret(secret_directory(store))])
+
+
+@cli.command()
+def serve(
+    app_path: AppOption = DEFAULT_APP,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    roles: Annotated[str, typer.Option("--roles", help="Any of command,projector,query.")] = (
+        ",".join(ROLES)
+    ),
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print no tokens.")] = False,
+) -> None:
+    """Serve an app over HTTP, running the chosen roles in this process."""
+    import uvicorn
+
+    from .http import create_http_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with _friendly_errors():
+        app = load_app(app_path)
+        runtime = Runtime(app, store=store, read_store=read_store, roles=roles)
+        authority = authority_for(store) if auth_enabled() else None
+        runtime.start()
+    try:
+        api = create_http_app(runtime, authority=authority)
+        if not quiet:
+            _print_banner(runtime, host, port, authority)
+        uvicorn.run(api, host=host, port=port, log_level="warning")
+    finally:
+        runtime.stop()
+
+
+@cli.command()
+def token(
+    scope: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for more.")],
+    sub: Annotated[str, typer.Option("--sub", help="The token's subject.")] = "user",
+    ttl: Annotated[int, typer.Option("--ttl", help="Seconds until it expires.")] = 3600,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Print a bearer token signed with the app's secret."""
+    with _friendly_errors():
+        scopes = [part for item in scope for part in item.split()]
+        print(authority_for(store).issue(scopes, subject=sub, ttl_s=ttl))
+
+
+@cli.command()
+def status(
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One row per projection: version, state, position, head, lag, dead letters."""
+    with _friendly_errors():
+        runtime = Runtime(load_app(app_path), store=store, read_store=read_store,
+                          roles=["projector"])
+        try:
+            rows = [row for row in runtime.status()]
+        finally:
+            runtime.stop()
+    if as_json:
+        print(json.dumps([{**row.to_json(), "active": row.active} for row in rows], indent=2))
+        return
+    table = Table(title="projections")
+    for column in ("name", "version", "state", "position", "head", "lag (events)", "lag (ms)",
+                   "dead letters"):
+        table.add_column(column, justify="right" if column not in ("name", "state") else "left")
+    colors = {"live": "green", "catching_up": "yellow", "rebuilding": "cyan", "stalled": "red",
+              "failed": "bold red"}
+    for row in rows:
+        label = row.state if row.active else f"{row.state} (next)"
+        table.add_row(row.name, str(row.version), f"[{colors.get(row.state, 'white')}]{label}",
+                      str(row.position), str(row.head), str(row.lag_events),
+                      f"{row.lag_ms:.0f}", str(row.dead_letters))
+    console.print(table)
+
+
+def _print_banner(runtime: Runtime, host: str, port: int,
+                  authority: TokenAuthority | None) -> None:
+    base = f"http://{host}:{port}"
+    console.print(f"[bold]projectionist[/] serving [cyan]{runtime.app.name}[/] at {base}"
+                  f"  roles: {', '.join(runtime.roles)}")
+    if runtime.store is not None:
+        console.print(f"  write store: {runtime.store!r}")
+    console.print(f"  read store:  {runtime.read_store!r}")
+    console.print(f"  docs: {base}/docs   metrics: {base}/metrics")
+    if authority is None:
+        console.print("  [yellow]authentication is off (PROJECTIONIST_AUTH=off)[/]")
+        return
+    admin = authority.issue(ALL_SCOPES, subject="admin", ttl_s=24 * 3600)
+    reader = authority.issue(READ_ONLY_SCOPES, subject="reader", ttl_s=24 * 3600)
+    console.print(f"  admin token:     {admin}", soft_wrap=True)
+    console.print(f"  read-only token: {reader}", soft_wrap=True)
+
+
+@contextmanager
+def _friendly_errors() -> Iterator[None]:
+    """Start-up errors as one line, without a traceback."""
+    try:
+        yield
+    except ProjectionistError as error:
+        errors.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,294 @@
+"""The FastAPI application: one route per command and query type, plus operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
+from ..errors import Forbidden, InvalidMessage, NotRegistered
+from ..runtime import Runtime
+from .errors import install_error_handlers
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_IDEMPOTENCY_KEY = 200
+_RESERVED_PARAMS = ("min_position", "wait_ms")
+
+
+def create_http_app(
+    runtime: Runtime,
+    *,
+    authority: TokenAuthority | None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The HTTP face of a runtime; `authority=None` turns authentication off."""
+    api = FastAPI(
+        title=f"{runtime.app.name} (projectionist)",
+        version="1",
+        description="Commands change state; queries read denormalized read models and state"
+        " their freshness.",
+    )
+    install_error_handlers(api)
+
+    def principal(request: Request) -> Principal:
+        if authority is None:
+            return SYSTEM
+        return principal_from_header(authority, request.headers.get("authorization"))
+
+    schemas: dict[str, type[BaseModel]] = {}
+    if runtime.commands is not None:
+        _command_routes(api, runtime, principal, max_body_bytes, schemas)
+    if runtime.queries is not None:
+        _query_routes(api, runtime, principal, schemas)
+    _operation_routes(api, runtime, principal)
+    _install_openapi(api, schemas)
+    return api
+
+
+def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_bytes: int,
+                    schemas: dict[str, type[BaseModel]]) -> None:
+    bus = runtime.commands
+    assert bus is not None
+
+    def route(name: str) -> Any:
+        async def handle(request: Request) -> JSONResponse:
+            who = principal(request)
+            if not who.may_command(name):
+                raise Forbidden(f"the token lacks the scope commands:{name} (or commands:*)")
+            key = _idempotency_key(request)
+            command = bus.parse(name, await _read_body(request, max_body_bytes))
+            result = await run_in_threadpool(bus.execute, command, who, idempotency_key=key)
+            return JSONResponse(result.to_json())
+
+        return handle
+
+    for name, registration in runtime.app.commands.items():
+        schemas[name] = registration.command_type
+        api.add_api_route(
+            f"/commands/{name}",
+            route(name),
+            methods=["POST"],
+            tags=["commands"],
+            name=name,
+            summary=(registration.command_type.__doc__ or name).strip().splitlines()[0],
+            responses=_COMMAND_RESPONSES,
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{name}"}}},
+                },
+                "parameters": [{
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+                    "description": "The same key and body again return the first answer.",
+                }],
+            },
+        )
+
+    @api.post("/commands/{name}", tags=["commands"], include_in_schema=False)
+    async def unknown_command(name: str) -> None:
+        raise NotRegistered(f"there is no command named {name!r}")
+
+
+def _query_routes(api: FastAPI, runtime: Runtime, principal: Any,
+                  schemas: dict[str, type[BaseModel]]) -> None:
+    bus = runtime.queries
+    assert bus is not None
+
+    def route(name: str) -> Any:
+        async def handle(request: Request) -> JSONResponse:
+            who = principal(request)
+            if not who.may_query(name):
+                raise Forbidden(f"the token lacks the scope queries:{name} (or queries:*)")
+            params: dict[str, str] = {}
+            for key, value in request.query_params.multi_items():
+                if key in params:
+                    raise InvalidMessage(f"the parameter {key!r} is given more than once")
+                params[key] = value
+            min_position = _int_param(params.pop("min_position", None), "min_position")
+            wait_ms = _int_param(params.pop("wait_ms", None), "wait_ms")
+            query = bus.parse(name, params)
+            answer = await run_in_threadpool(bus.ask, query, who, min_position=min_position,
+                                             wait_ms=wait_ms)
+            return JSONResponse(answer.to_json())
+
+        return handle
+
+    for name, registration in runtime.app.queries.items():
+        query_type = registration.query_type
+        schemas[name] = query_type
+        api.add_api_route(
+            f"/queries/{name}",
+            route(name),
+            methods=["GET"],
+            tags=["queries"],
+            name=name,
+            summary=(query_type.__doc__ or name).strip().splitlines()[0],
+            responses=_QUERY_RESPONSES,
+            openapi_extra={"parameters": _query_parameters(query_type)},
+        )
+
+    @api.get("/queries/{name}", tags=["queries"], include_in_schema=False)
+    async def unknown_query(name: str) -> None:
+        raise NotRegistered(f"there is no query named {name!r}")
+
+
+def _operation_routes(api: FastAPI, runtime: Runtime, principal: Any) -> None:
+    @api.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, Any]:
+        """Answers 200 while the process serves."""
+        return {"status": "ok", "roles": list(runtime.roles)}
+
+    @api.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        body = await run_in_threadpool(runtime.metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.get("/projections", tags=["operations"])
+    async def projections(request: Request) -> list[dict[str, Any]]:
+        """Every projection: state, position, head, lag and dead letters."""
+        who = principal(request)
+        if not (who.is_admin or who.has("queries:*")):
+            raise Forbidden("listing projections needs the scope admin or queries:*")
+        rows = await run_in_threadpool(runtime.status)
+        return [row.to_json() for row in rows if row.active]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise InvalidMessage(f"the body is {declared} bytes; the limit is {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise InvalidMessage(f"the body is larger than the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidMessage(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        )
+    return key
+
+
+def _int_param(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidMessage(f"{name} must be a whole number of 0 or more, got {value[:40]!r}")
+    return int(value)
+
+
+def _query_parameters(query_type: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = query_type.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", []))
+    parameters = [
+        {"name": field, "in": "query", "required": field in required, "schema": spec}
+        for field, spec in schema.get("properties", {}).items()
+    ]
+    parameters += [
+        {"name": "min_position", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 0},
+         "description": "Wait until the read models have applied this position."},
+        {"name": "wait_ms", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 2000},
+         "description": "How long to wait for min_position."},
+    ]
+    return parameters
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+_COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The command was handled; its events are in the log.",
+          "content": {"application/json": {
+              "schema": {"$ref": "#/components/schemas/CommandAccepted"}}}},
+    401: _error("Missing, invalid or expired token."),
+    403: _error("The token lacks the scope, or a policy refuses."),
+    404: _error("Unknown command type."),
+    409: _error("Refused by the current state; nothing was written."),
+    422: _error("The body does not match the command's schema."),
+    503: _error("The write store is unavailable; retry later."),
+}
+
+_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The answer and its freshness.",
+          "content": {"application/json": {
+              "schema": {"$ref": "#/components/schemas/QueryAnswer"}}}},
+    401: _error("Missing, invalid or expired token."),
+    403: _error("The token lacks the scope, or a policy refuses."),
+    404: _error("Unknown query type, or no such item."),
+    422: _error("Bad parameters."),
+    503: _error("min_position was not reached within wait_ms, or the read store is down."),
+}
+
+_SHARED_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+    },
+    "Freshness": {
+        "type": "object",
+        "required": ["position", "head", "lag_events", "lag_ms"],
+        "properties": {
+            "position": {"type": "integer"}, "head": {"type": "integer"},
+            "lag_events": {"type": "integer"}, "lag_ms": {"type": "number"},
+        },
+    },
+    "QueryAnswer": {
+        "type": "object",
+        "required": ["data", "freshness"],
+        "properties": {"data": {}, "freshness": {"$ref": "#/components/schemas/Freshness"}},
+    },
+    "CommandAccepted": {
+        "type": "object",
+        "required": ["command_id", "position", "events"],
+        "properties": {
+            "command_id": {"type": "string"},
+            "position": {"type": "integer"},
+            "events": {"type": "array", "items": {
+                "type": "object",
+                "required": ["type", "stream", "version", "position"],
+                "properties": {"type": {"type": "string"}, "stream": {"type": "string"},
+                               "version": {"type": "integer"},
+                               "position": {"type": "integer"}},
+            }},
+        },
+    },
+}
+
+
+def _install_openapi(api: FastAPI, schemas: dict[str, type[BaseModel]]) -> None:
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = get_openapi(title=api.title, version=api.version,
+                                   description=api.description, routes=api.routes)
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components.update(_SHARED_SCHEMAS)
+            for name, model in schemas.items():
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema.pop("$defs", {}))
+                components[name] = schema
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,113 @@
+"""Prometheus metrics: commands and queries by outcome, and every projection's lag."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .errors import ProjectionistError
+
+if TYPE_CHECKING:
+    from .runtime import ProjectionStatus
+
+STATES = ("live", "catching_up", "rebuilding", "stalled", "failed")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The metrics of one runtime, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.commands = Counter(
+            "projectionist_commands", "Commands handled, by type and outcome.",
+            ["type", "outcome"], registry=self.registry,
+        )
+        self.command_seconds = Histogram(
+            "projectionist_command_seconds", "Time to handle a command, by type.", ["type"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.queries = Counter(
+            "projectionist_queries", "Queries answered, by type and outcome.",
+            ["type", "outcome"], registry=self.registry,
+        )
+        self.query_seconds = Histogram(
+            "projectionist_query_seconds", "Time to answer a query, by type.", ["type"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.events_applied = Counter(
+            "projectionist_projection_events_applied", "Events read and applied, by projection.",
+            ["projection"], registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "projectionist_projection_batch_seconds", "Time to apply one batch, by projection.",
+            ["projection"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+
+    def watch_projections(self, status: Callable[[], Sequence[ProjectionStatus]]) -> None:
+        """Reports projection gauges from `status` at every scrape."""
+        self.registry.register(_ProjectionCollector(status))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ProjectionCollector(Collector):
+    def __init__(self, status: Callable[[], Sequence[ProjectionStatus]]) -> None:
+        self._status = status
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            rows = [row for row in self._status() if row.active]
+        except Exception:  # a store is down: report no projection rather than fail the scrape
+            rows = []
+        labels = ["projection", "version"]
+        position = GaugeMetricFamily("projectionist_projection_position",
+                                     "The projection's checkpoint.", labels=labels)
+        head = GaugeMetricFamily("projectionist_projection_head",
+                                 "The newest log position the projection knows.", labels=labels)
+        lag_events = GaugeMetricFamily("projectionist_projection_lag_events",
+                                       "Events not yet applied.", labels=labels)
+        lag_seconds = GaugeMetricFamily("projectionist_projection_lag_seconds",
+                                        "Age of the oldest event not yet applied.", labels=labels)
+        dead = GaugeMetricFamily("projectionist_projection_dead_letters",
+                                 "Events parked after failing.", labels=labels)
+        state = GaugeMetricFamily("projectionist_projection_state",
+                                  "1 for the projection's current state.",
+                                  labels=[*labels, "state"])
+        for row in rows:
+            key = [row.name, str(row.version)]
+            position.add_metric(key, row.position)
+            head.add_metric(key, row.head)
+            lag_events.add_metric(key, row.lag_events)
+            lag_seconds.add_metric(key, row.lag_ms / 1000.0)
+            dead.add_metric(key, row.dead_letters)
+            for name in STATES:
+                state.add_metric([*key, name], 1.0 if row.state == name else 0.0)
+        yield from (position, head, lag_events, lag_seconds, dead, state)
+
+
+@contextmanager
+def observe(counter: Counter, histogram: Histogram, type_name: str) -> Iterator[None]:
+    """Counts one command or query by outcome and times it."""
+    start = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except ProjectionistError as error:
+        outcome = error.code
+        raise
+    finally:
+        counter.labels(type_name, outcome).inc()
+        histogram.labels(type_name).observe(time.perf_counter() - start)
