@@ -145,19 +145,21 @@ class Runtime:
         if self.store is not None and self.log is not None:
             self.log.install()
             if "command" in self.roles:
-                idempotency_metadata.create_all(self.store.engine)
-                self.app.write_model.create_all(self.store.engine)
-        self.checkpoints.install()
+                with self.store.schema() as connection:
+                    idempotency_metadata.create_all(connection)
+                    self.app.write_model.create_all(connection)
         if self.runners:
+            self.checkpoints.install()
             for runner in self.runners:
                 runner.install()
-        else:
+        elif "query" in self.roles:
+            self.checkpoints.install()
             self._install_views()
         self._installed = True
 
     def _install_views(self) -> None:
         # A query process may start before any projector created the read models.
-        with self.read_store.write() as connection:
+        with self.read_store.schema() as connection:
             for projection in self.app.projections.values():
                 for table in projection.physical_tables(projection.version):
                     table.create(connection, checkfirst=True)

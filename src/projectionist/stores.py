@@ -17,6 +17,9 @@ from sqlalchemy.pool import StaticPool
 from .errors import ConfigurationError, StoreUnavailable
 
 _BEGIN_MODE = "projectionist_begin"
+# Advisory lock keys: arbitrary constants, fixed so that every process agrees on them.
+SCHEMA_LOCK_KEY = 7_311_201_001
+APPEND_LOCK_KEY = 7_311_201_002
 
 
 class Store:
@@ -48,6 +51,14 @@ class Store:
         finally:
             if lock is not None:
                 lock.release()
+
+    @contextmanager
+    def schema(self) -> Iterator[Connection]:
+        """A write transaction that holds the schema lock, so concurrent starts do not clash."""
+        with self.write() as connection:
+            if not self.is_sqlite:
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
+            yield connection
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

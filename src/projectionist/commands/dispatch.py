@@ -75,7 +75,8 @@ class CommandBus:
         command_type = self.app.command_registration(type_name).command_type
         try:
             if isinstance(body, bytes | str):
-                return command_type.model_validate_json(body)
+                # JSON has its own types: "5" and true are not integers.
+                return command_type.model_validate_json(body, strict=True)
             return command_type.model_validate(body)
         except ValidationError as error:
             raise InvalidMessage(describe_validation(error), error.errors(include_url=False)

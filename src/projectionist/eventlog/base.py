@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
+from ..errors import ConfigurationError
 from ..messages import StoredEvent
 from ..stores import Store
 
@@ -65,10 +66,12 @@ class EventLog(ABC):
 
 def open_event_log(store: Store) -> EventLog:
     """The event log backend for the store's database."""
-    from .sqlite import SQLiteEventLog
-
     if store.is_sqlite:
-        return SQLiteEventLog(store)
-    from ..errors import ConfigurationError
+        from .sqlite import SQLiteEventLog
 
+        return SQLiteEventLog(store)
+    if store.dialect == "postgresql":
+        from .postgres import PostgresEventLog
+
+        return PostgresEventLog(store)
     raise ConfigurationError(f"no event log backend for {store.dialect!r}")

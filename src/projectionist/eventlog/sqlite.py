@@ -5,37 +5,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import ConcurrencyError
 from ..messages import StoredEvent
 from .base import EventLog, NewEvent
+from .schema import COLUMNS, metadata
 
-metadata = sa.MetaData()
-
-events_table = sa.Table(
-    "projectionist_events",
-    metadata,
-    sa.Column("position", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("stream", sa.String, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("type", sa.String, nullable=False),
-    sa.Column("schema_version", sa.Integer, nullable=False),
-    sa.Column("data", sa.Text, nullable=False),
-    sa.Column("metadata", sa.Text, nullable=False),
-    sa.Column("recorded_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("stream", "version", name="projectionist_events_stream_version"),
-    sqlite_autoincrement=True,
-)
-
-_COLUMNS = "position, stream, version, type, schema_version, data, metadata, recorded_at"
 _INSERT = (
     "INSERT INTO projectionist_events"
     " (stream, version, type, schema_version, data, metadata, recorded_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_READ = f"SELECT {_COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
+_READ = f"SELECT {COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
 _STREAM_VERSION = "SELECT max(version) FROM projectionist_events WHERE stream = ?"
 _HEAD = "SELECT max(position) FROM projectionist_events"
 
@@ -44,7 +26,8 @@ class SQLiteEventLog(EventLog):
     """SQLite serializes writers, so a committed position is never overtaken by an earlier one."""
 
     def install(self) -> None:
-        metadata.create_all(self.store.engine)
+        with self.store.schema() as connection:
+            metadata.create_all(connection)
 
     def stream_version(self, connection: Connection, stream: str) -> int:
         row = connection.exec_driver_sql(_STREAM_VERSION, (stream,)).fetchone()

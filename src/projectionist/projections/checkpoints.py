@@ -50,7 +50,8 @@ class Checkpoints:
         self.store = store
 
     def install(self) -> None:
-        metadata.create_all(self.store.engine)
+        with self.store.schema() as connection:
+            metadata.create_all(connection)
 
     def ensure(self, name: str, version: int) -> Checkpoint:
         """The checkpoint of this version, created at position 0 if new.
@@ -59,7 +60,7 @@ class Checkpoints:
         until it is swapped in.
         """
         t = projections_table
-        with self.store.write() as connection:
+        with self.store.schema() as connection:
             row = connection.execute(
                 sa.select(t).where(t.c.name == name, t.c.version == version)
             ).first()

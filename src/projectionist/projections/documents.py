@@ -183,8 +183,17 @@ def _decode_cursor(cursor: str, *, with_sort: bool) -> tuple[Any, str]:
         else:
             (key,) = payload
             sort_value = None
-        if not isinstance(key, str):
+        # A forged cursor may carry what the database cannot bind or compare: lists, null,
+        # booleans, integers beyond 64 bits, lone surrogates.
+        if not isinstance(key, str) or not (
+            not with_sort
+            or isinstance(sort_value, str | float)
+            or (type(sort_value) is int and -(2**63) <= sort_value < 2**63)
+        ):
             raise ValueError
+        for text in (key, sort_value):
+            if isinstance(text, str):
+                text.encode()
     except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidMessage(f"the cursor {cursor[:80]!r} is not one this query returned") from None
     return sort_value, key

@@ -64,7 +64,7 @@ class ProjectionRunner:
     def install(self) -> None:
         """Creates this version's tables and checkpoint if they do not exist."""
         tables = self.projection.physical_tables(self.version)
-        with self.read_store.write() as connection:
+        with self.read_store.schema() as connection:
             for table in tables:
                 table.create(connection, checkfirst=True)
         self._position = self.checkpoints.ensure(self.projection.name, self.version).position

@@ -1,0 +1,103 @@
+"""The event log on PostgreSQL, with positions that follow commit order.
+
+Why not a sequence alone: transaction A can take position 10, transaction B position 11, and B
+can commit first. A reader that sees 11 and moves its checkpoint past 10 never sees 10.
+
+Why not `pg_current_xact_id()` below `pg_snapshot_xmin(...)` with an integer checkpoint: a
+transaction gets its id at its first write, which for a command is a write-model row, long
+before its events take positions. A (id 100) can then take position 11 after B (id 101) took
+10; once A commits and B is still open, the snapshot's xmin is 101, so a reader sees 11 and not
+10, and skips 10 for good. That scheme is sound only with (transaction id, position) pairs as
+checkpoints, which would make the consistency token two numbers.
+
+What this log does: a command appends its events at the end of its transaction, under a
+transaction-scoped advisory lock. The lock is released only after the commit is visible, so
+positions are taken in commit order: when a reader sees position N, every position below N is
+committed or rolled back for good. The lock covers only the append and the commit, and the
+group commit of the command side amortizes it over many commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConcurrencyError
+from ..messages import StoredEvent
+from ..stores import APPEND_LOCK_KEY
+from .base import EventLog, NewEvent
+from .schema import COLUMNS, events_table, metadata
+
+CHANNEL = "projectionist_events"
+
+_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})")
+_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :position)")
+_READ = sa.text(
+    f"SELECT {COLUMNS} FROM projectionist_events WHERE position > :after"
+    " ORDER BY position LIMIT :limit"
+)
+_STREAM_VERSION = sa.text(
+    "SELECT max(version) FROM projectionist_events WHERE stream = :stream"
+)
+_HEAD = sa.text("SELECT max(position) FROM projectionist_events")
+
+
+class PostgresEventLog(EventLog):
+    """Appends under a commit-scoped lock so positions follow commit order."""
+
+    def install(self) -> None:
+        with self.store.schema() as connection:
+            metadata.create_all(connection)
+
+    def stream_version(self, connection: Connection, stream: str) -> int:
+        value = connection.execute(_STREAM_VERSION, {"stream": stream}).scalar()
+        return int(value or 0)
+
+    def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
+        connection.execute(_LOCK)
+        rows = [
+            {"stream": e.stream, "version": e.version, "type": e.type,
+             "schema_version": e.schema_version, "data": e.data, "metadata": e.metadata,
+             "recorded_at": e.recorded_at}
+            for e in events
+        ]
+        try:
+            result = connection.execute(
+                sa.insert(events_table).returning(
+                    events_table.c.position, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+        except IntegrityError as error:
+            if "projectionist_events_stream_version" not in str(error.orig):
+                raise
+            stream, version = _clash(error, events)
+            # The transaction is aborted now, so the stream's version cannot be read again;
+            # another command has taken `version`, so the stream is at least there.
+            raise ConcurrencyError(stream, version - 1, version) from error
+        positions = [int(p) for p in result.scalars()]
+        connection.execute(_NOTIFY, {"position": str(positions[-1])})
+        return positions
+
+    def read(self, after: int, limit: int) -> list[StoredEvent]:
+        with self.store.read() as connection:
+            rows = connection.execute(_READ, {"after": after, "limit": limit}).fetchall()
+        return [StoredEvent(*row) for row in rows]
+
+    def head(self) -> int:
+        with self.store.read() as connection:
+            value = connection.execute(_HEAD).scalar()
+        return int(value or 0)
+
+
+def _clash(error: IntegrityError, events: Sequence[NewEvent]) -> tuple[str, int]:
+    detail = getattr(getattr(error.orig, "diag", None), "message_detail", None) or ""
+    # "Key (stream, version)=(order-1, 2) already exists."
+    inside = detail.partition(")=(")[2].rpartition(") already exists")[0]
+    stream, _, version = inside.rpartition(", ")
+    if stream and version.isdigit():
+        return stream, int(version)
+    return events[0].stream, events[0].version
