@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -15,12 +15,15 @@ from .auth import SYSTEM, Principal
 from .commands.dispatch import CommandBus, CommandResult
 from .commands.idempotency import metadata as idempotency_metadata
 from .commands.unit_of_work import RecordedEvent
-from .errors import ConfigurationError
+from .errors import ConfigurationError, StoreUnavailable
 from .eventlog import EventLog, open_event_log
+from .eventlog.postgres import CHANNEL as EVENTS_CHANNEL
 from .messages import Command, Query
 from .metrics import Metrics
+from .notifications import PostgresListener
 from .projections.checkpoints import Checkpoints
-from .projections.runner import ProjectionRunner, Projector
+from .projections.leases import Leases
+from .projections.runner import CHECKPOINT_CHANNEL, ProjectionRunner, Projector
 from .queries.dispatch import Answer, QueryBus
 from .queries.freshness import measure
 from .signals import LogWatch, ProgressBoard
@@ -92,6 +95,7 @@ class Runtime:
         batch_size: int = 1000,
         poll_interval_s: float = 0.5,
         pool_size: int = 5,
+        lease_ttl_s: float = 5.0,
     ) -> None:
         self.app = app
         self.roles = parse_roles(roles)
@@ -125,8 +129,9 @@ class Runtime:
                 )
                 for projection in app.projections.values()
             ]
+        self.leases = Leases(self.read_store, ttl_s=lease_ttl_s) if self.runners else None
         self.projector = Projector(self.runners, watch=self.watch, board=self.board,
-                                   poll_interval_s=poll_interval_s)
+                                   poll_interval_s=poll_interval_s, leases=self.leases)
         self.queries: QueryBus | None = None
         if "query" in self.roles:
             embedded = "projector" in self.roles
@@ -137,6 +142,7 @@ class Runtime:
             )
         self.metrics.watch_projections(self.status)
         self._installed = False
+        self._listeners: list[PostgresListener] = []
 
     def install(self) -> None:
         """Creates the framework's tables and the app's tables, if they do not exist."""
@@ -150,6 +156,8 @@ class Runtime:
                     self.app.write_model.create_all(connection)
         if self.runners:
             self.checkpoints.install()
+            if self.leases is not None:
+                self.leases.install()
             for runner in self.runners:
                 runner.install()
         elif "query" in self.roles:
@@ -170,10 +178,19 @@ class Runtime:
         """Installs, then starts the projector thread if this process runs that role."""
         self.install()
         if self.runners:
+            if self.store is not None and not self.store.is_sqlite:
+                self._listen(self.store, EVENTS_CHANNEL, self._notified_event)
             self.projector.start()
+        elif self.queries is not None and not self.read_store.is_sqlite:
+            queries = self.queries
+            self._listen(self.read_store, CHECKPOINT_CHANNEL,
+                         lambda _payload: queries.checkpoint_moved())
         return self
 
     def stop(self) -> None:
+        for listener in self._listeners:
+            listener.stop()
+        self._listeners.clear()
         self.projector.stop()
         for store in (self.store, self.read_store):
             if store is not None:
@@ -234,7 +251,10 @@ class Runtime:
     def status(self) -> list[ProjectionStatus]:
         """Every projection version: state, position, head, lag."""
         self.install()
-        head = self.head() if self.log is not None else None
+        try:
+            head = self.head() if self.log is not None else None
+        except StoreUnavailable:  # the write store is down: report what the read side knows
+            head = None
         now = time.time()
         with self.read_store.read() as connection:
             rows = self.checkpoints.all(connection)
@@ -257,6 +277,16 @@ class Runtime:
                 )
             )
         return result
+
+    def _listen(self, store: Store, channel: str, callback: Callable[[str], None]) -> None:
+        listener = PostgresListener(store.url, channel, callback)
+        listener.start()
+        self._listeners.append(listener)
+
+    def _notified_event(self, payload: str) -> None:
+        if payload.isdigit():
+            position = int(payload)
+            self.watch.advance(position, position, time.time())
 
     def _committed(self, events: list[RecordedEvent], recorded_at: float) -> None:
         self.watch.advance(events[0].position, events[-1].position, recorded_at)

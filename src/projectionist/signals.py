@@ -73,6 +73,10 @@ class ProgressBoard:
                 self._positions[projection] = position
             self._condition.notify_all()
 
+    def forget(self, projection: str) -> None:
+        with self._condition:
+            self._positions.pop(projection, None)
+
     def knows(self, projection: str) -> bool:
         with self._condition:
             return projection in self._positions

@@ -145,7 +145,7 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
                 max_overflow=pool_size,
                 pool_timeout=timeout_s,
                 pool_pre_ping=True,
-                connect_args={"connect_timeout": max(1, int(timeout_s))},
+                connect_args={"connect_timeout": max(1, int(min(timeout_s, 3.0)))},
             )
     except NoSuchModuleError as error:
         raise ConfigurationError(f"no driver for {redact(url)}: {error}") from None

@@ -9,6 +9,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
+from ..errors import StoreUnavailable
 from ..eventlog import EventLog
 from ..messages import Registry, StoredEvent
 from ..metrics import Metrics
@@ -17,8 +20,12 @@ from ..stores import Store
 from .checkpoints import Checkpoints
 from .context import ApplyContext
 from .definition import Projection
+from .leases import Leases
 
 log = logging.getLogger("projectionist.projections")
+
+CHECKPOINT_CHANNEL = "projectionist_checkpoints"
+_NOTIFY = sa.text(f"SELECT pg_notify('{CHECKPOINT_CHANNEL}', :payload)")
 
 
 class CheckpointMoved(Exception):
@@ -61,6 +68,10 @@ class ProjectionRunner:
         self.on_progress = on_progress
         self._position: int | None = None
 
+    @property
+    def lease_name(self) -> str:
+        return f"{self.projection.name}:v{self.version}"
+
     def install(self) -> None:
         """Creates this version's tables and checkpoint if they do not exist."""
         tables = self.projection.physical_tables(self.version)
@@ -68,6 +79,10 @@ class ProjectionRunner:
             for table in tables:
                 table.create(connection, checkfirst=True)
         self._position = self.checkpoints.ensure(self.projection.name, self.version).position
+
+    def forget_position(self) -> None:
+        """Reloads the checkpoint before the next batch (another runner may have moved it)."""
+        self._position = None
 
     @property
     def position(self) -> int:
@@ -125,6 +140,8 @@ class ProjectionRunner:
             )
             if not moved:
                 raise CheckpointMoved(f"the checkpoint of {name} v{self.version} moved")
+            if not self.read_store.is_sqlite:
+                connection.execute(_NOTIFY, {"payload": f"{name}:{events[-1].position}"})
 
     def run_until_caught_up(self, *, max_batches: int | None = None) -> int:
         """Applies batches until the log has nothing more; returns how many events it read."""
@@ -150,8 +167,13 @@ class Projector:
         board: ProgressBoard,
         poll_interval_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        leases: Leases | None = None,
+        lease_retry_s: float = 0.5,
     ) -> None:
         self.runners = list(runners)
+        self.leases = leases
+        self.lease_retry_s = lease_retry_s
+        self._next_lease_try: dict[str, float] = {}
         self.watch = watch
         self.board = board
         self.poll_interval_s = poll_interval_s
@@ -175,6 +197,41 @@ class Projector:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        if self.leases is not None:
+            for runner in self.runners:
+                if self.leases.holds(runner.lease_name):
+                    try:
+                        self.leases.release(runner.lease_name)
+                    except Exception:  # the store is down: the lease runs out by itself
+                        log.debug("could not release %s", runner.lease_name, exc_info=True)
+
+    def owns(self, runner: ProjectionRunner) -> bool:
+        """Takes or extends the runner's lease when due; True while this process holds it."""
+        leases = self.leases
+        if leases is None:
+            return True
+        name = runner.lease_name
+        held = leases.holds(name)
+        if held and not leases.due(name):
+            return True
+        now = time.monotonic()
+        if not held and self._next_lease_try.get(name, 0.0) > now:
+            return False
+        try:
+            taken = leases.take(name)
+        except Exception:
+            log.warning("could not take the lease of %s", name, exc_info=True)
+            taken = False
+        if taken and not held:
+            log.info("this process now runs %s", name)
+            runner.forget_position()
+        if not taken:
+            if held:
+                log.warning("this process lost the lease of %s", name)
+            # Queries here must now watch the checkpoint that another process moves.
+            self.board.forget(runner.projection.name)
+            self._next_lease_try[name] = now + self.lease_retry_s
+        return taken
 
     @property
     def running(self) -> bool:
@@ -186,12 +243,17 @@ class Projector:
         now = time.monotonic()
         for runner in self.runners:
             key = runner.projection.name
-            if self._retry_at.get(key, 0.0) > now:
+            if self._retry_at.get(key, 0.0) > now or not self.owns(runner):
                 continue
             try:
                 result = runner.run_once()
             except CheckpointMoved as moved:
                 log.info("%s", moved)
+                continue
+            except StoreUnavailable as down:
+                # Not the projection's fault: keep its state, retry soon.
+                self._retry_at[key] = now + 1.0
+                log.warning("projection %s waits for a store: %s", key, down)
                 continue
             except Exception as error:  # a handler or the store failed: back off, retry
                 failures = self._failures.get(key, 0) + 1
@@ -215,19 +277,7 @@ class Projector:
         return read
 
     def _loop(self) -> None:
-        for runner in self.runners:
-            self.board.advance(runner.projection.name, self._safe_position(runner))
         while not self._stop.is_set():
             generation = self.watch.generation
             if self.step() == 0 and not self._stop.is_set():
                 self.watch.wait(generation, self.poll_interval_s)
-
-    @staticmethod
-    def _safe_position(runner: ProjectionRunner) -> int:
-        try:
-            return runner.position
-        except Exception:
-            log.warning("projection %s could not start", runner.projection.name, exc_info=True)
-            return -1
-
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, is_dataclass
@@ -27,7 +28,7 @@ audit = logging.getLogger("projectionist.audit")
 
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 30000
-_POLL_S = 0.01
+_POLL_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class QueryBus:
         self.checkpoints = checkpoints
         self.watch = watch
         self.board = board
+        self._checkpoint_moved = threading.Condition()
 
     def parse(self, type_name: str, params: Mapping[str, Any]) -> Query:
         """Validates query parameters against the query type's schema."""
@@ -141,14 +143,22 @@ class QueryBus:
         board = self.board
         if board is not None and all(board.knows(name) for name in names):
             return board.wait_until(names, position, timeout_s)
-        # The projections run in another process: watch their checkpoints.
+        # The projections run in another process: watch their checkpoints, woken by
+        # checkpoint_moved() where the read store notifies, polling otherwise.
         deadline = time.monotonic() + timeout_s
         while True:
             if self.freshness(names).position >= position:
                 return True
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return False
-            time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+            with self._checkpoint_moved:
+                self._checkpoint_moved.wait(min(_POLL_S, remaining))
+
+    def checkpoint_moved(self) -> None:
+        """Wakes the queries waiting for a position (called on a read-store notification)."""
+        with self._checkpoint_moved:
+            self._checkpoint_moved.notify_all()
 
 
 def to_jsonable(data: Any) -> Any:

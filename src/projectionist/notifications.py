@@ -1,0 +1,54 @@
+"""PostgreSQL LISTEN/NOTIFY: wake-ups at commit across processes; polling stays the fallback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+log = logging.getLogger("projectionist.notifications")
+
+
+class PostgresListener:
+    """Listens on a channel in a background thread and calls back with each payload.
+
+    A lost connection is retried with backoff; callers keep polling meanwhile, so a missed
+    notification only delays a wake-up until the next poll.
+    """
+
+    def __init__(self, url: str, channel: str, callback: Callable[[str], None]) -> None:
+        parsed = sa.engine.make_url(url).set(drivername="postgresql")
+        self._conninfo = parsed.render_as_string(hide_password=False)
+        self.channel = channel
+        self.callback = callback
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"listen-{self.channel}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(3.0)
+
+    def _run(self) -> None:
+        import psycopg
+
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    delay = 0.2
+                    while not self._stop.is_set():
+                        for notice in conn.notifies(timeout=0.5):
+                            self.callback(notice.payload)
+            except Exception as error:  # the server went away: retry, polling covers the gap
+                log.debug("listener on %s lost its connection: %s", self.channel, error)
+                self._stop.wait(delay)
+                delay = min(5.0, delay * 2)
