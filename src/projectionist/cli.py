@@ -82,6 +82,14 @@ def serve(
     store: StoreOption = DEFAULT_STORE,
     read_store: ReadStoreOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print no tokens.")] = False,
+    pool_size: Annotated[int, typer.Option("--pool-size", min=1, max=200,
+                                           help="Connections per store.")] = 5,
+    lease_ttl: Annotated[float, typer.Option(
+        "--lease-ttl", min=1.0, max=300.0,
+        help="Seconds a projector's lease lasts; another projector takes over within it.",
+    )] = 5.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000,
+                                            help="Events per projection batch.")] = 1000,
 ) -> None:
     """Serve an app over HTTP, running the chosen roles in this process."""
     import uvicorn
@@ -91,7 +99,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with _friendly_errors():
         app = load_app(app_path)
-        runtime = Runtime(app, store=store, read_store=read_store, roles=roles)
+        runtime = Runtime(app, store=store, read_store=read_store, roles=roles,
+                          pool_size=pool_size, lease_ttl_s=lease_ttl, batch_size=batch_size)
         authority = authority_for(store) if auth_enabled() else None
         runtime.start()
     try:
@@ -172,7 +181,7 @@ def _friendly_errors() -> Iterator[None]:
     try:
         yield
     except ProjectionistError as error:
-        errors.print(f"[bold red]error:[/] {error}")
+        errors.print(f"[bold red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
