@@ -110,7 +110,7 @@ def register(app: App) -> None:
         prices = dict(db.execute(
             sa.select(products.c.sku, products.c.price_cents)
             .where(products.c.sku.in_(list(wanted)))
-        ).tuples().all())
+        ).all())
         unknown = [sku for sku in wanted if sku not in prices]
         if unknown:
             raise Refused(f"unknown sku {', '.join(repr(s) for s in unknown)}")

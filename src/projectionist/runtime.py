@@ -15,15 +15,18 @@ from .auth import SYSTEM, Principal
 from .commands.dispatch import CommandBus, CommandResult
 from .commands.idempotency import metadata as idempotency_metadata
 from .commands.unit_of_work import RecordedEvent
-from .errors import ConfigurationError, StoreUnavailable
+from .errors import ConfigurationError, NotRegistered, StoreUnavailable
 from .eventlog import EventLog, open_event_log
 from .eventlog.postgres import CHANNEL as EVENTS_CHANNEL
 from .messages import Command, Query
 from .metrics import Metrics
 from .notifications import PostgresListener
-from .projections.checkpoints import Checkpoints
+from .projections.checkpoints import Checkpoint, Checkpoints
+from .projections.dead_letters import DeadLetters
+from .projections.definition import Projection
 from .projections.leases import Leases
-from .projections.runner import CHECKPOINT_CHANNEL, ProjectionRunner, Projector
+from .projections.projector import Projector
+from .projections.runner import CHECKPOINT_CHANNEL, HandlerFailed, ProjectionRunner
 from .queries.dispatch import Answer, QueryBus
 from .queries.freshness import measure
 from .signals import LogWatch, ProgressBoard
@@ -48,6 +51,7 @@ class ProjectionStatus:
     lag_ms: float
     dead_letters: int
     active: bool
+    generation: int
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +100,7 @@ class Runtime:
         poll_interval_s: float = 0.5,
         pool_size: int = 5,
         lease_ttl_s: float = 5.0,
+        stall_after_s: float = 30.0,
     ) -> None:
         self.app = app
         self.roles = parse_roles(roles)
@@ -118,20 +123,17 @@ class Runtime:
             assert self.store is not None and self.log is not None
             self.commands = CommandBus(app, self.store, self.log, on_commit=self._committed,
                                        metrics=self.metrics)
-        self.runners: list[ProjectionRunner] = []
+        self.dead_letters = DeadLetters(self.read_store)
+        self.leases: Leases | None = None
+        self.projector: Projector | None = None
         if "projector" in self.roles:
-            assert self.log is not None
-            self.runners = [
-                ProjectionRunner(
-                    projection, log=self.log, read_store=self.read_store,
-                    registry=app.registry, checkpoints=self.checkpoints, batch_size=batch_size,
-                    metrics=self.metrics,
-                )
-                for projection in app.projections.values()
-            ]
-        self.leases = Leases(self.read_store, ttl_s=lease_ttl_s) if self.runners else None
-        self.projector = Projector(self.runners, watch=self.watch, board=self.board,
-                                   poll_interval_s=poll_interval_s, leases=self.leases)
+            self.leases = Leases(self.read_store, ttl_s=lease_ttl_s)
+            self.projector = Projector(
+                list(app.projections.values()), make_runner=self._make_runner,
+                checkpoints=self.checkpoints, watch=self.watch, board=self.board,
+                leases=self.leases, poll_interval_s=poll_interval_s,
+            )
+        self.stall_after_s = stall_after_s
         self.queries: QueryBus | None = None
         if "query" in self.roles:
             embedded = "projector" in self.roles
@@ -154,30 +156,40 @@ class Runtime:
                 with self.store.schema() as connection:
                     idempotency_metadata.create_all(connection)
                     self.app.write_model.create_all(connection)
-        if self.runners:
+        if self.projector is not None or "query" in self.roles:
             self.checkpoints.install()
-            if self.leases is not None:
-                self.leases.install()
-            for runner in self.runners:
-                runner.install()
+            self.dead_letters.install()
+        if self.projector is not None:
+            assert self.leases is not None
+            self.leases.install()
+            self.projector.reconcile()
         elif "query" in self.roles:
-            self.checkpoints.install()
             self._install_views()
         self._installed = True
 
     def _install_views(self) -> None:
         # A query process may start before any projector created the read models.
-        with self.read_store.schema() as connection:
-            for projection in self.app.projections.values():
-                for table in projection.physical_tables(projection.version):
-                    table.create(connection, checkfirst=True)
         for projection in self.app.projections.values():
-            self.checkpoints.ensure(projection.name, projection.version)
+            build = self.checkpoints.serving(
+                projection.name, projection.version,
+                [t.name for t in projection.physical_tables(1)],
+            )
+            with self.read_store.schema() as connection:
+                for table in projection.physical_tables(build.generation):
+                    table.create(connection, checkfirst=True)
+
+    def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
+        assert self.log is not None
+        return ProjectionRunner(
+            projection, build, log=self.log, read_store=self.read_store,
+            registry=self.app.registry, checkpoints=self.checkpoints,
+            dead_letters=self.dead_letters, batch_size=self.batch_size, metrics=self.metrics,
+        )
 
     def start(self) -> Runtime:
         """Installs, then starts the projector thread if this process runs that role."""
         self.install()
-        if self.runners:
+        if self.projector is not None:
             if self.store is not None and not self.store.is_sqlite:
                 self._listen(self.store, EVENTS_CHANNEL, self._notified_event)
             self.projector.start()
@@ -191,7 +203,8 @@ class Runtime:
         for listener in self._listeners:
             listener.stop()
         self._listeners.clear()
-        self.projector.stop()
+        if self.projector is not None:
+            self.projector.stop()
         for store in (self.store, self.read_store):
             if store is not None:
                 store.dispose()
@@ -232,13 +245,63 @@ class Runtime:
         return self.queries.ask(query, principal, min_position=min_position, wait_ms=wait_ms)
 
     def catch_up(self) -> int:
-        """Applies every pending event to every projection, in this thread; returns the count."""
+        """Applies every pending event to every build, in this thread; returns the count.
+
+        Swaps in rebuilds that catch up. Handler failures are retried and parked as the
+        projection's `on_error` says, without waiting for the backoff.
+        """
+        projector = self._projector()
         self.install()
         total = 0
-        for runner in self.runners:
-            total += runner.run_until_caught_up()
-            self.board.advance(runner.projection.name, runner.position)
-        return total
+        while True:
+            projector.reconcile()
+            progressed = 0
+            for key, runner in list(projector.runners.items()):
+                for _ in range(runner.max_attempts + 1):
+                    try:
+                        total_before = total
+                        total += runner.run_until_caught_up()
+                        progressed += total - total_before
+                        break
+                    except HandlerFailed:
+                        if runner.projection.on_error == "stop":
+                            raise
+                if runner.serving:
+                    self.board.advance(runner.name, runner.position)
+                else:
+                    projector._swap(key, runner)
+            if not progressed:
+                return total
+
+    @property
+    def runners(self) -> list[ProjectionRunner]:
+        """The builds this process runs, serving ones first, in the App's order."""
+        if self.projector is None:
+            return []
+        self.install()
+        order = {name: index for index, name in enumerate(self.app.projections)}
+        return sorted(self.projector.runners.values(),
+                      key=lambda r: (not r.serving, order.get(r.name, 0), r.generation))
+
+    def pause_projector(self) -> None:
+        """Stops applying events until `resume_projector` (lag builds up meanwhile)."""
+        self._projector().paused.set()
+
+    def resume_projector(self) -> None:
+        self._projector().paused.clear()
+        self.watch.advance(0, 0, 0.0)
+
+    def rebuild(self, name: str) -> Checkpoint:
+        """Starts a blue/green rebuild; the serving build answers queries until the swap."""
+        self.install()
+        if name not in self.app.projections:
+            raise NotRegistered(f"there is no projection named {name!r}")
+        return self._projector().rebuild(name)
+
+    def _projector(self) -> Projector:
+        if self.projector is None:
+            raise ConfigurationError("this process does not run the projector role")
+        return self.projector
 
     def head(self) -> int:
         """The log's head, from the log where this process reads it."""
@@ -249,31 +312,32 @@ class Runtime:
         return self.watch.head
 
     def status(self) -> list[ProjectionStatus]:
-        """Every projection version: state, position, head, lag."""
+        """Every build of every projection: state, position, head, lag, dead letters."""
         self.install()
         try:
-            head = self.head() if self.log is not None else None
+            head = self.head() if self.log is not None else 0
         except StoreUnavailable:  # the write store is down: report what the read side knows
-            head = None
+            head = 0
         now = time.time()
         with self.read_store.read() as connection:
             rows = self.checkpoints.all(connection)
+            dead = self.dead_letters.counts(connection)
         result = []
         for row in rows:
             freshness = measure([row], self.watch, now)
-            row_head = max(freshness.head, head or 0)
+            row_head = max(freshness.head, head)
             lag_events = max(0, row_head - row.position)
-            lag_ms = freshness.lag_ms
-            if lag_events and not freshness.lag_events:
-                lag_ms = measure([row], self.watch, now).lag_ms
             state = row.state
             if state in ("live", "catching_up"):
                 state = "live" if lag_events == 0 else "catching_up"
+                if lag_events and now - row.updated_at > self.stall_after_s:
+                    state = "stalled"
             result.append(
                 ProjectionStatus(
                     name=row.name, version=row.version, state=state, position=row.position,
-                    head=row_head, lag_events=lag_events, lag_ms=lag_ms, dead_letters=0,
-                    active=row.active,
+                    head=row_head, lag_events=lag_events, lag_ms=freshness.lag_ms,
+                    dead_letters=dead.get((row.name, row.generation), 0), active=row.active,
+                    generation=row.generation,
                 )
             )
         return result

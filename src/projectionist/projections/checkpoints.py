@@ -1,13 +1,20 @@
-"""Checkpoints: where each projection version stands, kept in the read store itself."""
+"""Checkpoints: where each build of each projection stands, kept in the read store itself.
+
+A projection has one serving (active) build at a time and at most one build in progress. A
+build is a generation: its own tables (`<table>_g<generation>`) and its own checkpoint.
+"""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..errors import Refused
 from ..stores import Store
 
 metadata = sa.MetaData()
@@ -16,31 +23,53 @@ projections_table = sa.Table(
     "projectionist_projections",
     metadata,
     sa.Column("name", sa.String, primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("head", sa.BigInteger, nullable=False),
     # When the first event past the checkpoint was recorded; NULL when caught up.
-    sa.Column("next_at", sa.Float, nullable=True),
-    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("next_at", sa.Float(precision=53), nullable=True),
+    sa.Column("updated_at", sa.Float(precision=53), nullable=False),
+    sa.Column("created_at", sa.Float(precision=53), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("state", sa.String, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("tables", sa.Text, nullable=False),
 )
+
+BUILDING = "rebuilding"
+
+TablesOf = Callable[[int], list[str]]
+"""The physical table names of a projection's generation."""
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Where one projection version stands."""
+    """Where one build of a projection stands."""
 
     name: str
+    generation: int
     version: int
     position: int
     head: int
     next_at: float | None
     updated_at: float
+    created_at: float
     active: bool
     state: str
     error: str | None
+    tables: str
+
+    @property
+    def table_names(self) -> list[str]:
+        names: list[str] = json.loads(self.tables)
+        return names
+
+
+class RebuildInProgress(Refused):
+    """A projection already has a build in progress."""
+
+    code = "rebuild_in_progress"
 
 
 class Checkpoints:
@@ -53,58 +82,62 @@ class Checkpoints:
         with self.store.schema() as connection:
             metadata.create_all(connection)
 
-    def ensure(self, name: str, version: int) -> Checkpoint:
-        """The checkpoint of this version, created at position 0 if new.
-
-        A first version of a projection is active at once; a newer version stays inactive
-        until it is swapped in.
-        """
+    def serving(self, name: str, version: int, tables: list[str]) -> Checkpoint:
+        """The active build of a projection, created as generation 1 for a new projection."""
         t = projections_table
         with self.store.schema() as connection:
-            row = connection.execute(
-                sa.select(t).where(t.c.name == name, t.c.version == version)
-            ).first()
-            if row is None:
-                has_active = connection.execute(
-                    sa.select(t.c.version).where(t.c.name == name, t.c.active)
-                ).first()
-                connection.execute(
-                    sa.insert(t).values(
-                        name=name, version=version, position=0, head=0, next_at=None,
-                        updated_at=time.time(), active=has_active is None,
-                        state="catching_up", error=None,
-                    )
-                )
-                row = connection.execute(
-                    sa.select(t).where(t.c.name == name, t.c.version == version)
-                ).one()
-        return Checkpoint(*row)
+            row = connection.execute(sa.select(t).where(t.c.name == name, t.c.active)).first()
+            if row is not None:
+                return Checkpoint(*row)
+            return self._create(connection, name, 1, version, tables, active=True,
+                                state="catching_up")
 
-    def load(self, connection: Connection, name: str, version: int) -> Checkpoint | None:
+    def start_build(self, name: str, version: int, tables_of: TablesOf) -> Checkpoint:
+        """A new build of a projection, next to the one serving; refused if one is running."""
+        t = projections_table
+        with self.store.schema() as connection:
+            rows = [Checkpoint(*r) for r in connection.execute(
+                sa.select(t).where(t.c.name == name)).fetchall()]
+            if any(not row.active for row in rows):
+                raise RebuildInProgress(f"a rebuild of {name} is already running")
+            generation = max((row.generation for row in rows), default=0) + 1
+            return self._create(connection, name, generation, version, tables_of(generation),
+                                active=not rows, state=BUILDING if rows else "catching_up")
+
+    def _create(self, connection: Connection, name: str, generation: int, version: int,
+                tables: list[str], *, active: bool, state: str) -> Checkpoint:
+        now = time.time()
+        connection.execute(sa.insert(projections_table).values(
+            name=name, generation=generation, version=version, position=0, head=0,
+            next_at=None, updated_at=now, created_at=now, active=active, state=state,
+            error=None, tables=json.dumps(tables),
+        ))
+        return Checkpoint(name, generation, version, 0, 0, None, now, now, active, state, None,
+                          json.dumps(tables))
+
+    def load(self, connection: Connection, name: str, generation: int) -> Checkpoint | None:
         t = projections_table
         row = connection.execute(
-            sa.select(t).where(t.c.name == name, t.c.version == version)
+            sa.select(t).where(t.c.name == name, t.c.generation == generation)
         ).first()
         return Checkpoint(*row) if row is not None else None
 
     def all(self, connection: Connection) -> list[Checkpoint]:
         t = projections_table
-        rows = connection.execute(sa.select(t).order_by(t.c.name, t.c.version)).fetchall()
+        rows = connection.execute(sa.select(t).order_by(t.c.name, t.c.generation)).fetchall()
         return [Checkpoint(*row) for row in rows]
 
     def active(self, connection: Connection, names: list[str]) -> dict[str, Checkpoint]:
-        """The active (serving) checkpoint of each named projection."""
+        """The active (serving) build of each named projection."""
         t = projections_table
-        rows = connection.execute(
-            sa.select(t).where(t.c.name.in_(names), t.c.active)
-        ).fetchall()
+        rows = connection.execute(sa.select(t).where(t.c.name.in_(names), t.c.active)).fetchall()
         return {row.name: Checkpoint(*row) for row in rows}
 
     def advance(
         self,
         connection: Connection,
         name: str,
-        version: int,
+        generation: int,
         *,
         expected: int,
         position: int,
@@ -116,18 +149,55 @@ class Checkpoints:
         t = projections_table
         result = connection.execute(
             sa.update(t)
-            .where(t.c.name == name, t.c.version == version, t.c.position == expected)
+            .where(t.c.name == name, t.c.generation == generation, t.c.position == expected)
             .values(position=position, head=head, next_at=next_at, updated_at=time.time(),
                     state=state, error=None)
         )
         return result.rowcount == 1
 
-    def mark(self, name: str, version: int, *, state: str, error: str | None = None) -> None:
+    def mark(self, name: str, generation: int, *, state: str, error: str | None = None) -> None:
         """Records a state change (for example `failed`) outside any batch."""
         t = projections_table
         with self.store.write() as connection:
             connection.execute(
                 sa.update(t)
-                .where(t.c.name == name, t.c.version == version)
+                .where(t.c.name == name, t.c.generation == generation)
                 .values(state=state, error=error, updated_at=time.time())
             )
+
+    def swap(self, name: str, generation: int) -> list[Checkpoint]:
+        """Makes `generation` the serving build in one transaction; drops the others.
+
+        Queries read the active build and its tables in one snapshot, so none sees a half-built
+        view: before this commits they read the old build, after it the new one.
+        """
+        t = projections_table
+        with self.store.schema() as connection:
+            rows = [Checkpoint(*r) for r in connection.execute(
+                sa.select(t).where(t.c.name == name)).fetchall()]
+            if not any(row.generation == generation for row in rows):
+                return []
+            connection.execute(
+                sa.update(t).where(t.c.name == name)
+                .values(active=sa.case((t.c.generation == generation, True), else_=False))
+            )
+            connection.execute(
+                sa.update(t).where(t.c.name == name, t.c.generation == generation)
+                .values(state="live")
+            )
+        old = [row for row in rows if row.generation != generation]
+        self.drop(old)
+        return old
+
+    def drop(self, builds: list[Checkpoint]) -> None:
+        """Drops builds and their tables."""
+        if not builds:
+            return
+        t = projections_table
+        with self.store.schema() as connection:
+            for build in builds:
+                for table in build.table_names:
+                    connection.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+                connection.execute(sa.delete(t).where(t.c.name == build.name,
+                                                      t.c.generation == build.generation))
+

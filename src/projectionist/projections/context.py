@@ -17,9 +17,9 @@ from .documents import Documents
 class ViewContext:
     """Resolves declared tables and collections to the version this context works on."""
 
-    def __init__(self, connection: Connection, versions: Mapping[str, int]) -> None:
+    def __init__(self, connection: Connection, generations: Mapping[str, int]) -> None:
         self.connection = connection
-        self._versions = versions
+        self._generations = generations
         self._documents: dict[int, Documents] = {}
 
     @overload
@@ -29,17 +29,17 @@ class ViewContext:
     def __getitem__(self, handle: DocumentCollection) -> Documents: ...
 
     def __getitem__(self, handle: ViewTable | DocumentCollection) -> sa.Table | Documents:
-        version = self._versions.get(handle.projection.name)
-        if version is None:
+        generation = self._generations.get(handle.projection.name)
+        if generation is None:
             raise ConfigurationError(
                 f"{handle!r} belongs to projection {handle.projection.name!r}, which this"
                 f" handler does not read; list it in reads="
             )
         if isinstance(handle, ViewTable):
-            return handle.physical(version)
+            return handle.physical(generation)
         documents = self._documents.get(id(handle))
         if documents is None:
-            documents = Documents(self.connection, handle, handle.physical(version))
+            documents = Documents(self.connection, handle, handle.physical(generation))
             self._documents[id(handle)] = documents
         return documents
 
@@ -50,13 +50,21 @@ class ViewContext:
 
 
 class ApplyContext(ViewContext):
-    """A projection batch: the read store's connection, and the event being applied."""
+    """A projection batch: the read store's connection, and the event being applied.
 
-    def __init__(self, connection: Connection, projection: str, version: int, *,
-                 live: bool = True) -> None:
-        super().__init__(connection, {projection: version})
-        self.live = live
+    `live` is False while a build replays history: side effects must not run then.
+    """
+
+    def __init__(self, connection: Connection, projection: str, generation: int, *,
+                 live_since: float | None = None) -> None:
+        super().__init__(connection, {projection: generation})
+        self._live_since = live_since
         self.record: StoredEvent | None = None
+
+    @property
+    def live(self) -> bool:
+        """True for an event recorded after the serving build started (not a replay)."""
+        return self._live_since is not None and self._current.recorded_at >= self._live_since
 
     @property
     def position(self) -> int:

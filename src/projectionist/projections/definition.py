@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from .context import ApplyContext
 
 E = TypeVar("E", bound=Event)
+
+ON_ERROR = ("park-stream", "park", "stop")
+"""What a runner does with an event whose handler keeps failing: park it and hold back the
+rest of its stream (the default), park only it, or stop the projection."""
 Handler = Callable[[Any, "ApplyContext"], None]
 
 INDEX_TYPES: Mapping[type, type[sa.types.TypeEngine[Any]]] = {
@@ -25,9 +29,9 @@ INDEX_TYPES: Mapping[type, type[sa.types.TypeEngine[Any]]] = {
 }
 
 
-def physical_name(name: str, version: int) -> str:
-    """The table name of one version of a read-model table."""
-    return f"{name}_v{version}"
+def physical_name(name: str, generation: int) -> str:
+    """The table name of one generation (one build) of a read-model table."""
+    return f"{name}_g{generation}"
 
 
 class ViewTable:
@@ -41,19 +45,19 @@ class ViewTable:
         self._indexes = indexes
         self._tables: dict[int, sa.Table] = {}
 
-    def physical(self, version: int) -> sa.Table:
-        """The SQLAlchemy table of one version of this view."""
-        table = self._tables.get(version)
+    def physical(self, generation: int) -> sa.Table:
+        """The SQLAlchemy table of one generation of this view."""
+        table = self._tables.get(generation)
         if table is None:
             metadata = sa.MetaData()
             table = sa.Table(
-                physical_name(self.name, version),
+                physical_name(self.name, generation),
                 metadata,
                 *(column._copy() for column in self._columns),
             )
             for columns in self._indexes:
                 sa.Index(f"ix_{table.name}_{'_'.join(columns)}", *(table.c[c] for c in columns))
-            self._tables[version] = table
+            self._tables[generation] = table
         return table
 
     def __repr__(self) -> str:
@@ -77,13 +81,13 @@ class DocumentCollection:
         self.indexes = dict(indexes)
         self._tables: dict[int, sa.Table] = {}
 
-    def physical(self, version: int) -> sa.Table:
-        """The SQLAlchemy table holding one version of these documents."""
-        table = self._tables.get(version)
+    def physical(self, generation: int) -> sa.Table:
+        """The SQLAlchemy table holding one generation of these documents."""
+        table = self._tables.get(generation)
         if table is None:
             metadata = sa.MetaData()
             table = sa.Table(
-                physical_name(self.name, version),
+                physical_name(self.name, generation),
                 metadata,
                 sa.Column("key", sa.String, primary_key=True),
                 sa.Column("doc", sa.Text, nullable=False),
@@ -94,7 +98,7 @@ class DocumentCollection:
             )
             for field in self.indexes:
                 sa.Index(f"ix_{table.name}_{field}", table.c[f"ix_{field}"], table.c.key)
-            self._tables[version] = table
+            self._tables[generation] = table
         return table
 
     def __repr__(self) -> str:
@@ -103,10 +107,11 @@ class DocumentCollection:
 
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
-    """One handler of one event type."""
+    """One handler of one event type; a live-only one never runs during a replay."""
 
     event_type: type[Event]
     function: Handler
+    live_only: bool = False
 
 
 class Projection:
@@ -116,20 +121,29 @@ class Projection:
     the one serving queries.
     """
 
-    def __init__(self, name: str, version: int = 1) -> None:
+    def __init__(self, name: str, version: int = 1, *, on_error: str = "park-stream") -> None:
+        if on_error not in ON_ERROR:
+            raise ConfigurationError(
+                f"projection {name!r}: on_error must be one of {', '.join(ON_ERROR)}"
+            )
         if not name.isidentifier():
             raise ConfigurationError(f"projection name {name!r} must be an identifier")
         if version < 1:
             raise ConfigurationError(f"projection {name!r} has version {version}; start at 1")
         self.name = name
         self.version = version
+        self.on_error = on_error
         self.handlers: dict[str, HandlerSpec] = {}
         self.tables: dict[str, ViewTable] = {}
         self.collections: dict[str, DocumentCollection] = {}
 
-    def on(self, *event_types: type[E]) -> Callable[[Callable[[E, ApplyContext], None]],
-                                                     Callable[[E, ApplyContext], None]]:
-        """Registers a handler of one or more event types."""
+    def on(self, *event_types: type[E], live_only: bool = False,
+           ) -> Callable[[Callable[[E, ApplyContext], None]], Callable[[E, ApplyContext], None]]:
+        """Registers a handler of one or more event types.
+
+        A `live_only` handler is for side effects (an email, a call to another system): it runs
+        only for events recorded after the serving build started, never during a replay.
+        """
         if not event_types:
             raise ConfigurationError(f"projection {self.name!r}: on() needs an event type")
 
@@ -141,7 +155,7 @@ class Projection:
                     raise ConfigurationError(
                         f"projection {self.name!r} already handles {event_type.type_name}"
                     )
-                self.handlers[event_type.type_name] = HandlerSpec(event_type, function)
+                self.handlers[event_type.type_name] = HandlerSpec(event_type, function, live_only)
             return function
 
         return register
@@ -162,10 +176,10 @@ class Projection:
         self.collections[name] = collection
         return collection
 
-    def physical_tables(self, version: int) -> list[sa.Table]:
-        """Every table of one version of this projection."""
-        return [t.physical(version) for t in self.tables.values()] + [
-            c.physical(version) for c in self.collections.values()
+    def physical_tables(self, generation: int) -> list[sa.Table]:
+        """Every table of one generation of this projection."""
+        return [t.physical(generation) for t in self.tables.values()] + [
+            c.physical(generation) for c in self.collections.values()
         ]
 
     @property

@@ -1,28 +1,24 @@
-"""Applying events to a projection: one batch, one read-store transaction, checkpoint included."""
+"""Applying events to one build of a projection: a batch, its read-model writes and the
+checkpoint commit in one read-store transaction."""
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ..errors import StoreUnavailable
+from ..errors import ProjectionistError, StoreUnavailable
 from ..eventlog import EventLog
 from ..messages import Registry, StoredEvent
 from ..metrics import Metrics
-from ..signals import LogWatch, ProgressBoard
 from ..stores import Store
-from .checkpoints import Checkpoints
+from .checkpoints import Checkpoint, Checkpoints
 from .context import ApplyContext
+from .dead_letters import DeadLetters
 from .definition import Projection
-from .leases import Leases
-
-log = logging.getLogger("projectionist.projections")
 
 CHECKPOINT_CHANNEL = "projectionist_checkpoints"
 _NOTIFY = sa.text(f"SELECT pg_notify('{CHECKPOINT_CHANNEL}', :payload)")
@@ -32,53 +28,82 @@ class CheckpointMoved(Exception):
     """Another runner moved the checkpoint; this batch was rolled back."""
 
 
+class HandlerFailed(ProjectionistError):
+    """A projection handler raised; the batch was rolled back and will be retried."""
+
+    code = "handler_failed"
+
+    def __init__(self, projection: str, record: StoredEvent, error: BaseException,
+                 attempts: int) -> None:
+        super().__init__(
+            f"{projection} failed on event {record.position} ({record.type} on"
+            f" {record.stream!r}), attempt {attempts}: {type(error).__name__}: {error}"
+        )
+        self.record = record
+        self.attempts = attempts
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What one batch did."""
+    """What one batch did; `caught_up` when it read everything visible in the log."""
 
     applied: int
     position: int
     head: int
+    caught_up: bool
 
 
 class ProjectionRunner:
-    """Runs one version of one projection: read after the checkpoint, apply, commit together."""
+    """Runs one build (generation) of one projection: read after the checkpoint, apply, commit.
+
+    When a handler raises, the batch rolls back and the runner retries one event at a time up to
+    the failing one; that event is retried `max_attempts` times, then parked as a dead letter
+    (or, with `on_error="stop"`, the projection stops there).
+    """
 
     def __init__(
         self,
         projection: Projection,
+        build: Checkpoint,
         *,
         log: EventLog,
         read_store: Store,
         registry: Registry,
         checkpoints: Checkpoints,
-        version: int | None = None,
+        dead_letters: DeadLetters,
         batch_size: int = 1000,
-        on_progress: Callable[[str, int], None] | None = None,
+        max_attempts: int = 3,
         metrics: Metrics | None = None,
     ) -> None:
-        self.metrics = metrics
         self.projection = projection
-        self.version = version if version is not None else projection.version
+        self.generation = build.generation
+        self.created_at = build.created_at
+        self.serving = build.active
         self.log = log
         self.read_store = read_store
         self.registry = registry
         self.checkpoints = checkpoints
+        self.dead_letters = dead_letters
         self.batch_size = batch_size
-        self.on_progress = on_progress
+        self.max_attempts = max_attempts
+        self.metrics = metrics
         self._position: int | None = None
+        self._careful_until: int | None = None
+        self._attempts: dict[int, int] = {}
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
 
     @property
     def lease_name(self) -> str:
-        return f"{self.projection.name}:v{self.version}"
+        return f"{self.projection.name}:g{self.generation}"
 
     def install(self) -> None:
-        """Creates this version's tables and checkpoint if they do not exist."""
-        tables = self.projection.physical_tables(self.version)
+        """Creates this build's tables if they do not exist."""
         with self.read_store.schema() as connection:
-            for table in tables:
+            for table in self.projection.physical_tables(self.generation):
                 table.create(connection, checkfirst=True)
-        self._position = self.checkpoints.ensure(self.projection.name, self.version).position
 
     def forget_position(self) -> None:
         """Reloads the checkpoint before the next batch (another runner may have moved it)."""
@@ -87,19 +112,24 @@ class ProjectionRunner:
     @property
     def position(self) -> int:
         if self._position is None:
-            self.install()
-        assert self._position is not None
+            with self.read_store.read() as connection:
+                row = self.checkpoints.load(connection, self.name, self.generation)
+            if row is None:
+                raise CheckpointMoved(f"build {self.generation} of {self.name} is gone")
+            self._position = row.position
         return self._position
 
     def run_once(self) -> BatchResult:
-        """Applies the next batch, if any; returns what it applied."""
+        """Applies the next batch, if any; returns what it did."""
         start = self.position
-        events = self.log.read(start, self.batch_size)
+        careful = self._careful_until is not None and start < self._careful_until
+        limit = 1 if careful else self.batch_size
+        events = self.log.read(start, limit)
         if not events:
-            return BatchResult(0, start, start)
+            return BatchResult(0, start, start, caught_up=True)
         last = events[-1].position
         head, next_at = last, None
-        if len(events) == self.batch_size:
+        if len(events) == limit:
             following = self.log.read(last, 1)
             if following:
                 next_at = following[0].recorded_at
@@ -110,174 +140,91 @@ class ProjectionRunner:
         except CheckpointMoved:
             self._position = None
             raise
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            if len(events) > 1:
+                # Find the failing event: go one event per transaction up to this batch's end.
+                self._careful_until = last
+                return self.run_once()
+            return self._failed(events[0], error, head=head, next_at=next_at)
+        self._attempts.pop(events[0].position, None)
         if self.metrics is not None:
-            name = self.projection.name
-            self.metrics.events_applied.labels(name).inc(len(events))
-            self.metrics.batch_seconds.labels(name).observe(time.perf_counter() - began)
+            self.metrics.events_applied.labels(self.name).inc(len(events))
+            self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - began)
         self._position = last
-        if self.on_progress is not None:
-            self.on_progress(self.projection.name, last)
-        return BatchResult(len(events), last, head)
-
-    def _apply(self, events: Sequence[StoredEvent], *, expected: int, head: int,
-               next_at: float | None) -> None:
-        name = self.projection.name
-        handlers = self.projection.handlers
-        decode = self.registry.decode_event
-        with self.read_store.write() as connection:
-            context = ApplyContext(connection, name, self.version)
-            for record in events:
-                spec = handlers.get(record.type)
-                if spec is None:
-                    continue
-                context.record = record
-                spec.function(decode(record.type, record.schema_version, record.data), context)
-            context.flush()
-            state = "live" if next_at is None else "catching_up"
-            moved = self.checkpoints.advance(
-                connection, name, self.version, expected=expected,
-                position=events[-1].position, head=head, next_at=next_at, state=state,
-            )
-            if not moved:
-                raise CheckpointMoved(f"the checkpoint of {name} v{self.version} moved")
-            if not self.read_store.is_sqlite:
-                connection.execute(_NOTIFY, {"payload": f"{name}:{events[-1].position}"})
+        return BatchResult(len(events), last, head, caught_up=next_at is None)
 
     def run_until_caught_up(self, *, max_batches: int | None = None) -> int:
         """Applies batches until the log has nothing more; returns how many events it read."""
         total = 0
         batches = 0
         while max_batches is None or batches < max_batches:
-            result = self.run_once()
-            if result.applied == 0:
-                break
+            try:
+                result = self.run_once()
+            except CheckpointMoved:
+                continue  # another runner applied that batch; go on from its checkpoint
             total += result.applied
             batches += 1
+            if result.caught_up:
+                break
         return total
 
+    def _apply(self, events: Sequence[StoredEvent], *, expected: int, head: int,
+               next_at: float | None) -> None:
+        name = self.name
+        handlers = self.projection.handlers
+        decode = self.registry.decode_event
+        hold_streams = self.projection.on_error == "park-stream"
+        with self.read_store.write() as connection:
+            blocked = (
+                self.dead_letters.blocked_streams(connection, name, self.generation)
+                if hold_streams else set()
+            )
+            context = ApplyContext(connection, name, self.generation,
+                                   live_since=self.created_at if self.serving else None)
+            for record in events:
+                spec = handlers.get(record.type)
+                if spec is None:
+                    continue
+                if record.stream in blocked:
+                    self.dead_letters.park(connection, name, self.generation, record,
+                                           reason="waiting")
+                    continue
+                context.record = record
+                if spec.live_only and not context.live:
+                    continue
+                spec.function(decode(record.type, record.schema_version, record.data), context)
+            context.flush()
+            self._advance(connection, expected, events[-1].position, head, next_at)
 
-class Projector:
-    """Runs projections in a background thread; wakes at commit, polls otherwise."""
+    def _advance(self, connection: sa.Connection, expected: int, position: int, head: int,
+                 next_at: float | None) -> None:
+        state = "rebuilding"
+        if self.serving:
+            state = "live" if next_at is None else "catching_up"
+        moved = self.checkpoints.advance(
+            connection, self.name, self.generation, expected=expected, position=position,
+            head=head, next_at=next_at, state=state,
+        )
+        if not moved:
+            raise CheckpointMoved(f"the checkpoint of {self.name} g{self.generation} moved")
+        if not self.read_store.is_sqlite:
+            connection.execute(_NOTIFY, {"payload": f"{self.name}:{position}"})
 
-    def __init__(
-        self,
-        runners: Sequence[ProjectionRunner],
-        *,
-        watch: LogWatch,
-        board: ProgressBoard,
-        poll_interval_s: float = 0.5,
-        max_backoff_s: float = 30.0,
-        leases: Leases | None = None,
-        lease_retry_s: float = 0.5,
-    ) -> None:
-        self.runners = list(runners)
-        self.leases = leases
-        self.lease_retry_s = lease_retry_s
-        self._next_lease_try: dict[str, float] = {}
-        self.watch = watch
-        self.board = board
-        self.poll_interval_s = poll_interval_s
-        self.max_backoff_s = max_backoff_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._retry_at: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="projectionist-projector",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self.watch.advance(0, 0, 0.0)  # wake the loop
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-        if self.leases is not None:
-            for runner in self.runners:
-                if self.leases.holds(runner.lease_name):
-                    try:
-                        self.leases.release(runner.lease_name)
-                    except Exception:  # the store is down: the lease runs out by itself
-                        log.debug("could not release %s", runner.lease_name, exc_info=True)
-
-    def owns(self, runner: ProjectionRunner) -> bool:
-        """Takes or extends the runner's lease when due; True while this process holds it."""
-        leases = self.leases
-        if leases is None:
-            return True
-        name = runner.lease_name
-        held = leases.holds(name)
-        if held and not leases.due(name):
-            return True
-        now = time.monotonic()
-        if not held and self._next_lease_try.get(name, 0.0) > now:
-            return False
-        try:
-            taken = leases.take(name)
-        except Exception:
-            log.warning("could not take the lease of %s", name, exc_info=True)
-            taken = False
-        if taken and not held:
-            log.info("this process now runs %s", name)
-            runner.forget_position()
-        if not taken:
-            if held:
-                log.warning("this process lost the lease of %s", name)
-            # Queries here must now watch the checkpoint that another process moves.
-            self.board.forget(runner.projection.name)
-            self._next_lease_try[name] = now + self.lease_retry_s
-        return taken
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def step(self) -> int:
-        """Runs one batch of every projection that is due; returns how many events were read."""
-        read = 0
-        now = time.monotonic()
-        for runner in self.runners:
-            key = runner.projection.name
-            if self._retry_at.get(key, 0.0) > now or not self.owns(runner):
-                continue
-            try:
-                result = runner.run_once()
-            except CheckpointMoved as moved:
-                log.info("%s", moved)
-                continue
-            except StoreUnavailable as down:
-                # Not the projection's fault: keep its state, retry soon.
-                self._retry_at[key] = now + 1.0
-                log.warning("projection %s waits for a store: %s", key, down)
-                continue
-            except Exception as error:  # a handler or the store failed: back off, retry
-                failures = self._failures.get(key, 0) + 1
-                self._failures[key] = failures
-                delay = min(self.max_backoff_s, 0.1 * 2 ** (failures - 1))
-                self._retry_at[key] = now + delay
-                log.warning("projection %s failed (attempt %d, retry in %.1fs): %s",
-                            key, failures, delay, error)
-                try:
-                    runner.checkpoints.mark(key, runner.version, state="failed",
-                                            error="".join(traceback.format_exception_only(error)))
-                except Exception:  # the read store itself is down
-                    log.debug("could not record the failure of %s", key, exc_info=True)
-                continue
-            self._failures.pop(key, None)
-            self._retry_at.pop(key, None)
-            self.board.advance(key, result.position)
-            if result.head:
-                self.watch.seen(result.head)
-            read += result.applied
-        return read
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            generation = self.watch.generation
-            if self.step() == 0 and not self._stop.is_set():
-                self.watch.wait(generation, self.poll_interval_s)
+    def _failed(self, record: StoredEvent, error: Exception, *, head: int,
+                next_at: float | None) -> BatchResult:
+        attempts = self._attempts.get(record.position, 0) + 1
+        self._attempts[record.position] = attempts
+        if attempts < self.max_attempts or self.projection.on_error == "stop":
+            raise HandlerFailed(self.name, record, error, attempts) from error
+        with self.read_store.write() as connection:
+            self.dead_letters.park(
+                connection, self.name, self.generation, record, reason="failed",
+                error=f"{type(error).__name__}: {error}",
+                traceback="".join(traceback.format_exception(error)), attempts=attempts,
+            )
+            self._advance(connection, self.position, record.position, head, next_at)
+        del self._attempts[record.position]
+        self._position = record.position
+        return BatchResult(1, record.position, head, caught_up=next_at is None)

@@ -13,7 +13,7 @@ from ..projections.context import ViewContext
 class ReadContext(ViewContext):
     """One query's read transaction; `ctx[view]` gives the serving version of a view."""
 
-    def __init__(self, connection: Connection, versions: Mapping[str, int],
+    def __init__(self, connection: Connection, generations: Mapping[str, int],
                  principal: Principal) -> None:
-        super().__init__(connection, versions)
+        super().__init__(connection, generations)
         self.principal = principal

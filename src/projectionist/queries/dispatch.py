@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ..app import App, QueryRegistration
 from ..auth import Principal
 from ..commands.dispatch import describe_validation
-from ..errors import Forbidden, InvalidMessage, NotFresh
+from ..errors import Forbidden, InvalidMessage, NotFresh, StoreUnavailable
 from ..messages import Query
 from ..metrics import Metrics, observe
 from ..projections.checkpoints import Checkpoints
@@ -131,10 +131,13 @@ class QueryBus:
               names: list[str]) -> Answer:
         with self.read_store.read() as connection:
             active = self.checkpoints.active(connection, names)
-            versions = {name: c.version for name, c in active.items()}
-            for projection in registration.reads:
-                versions.setdefault(projection.name, projection.version)
-            context = ReadContext(connection, versions, principal)
+            generations = {name: c.generation for name, c in active.items()}
+            missing = [p.name for p in registration.reads if p.name not in generations]
+            if missing:
+                raise StoreUnavailable(
+                    f"the read models {', '.join(missing)} are not built yet; start a projector"
+                )
+            context = ReadContext(connection, generations, principal)
             data = registration.handler(query, context)
             freshness = measure(active.values(), self.watch)
         return Answer(data, freshness)

@@ -1,0 +1,261 @@
+"""The projector: keeps every projection's builds running, leased, and swaps finished rebuilds.
+
+One background thread per process. It wakes when a command commits (in this process, or by
+LISTEN/NOTIFY) and polls otherwise. Every few seconds it reconciles the builds it runs with the
+checkpoint table, so rebuilds started elsewhere (HTTP, the CLI, another process) are picked up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+
+from ..errors import StoreUnavailable
+from ..signals import LogWatch, ProgressBoard
+from .checkpoints import Checkpoint, Checkpoints
+from .definition import Projection
+from .leases import Leases
+from .runner import CheckpointMoved, HandlerFailed, ProjectionRunner
+
+log = logging.getLogger("projectionist.projections")
+
+RunnerFactory = Callable[[Projection, Checkpoint], ProjectionRunner]
+
+
+class Projector:
+    """Runs the builds of a set of projections in a background thread."""
+
+    def __init__(
+        self,
+        projections: Sequence[Projection],
+        *,
+        make_runner: RunnerFactory,
+        checkpoints: Checkpoints,
+        watch: LogWatch,
+        board: ProgressBoard,
+        leases: Leases | None = None,
+        poll_interval_s: float = 0.5,
+        reconcile_interval_s: float = 2.0,
+        max_backoff_s: float = 30.0,
+        lease_retry_s: float = 0.5,
+    ) -> None:
+        self.projections = {p.name: p for p in projections}
+        self.make_runner = make_runner
+        self.checkpoints = checkpoints
+        self.watch = watch
+        self.board = board
+        self.leases = leases
+        self.poll_interval_s = poll_interval_s
+        self.reconcile_interval_s = reconcile_interval_s
+        self.max_backoff_s = max_backoff_s
+        self.lease_retry_s = lease_retry_s
+        self.runners: dict[tuple[str, int], ProjectionRunner] = {}
+        self.paused = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._next_lease_try: dict[str, float] = {}
+        self._reconciled_at = 0.0
+        self._lock = threading.RLock()
+
+    # Builds
+
+    def reconcile(self) -> None:
+        """Starts the builds the code and the checkpoint table call for; drops stale ones."""
+        with self._lock:
+            self._reconcile()
+            self._reconciled_at = time.monotonic()
+
+    def _reconcile(self) -> None:
+        with self.checkpoints.store.read() as connection:
+            rows = self.checkpoints.all(connection)
+        wanted: dict[tuple[str, int], tuple[Projection, Checkpoint]] = {}
+        for projection in self.projections.values():
+            builds = [row for row in rows if row.name == projection.name]
+            active = next((row for row in builds if row.active), None)
+            if active is None:
+                active = self.checkpoints.serving(
+                    projection.name, projection.version, _tables_of(projection)(1))
+            if active.version == projection.version:
+                wanted[(projection.name, active.generation)] = (projection, active)
+            elif active.version > projection.version:
+                continue  # newer code serves this projection; leave it alone
+            building = [row for row in builds if not row.active]
+            stale = [row for row in building if row.version < projection.version]
+            if stale:
+                log.info("dropping %d stale build(s) of %s", len(stale), projection.name)
+                self.checkpoints.drop(stale)
+            current = [row for row in building if row.version == projection.version]
+            if active.version < projection.version and not current:
+                log.info("%s changed from version %d to %d: rebuilding it beside the old one",
+                         projection.name, active.version, projection.version)
+                current = [self.checkpoints.start_build(
+                    projection.name, projection.version, _tables_of(projection))]
+            for row in current:
+                wanted[(projection.name, row.generation)] = (projection, row)
+        for key in list(self.runners):
+            if key not in wanted:
+                del self.runners[key]
+        for key, (projection, row) in wanted.items():
+            runner = self.runners.get(key)
+            if runner is None:
+                runner = self.make_runner(projection, row)
+                runner.install()
+                self.runners[key] = runner
+            runner.serving = row.active
+
+    def rebuild(self, name: str) -> Checkpoint:
+        """Starts a blue/green rebuild of a projection; RebuildInProgress if one runs."""
+        projection = self.projections[name]
+        build = self.checkpoints.start_build(name, projection.version, _tables_of(projection))
+        self.reconcile()
+        self.watch.advance(0, 0, 0.0)  # wake the loop
+        return build
+
+    # Leases
+
+    def owns(self, runner: ProjectionRunner) -> bool:
+        """Takes or extends the runner's lease when due; True while this process holds it."""
+        leases = self.leases
+        if leases is None:
+            return True
+        name = runner.lease_name
+        held = leases.holds(name)
+        if held and not leases.due(name):
+            return True
+        now = time.monotonic()
+        if not held and self._next_lease_try.get(name, 0.0) > now:
+            return False
+        try:
+            taken = leases.take(name)
+        except Exception:
+            log.warning("could not take the lease of %s", name, exc_info=True)
+            taken = False
+        if taken and not held:
+            log.info("this process now runs %s", name)
+            runner.forget_position()
+        if not taken:
+            if held:
+                log.warning("this process lost the lease of %s", name)
+            if runner.serving:
+                # Queries here must now watch the checkpoint that another process moves.
+                self.board.forget(runner.name)
+            self._next_lease_try[name] = now + self.lease_retry_s
+        return taken
+
+    # The loop
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="projectionist-projector",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self.watch.advance(0, 0, 0.0)  # wake the loop
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self.leases is not None:
+            for runner in list(self.runners.values()):
+                if self.leases.holds(runner.lease_name):
+                    try:
+                        self.leases.release(runner.lease_name)
+                    except Exception:  # the store is down: the lease runs out by itself
+                        log.debug("could not release %s", runner.lease_name, exc_info=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def step(self) -> int:
+        """Runs one batch of every build that is due; returns how many events were read."""
+        read = 0
+        with self._lock:
+            if time.monotonic() - self._reconciled_at > self.reconcile_interval_s:
+                try:
+                    self._reconcile()
+                except StoreUnavailable as down:
+                    log.warning("cannot reconcile projections: %s", down)
+                self._reconciled_at = time.monotonic()
+            for key, runner in list(self.runners.items()):
+                if self.paused.is_set():
+                    break
+                read += self._step(key, runner)
+        return read
+
+    def _step(self, key: tuple[str, int], runner: ProjectionRunner) -> int:
+        now = time.monotonic()
+        lease = runner.lease_name
+        if self._retry_at.get(lease, 0.0) > now or not self.owns(runner):
+            return 0
+        try:
+            result = runner.run_once()
+        except CheckpointMoved as moved:
+            log.info("%s", moved)
+            return 0
+        except StoreUnavailable as down:
+            # Not the projection's fault: keep its state, retry soon.
+            self._retry_at[lease] = now + 1.0
+            log.warning("projection %s waits for a store: %s", runner.name, down)
+            return 0
+        except Exception as error:  # a handler failed: back off, then retry or park
+            self._back_off(runner, error, now)
+            return 0
+        self._failures.pop(lease, None)
+        self._retry_at.pop(lease, None)
+        if runner.serving:
+            self.board.advance(runner.name, result.position)
+        elif result.caught_up:
+            self._swap(key, runner)
+        if result.head:
+            self.watch.seen(result.head)
+        return result.applied
+
+    def _swap(self, key: tuple[str, int], runner: ProjectionRunner) -> None:
+        old = self.checkpoints.swap(runner.name, runner.generation)
+        runner.serving = True
+        for build in old:
+            stale = self.runners.pop((build.name, build.generation), None)
+            if stale is not None and self.leases is not None:
+                self.leases.release(stale.lease_name)
+        self.board.forget(runner.name)
+        self.board.advance(runner.name, runner.position)
+        log.info("%s: build %d caught up and now serves", runner.name, runner.generation)
+
+    def _back_off(self, runner: ProjectionRunner, error: Exception, now: float) -> None:
+        lease = runner.lease_name
+        failures = self._failures.get(lease, 0) + 1
+        self._failures[lease] = failures
+        delay = min(self.max_backoff_s, 0.05 * 2 ** (failures - 1))
+        self._retry_at[lease] = now + delay
+        log.warning("%s (retry in %.2fs)", error, delay)
+        stopped = (isinstance(error, HandlerFailed)
+                   and runner.projection.on_error == "stop"
+                   and error.attempts >= runner.max_attempts)
+        if stopped or not isinstance(error, HandlerFailed):
+            try:
+                self.checkpoints.mark(runner.name, runner.generation, state="failed",
+                                      error="".join(traceback.format_exception_only(error)))
+            except Exception:  # the read store itself is down
+                log.debug("could not record the failure of %s", runner.name, exc_info=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            generation = self.watch.generation
+            if self.step() == 0 and not self._stop.is_set():
+                self.watch.wait(generation, self.poll_interval_s)
+
+
+def _tables_of(projection: Projection) -> Callable[[int], list[str]]:
+    def tables(generation: int) -> list[str]:
+        return [table.name for table in projection.physical_tables(generation)]
+
+    return tables
