@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from .app import App
 from .auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled, load_or_create_secret
+from .bench.cli import bench_cli
 from .errors import ProjectionistError
 from .runtime import DEFAULT_STORE, ROLES, Runtime
 
@@ -30,6 +32,7 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+cli.add_typer(bench_cli, name="bench")
 console = Console()
 errors = Console(stderr=True)
 
@@ -146,7 +149,8 @@ def status(
     table = Table(title="projections")
     for column in ("name", "version", "state", "position", "head", "lag (events)", "lag (ms)",
                    "dead letters"):
-        table.add_column(column, justify="right" if column not in ("name", "state") else "left")
+        text = column in ("name", "state")
+        table.add_column(column, justify="left" if text else "right", no_wrap=text)
     colors = {"live": "green", "catching_up": "yellow", "rebuilding": "cyan", "stalled": "red",
               "failed": "bold red"}
     for row in rows:
@@ -155,6 +159,112 @@ def status(
                       str(row.position), str(row.head), str(row.lag_events),
                       f"{row.lag_ms:.0f}", str(row.dead_letters))
     console.print(table)
+
+
+@cli.command()
+def rebuild(
+    name: Annotated[str, typer.Argument(help="The projection to rebuild.")],
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 5000,
+) -> None:
+    """Blue/green rebuild of one projection, with progress; the old build serves until the swap."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with _friendly_errors():
+        runtime = Runtime(load_app(app_path), store=store, read_store=read_store,
+                          roles=["projector"], batch_size=batch_size)
+        try:
+            build = runtime.rebuild(name)
+            console.print(f"rebuilding [cyan]{name}[/] as build {build.generation}"
+                          f" (version {build.version}); the serving build answers until the swap")
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]:>9,.0f} events/s"), TimeElapsedColumn(),
+                       TextColumn("ETA"), TimeRemainingColumn())
+            began = time.perf_counter()
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(name, total=None, rate=0.0)
+                projector = runtime.projector
+                assert projector is not None
+                done = False
+                while not done:
+                    if projector.step_build(name, build.generation) == 0:
+                        time.sleep(0.05)
+                    row = next((r for r in runtime.status()
+                                if r.name == name and r.generation == build.generation), None)
+                    done = row is None or row.active
+                    if row is not None:
+                        elapsed = max(1e-6, time.perf_counter() - began)
+                        progress.update(task, completed=row.position, total=max(row.head, 1),
+                                        rate=row.position / elapsed)
+            elapsed = time.perf_counter() - began
+            console.print(f"[green]done[/]: {name} build {build.generation} serves now"
+                          f" ({elapsed:.1f}s)")
+        finally:
+            runtime.stop()
+
+
+dead_letters_cli = typer.Typer(help="Events parked after their handler kept failing.",
+                               no_args_is_help=True)
+cli.add_typer(dead_letters_cli, name="dead-letters")
+
+
+@dead_letters_cli.command("list")
+def dead_letters_list(
+    projection: Annotated[str | None, typer.Option("--projection")] = None,
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List parked events."""
+    with _friendly_errors():
+        runtime = Runtime(load_app(app_path), store=store, read_store=read_store,
+                          roles=["query"])
+        try:
+            letters = runtime.list_dead_letters(projection)
+        finally:
+            runtime.stop()
+    if as_json:
+        print(json.dumps([{k: getattr(d, k) for k in d.__dataclass_fields__} for d in letters],
+                         indent=2))
+        return
+    table = Table(title="dead letters")
+    for column in ("projection", "position", "stream", "type", "reason", "attempts", "error"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(d.projection, str(d.position), d.stream, d.type, d.reason,
+                      str(d.attempts), (d.error or "")[:80])
+    console.print(table)
+
+
+@dead_letters_cli.command("retry")
+def dead_letters_retry(
+    projection: Annotated[str, typer.Argument(help="The projection whose events to retry.")],
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+) -> None:
+    """Apply a projection's parked events again, in order, after a fix."""
+    with _friendly_errors():
+        runtime = Runtime(load_app(app_path), store=store, read_store=read_store,
+                          roles=["projector"])
+        try:
+            applied, left = runtime.retry_dead_letters(projection)
+        finally:
+            runtime.stop()
+    color = "green" if not left else "yellow"
+    console.print(f"[{color}]{applied} applied, {left} still parked[/]")
+    if left:
+        raise typer.Exit(1)
 
 
 def _print_banner(runtime: Runtime, host: str, port: int,

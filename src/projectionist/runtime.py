@@ -22,7 +22,7 @@ from .messages import Command, Query
 from .metrics import Metrics
 from .notifications import PostgresListener
 from .projections.checkpoints import Checkpoint, Checkpoints
-from .projections.dead_letters import DeadLetters
+from .projections.dead_letters import DeadLetter, DeadLetters
 from .projections.definition import Projection
 from .projections.leases import Leases
 from .projections.projector import Projector
@@ -292,11 +292,47 @@ class Runtime:
         self.watch.advance(0, 0, 0.0)
 
     def rebuild(self, name: str) -> Checkpoint:
-        """Starts a blue/green rebuild; the serving build answers queries until the swap."""
+        """Starts a blue/green rebuild; the serving build answers queries until the swap.
+
+        In a process without the projector role, this records the request; the projector
+        processes pick it up within seconds.
+        """
         self.install()
-        if name not in self.app.projections:
-            raise NotRegistered(f"there is no projection named {name!r}")
-        return self._projector().rebuild(name)
+        projection = self._projection(name)
+        if self.projector is not None:
+            return self.projector.rebuild(name)
+        return self.checkpoints.start_build(
+            name, projection.version,
+            lambda generation: [t.name for t in projection.physical_tables(generation)],
+        )
+
+    def list_dead_letters(self, name: str | None = None) -> list[DeadLetter]:
+        """Unresolved dead letters, of one projection or all."""
+        self.install()
+        if name is not None:
+            self._projection(name)
+        with self.read_store.read() as connection:
+            return self.dead_letters.open(connection, name)
+
+    def retry_dead_letters(self, name: str) -> tuple[int, int]:
+        """Applies a projection's parked events again, in order; (applied, still parked)."""
+        self._projection(name)
+        projector = self._projector()
+        self.install()
+        projector.reconcile()
+        applied = failed = 0
+        for runner in [r for r in projector.runners.values() if r.name == name]:
+            done, left = runner.retry_parked()
+            applied += done
+            failed += left
+        self.watch.advance(0, 0, 0.0)
+        return applied, failed
+
+    def _projection(self, name: str) -> Projection:
+        try:
+            return self.app.projections[name]
+        except KeyError:
+            raise NotRegistered(f"there is no projection named {name!r}") from None
 
     def _projector(self) -> Projector:
         if self.projector is None:

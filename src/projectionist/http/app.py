@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -14,6 +16,7 @@ from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
 from ..errors import Forbidden, InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
+from .operations import LagHistory, operation_routes
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 200
@@ -27,7 +30,18 @@ def create_http_app(
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The HTTP face of a runtime; `authority=None` turns authentication off."""
+    history = LagHistory(runtime)
+
+    @asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        history.start()
+        try:
+            yield
+        finally:
+            history.stop()
+
     api = FastAPI(
+        lifespan=lifespan,
         title=f"{runtime.app.name} (projectionist)",
         version="1",
         description="Commands change state; queries read denormalized read models and state"
@@ -45,7 +59,7 @@ def create_http_app(
         _command_routes(api, runtime, principal, max_body_bytes, schemas)
     if runtime.queries is not None:
         _query_routes(api, runtime, principal, schemas)
-    _operation_routes(api, runtime, principal)
+    operation_routes(api, runtime, principal, history)
     _install_openapi(api, schemas)
     return api
 
@@ -139,28 +153,6 @@ def _query_routes(api: FastAPI, runtime: Runtime, principal: Any,
         raise NotRegistered(f"there is no query named {name!r}")
 
 
-def _operation_routes(api: FastAPI, runtime: Runtime, principal: Any) -> None:
-    @api.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, Any]:
-        """Answers 200 while the process serves."""
-        return {"status": "ok", "roles": list(runtime.roles)}
-
-    @api.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics() -> Response:
-        """Prometheus metrics of this process."""
-        body = await run_in_threadpool(runtime.metrics.render)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    @api.get("/projections", tags=["operations"])
-    async def projections(request: Request) -> list[dict[str, Any]]:
-        """Every projection: state, position, head, lag and dead letters."""
-        who = principal(request)
-        if not (who.is_admin or who.has("queries:*")):
-            raise Forbidden("listing projections needs the scope admin or queries:*")
-        rows = await run_in_threadpool(runtime.status)
-        return [row.to_json() for row in rows if row.active]
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -187,7 +179,7 @@ def _idempotency_key(request: Request) -> str | None:
 def _int_param(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise InvalidMessage(f"{name} must be a whole number of 0 or more, got {value[:40]!r}")
     return int(value)
 

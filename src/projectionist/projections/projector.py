@@ -191,6 +191,13 @@ class Projector:
                 read += self._step(key, runner)
         return read
 
+    def step_build(self, name: str, generation: int) -> int:
+        """Runs one batch of one build if this process holds its lease; events read."""
+        with self._lock:
+            key = (name, generation)
+            runner = self.runners.get(key)
+            return 0 if runner is None else self._step(key, runner)
+
     def _step(self, key: tuple[str, int], runner: ProjectionRunner) -> int:
         now = time.monotonic()
         lease = runner.lease_name

@@ -228,3 +228,52 @@ class ProjectionRunner:
         del self._attempts[record.position]
         self._position = record.position
         return BatchResult(1, record.position, head, caught_up=next_at is None)
+
+    def retry_parked(self) -> tuple[int, int]:
+        """Applies this build's parked events in position order; (applied, still parked).
+
+        A stream whose event fails again keeps its later events parked behind it.
+        """
+        applied = 0
+        while True:
+            with self.read_store.read() as connection:
+                letters = self.dead_letters.open(connection, self.name, self.generation)
+            progressed = 0
+            failed: set[str] = set()
+            for letter in letters:
+                if letter.stream in failed:
+                    continue
+                found = self.log.read(letter.position - 1, 1)
+                if not found or found[0].position != letter.position:
+                    continue  # the event is not in the log this process reads
+                record = found[0]
+                try:
+                    with self.read_store.write() as connection:
+                        spec = self.projection.handlers.get(record.type)
+                        if spec is not None:
+                            context = ApplyContext(
+                                connection, self.name, self.generation,
+                                live_since=self.created_at if self.serving else None,
+                            )
+                            context.record = record
+                            if not (spec.live_only and not context.live):
+                                event = self.registry.decode_event(
+                                    record.type, record.schema_version, record.data)
+                                spec.function(event, context)
+                            context.flush()
+                        self.dead_letters.resolve(connection, letter.id)
+                except StoreUnavailable:
+                    raise
+                except Exception as error:
+                    failed.add(letter.stream)
+                    self.dead_letters.failed_again(
+                        letter.id, f"{type(error).__name__}: {error}",
+                        "".join(traceback.format_exception(error)),
+                    )
+                    continue
+                progressed += 1
+            applied += progressed
+            if not progressed:
+                with self.read_store.read() as connection:
+                    left = len(self.dead_letters.open(connection, self.name, self.generation))
+                return applied, left

@@ -1,0 +1,150 @@
+"""Operations routes: health, metrics, projections, rebuilds, dead letters, the dashboard."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..auth import Principal
+from ..errors import Forbidden
+from ..runtime import Runtime
+from .dashboard import DASHBOARD_HTML
+
+PrincipalOf = Callable[[Request], Principal]
+
+
+class LagHistory:
+    """Samples every projection's lag in the background, for the dashboard's plot."""
+
+    def __init__(self, runtime: Runtime, *, every_s: float = 2.0, keep: int = 300) -> None:
+        self.runtime = runtime
+        self.every_s = every_s
+        self.samples: deque[dict[str, Any]] = deque(maxlen=keep)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="projectionist-lag-history",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+    def sample(self) -> None:
+        try:
+            rows = self.runtime.status()
+        except Exception:  # a store is down: skip this sample
+            return
+        self.samples.append({
+            "t": time.time(),
+            "lag_events": {r.name: r.lag_events for r in rows if r.active},
+            "lag_ms": {r.name: r.lag_ms for r in rows if r.active},
+        })
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every_s)
+
+
+def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
+                     history: LagHistory) -> None:
+    """Adds the operations routes to `api`."""
+
+    def watcher(request: Request) -> Principal:
+        who = principal(request)
+        if not (who.is_admin or who.has("queries:*")):
+            raise Forbidden("this needs the scope admin or queries:*")
+        return who
+
+    def admin(request: Request) -> Principal:
+        who = principal(request)
+        if not who.is_admin:
+            raise Forbidden("this needs the scope admin")
+        return who
+
+    @api.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, Any]:
+        """Answers 200 while the process serves."""
+        return {"status": "ok", "roles": list(runtime.roles)}
+
+    @api.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        body = await run_in_threadpool(runtime.metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.get("/projections", tags=["operations"])
+    async def projections(request: Request) -> list[dict[str, Any]]:
+        """Every projection: state, position, head, lag and dead letters; rebuilds too."""
+        watcher(request)
+        rows = await run_in_threadpool(runtime.status)
+        listed = []
+        for row in rows:
+            body = row.to_json()
+            body["generation"] = row.generation
+            body["active"] = row.active
+            if not row.active:
+                body["state"] = "rebuilding"
+                body["progress"] = round(row.position / row.head, 4) if row.head else 0.0
+            listed.append(body)
+        return listed
+
+    @api.get("/projections/history", tags=["operations"])
+    async def lag_history(request: Request) -> list[dict[str, Any]]:
+        """Lag samples of the last minutes, oldest first."""
+        watcher(request)
+        return list(history.samples)
+
+    @api.post("/projections/{name}/rebuild", tags=["operations"], status_code=202)
+    async def rebuild(name: str, request: Request) -> JSONResponse:
+        """Starts a blue/green rebuild; the serving build answers queries until the swap."""
+        admin(request)
+        build = await run_in_threadpool(runtime.rebuild, name)
+        return JSONResponse(
+            {"name": build.name, "version": build.version, "generation": build.generation,
+             "state": "rebuilding"},
+            status_code=202,
+        )
+
+    @api.get("/projections/{name}/dead-letters", tags=["operations"])
+    async def dead_letters(name: str, request: Request) -> list[dict[str, Any]]:
+        """Events of this projection parked after failing, oldest first."""
+        admin(request)
+        letters = await run_in_threadpool(runtime.list_dead_letters, name)
+        return [
+            {"id": d.id, "generation": d.generation, "position": d.position,
+             "stream": d.stream, "type": d.type, "reason": d.reason, "error": d.error,
+             "attempts": d.attempts, "parked_at": d.parked_at}
+            for d in letters
+        ]
+
+    @api.post("/projections/{name}/dead-letters/retry", tags=["operations"])
+    async def retry_dead_letters(name: str, request: Request) -> dict[str, Any]:
+        """Applies this projection's parked events again, in order (after a fix)."""
+        admin(request)
+        applied, failed = await run_in_threadpool(runtime.retry_dead_letters, name)
+        return {"applied": applied, "still_parked": failed}
+
+    @api.get("/dashboard", tags=["operations"], response_class=HTMLResponse)
+    async def dashboard(request: Request) -> HTMLResponse:
+        """A live page of every projection's state and lag (token in ?token= or a header)."""
+        token = request.query_params.get("token")
+        if token and "authorization" not in request.headers:
+            request.scope["headers"] = [
+                *request.scope["headers"], (b"authorization", f"Bearer {token}".encode()),
+            ]
+            request = Request(request.scope)
+        watcher(request)
+        return HTMLResponse(DASHBOARD_HTML.replace("{{title}}", runtime.app.name))
