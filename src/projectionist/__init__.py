@@ -1,5 +1,7 @@
 """projectionist: a CQRS framework and runtime for Python."""
 
+import logging
+
 from .app import App
 from .auth import SYSTEM, Principal, TokenAuthority
 from .commands import ANY_VERSION, CommandResult, RecordedEvent, UnitOfWork
@@ -31,6 +33,9 @@ from .queries import Answer, Freshness, ReadContext
 from .runtime import ProjectionStatus, Runtime
 
 __version__ = "0.1.0"
+
+# A library leaves logging to its application: without a handler, nothing is printed.
+logging.getLogger("projectionist").addHandler(logging.NullHandler())
 
 __all__ = [
     "ANY_VERSION",

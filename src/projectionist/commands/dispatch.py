@@ -5,21 +5,30 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from ..app import App
 from ..auth import Principal
-from ..errors import Forbidden, InvalidMessage, Refused
+from ..errors import (
+    ConcurrencyError,
+    Forbidden,
+    InvalidMessage,
+    ProjectionistError,
+    Refused,
+    StoreUnavailable,
+)
 from ..eventlog import EventLog
 from ..messages import Command
 from ..metrics import Metrics, observe
 from ..stores import Store
 from . import idempotency
+from .group_commit import GroupCommit, Ticket
 from .unit_of_work import RecordedEvent, UnitOfWork
 
 audit = logging.getLogger("projectionist.audit")
@@ -63,8 +72,11 @@ class CommandBus:
         *,
         on_commit: Callable[[list[RecordedEvent], float], None] | None = None,
         metrics: Metrics | None = None,
+        max_batch: int = 64,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
+            self._run_batch, max_batch=max_batch, fits=_fits)
         self.app = app
         self.store = store
         self.log = log
@@ -114,39 +126,161 @@ class CommandBus:
         try:
             command = self.authorize(command, principal)
         except Forbidden as refusal:
-            audit.warning("command refused: subject=%s command=%s reason=%s",
-                          principal.subject, command.type_name, refusal.detail)
+            _audit_refusal(principal, command, refusal)
             raise
-        registration = self.app.command_registration(command.type_name)
-        command_id = str(uuid.uuid4())
         key = digest = None
         if idempotency_key is not None:
             key = idempotency.scoped_key(principal.subject, idempotency_key)
             digest = idempotency.request_hash(command)
-        with self.store.write() as connection:
-            if key is not None and digest is not None:
-                answer = idempotency.lookup(connection, key, digest)
-                if answer is not None:
-                    return CommandResult.from_json(answer)
-            unit = UnitOfWork(
-                connection, self.log, self.app.registry, command_id=command_id,
-                correlation_id=correlation_id or command_id, principal=principal,
-            )
-            try:
-                registration.handler(command, unit)
-                recorded = unit.flush()
-            except IntegrityError as error:
-                raise Refused(
-                    f"{command.type_name} conflicts with existing data: "
-                    f"{str(error.orig).splitlines()[0]}"
-                ) from error
-            position = recorded[-1].position if recorded else 0
-            result = CommandResult(command_id, position, recorded)
-            if key is not None and digest is not None:
-                idempotency.remember(connection, key, digest, result.to_json())
+        request = _Request(
+            command=command, principal=principal,
+            handler=self.app.command_registration(command.type_name).handler,
+            key=key, digest=digest, correlation_id=correlation_id,
+        )
+        return self._group.submit(request)
+
+    def _run_batch(self, tickets: Sequence[Ticket[_Request, CommandResult]]) -> None:
+        if len(tickets) == 1:
+            self._run_alone(tickets[0])
+            return
+        try:
+            recorded = self._run_together(tickets)
+        except (ConcurrencyError, IntegrityError):
+            # Another process took a stream version one of these commands wanted: the batch
+            # rolled back as a whole, so run each command again by itself.
+            for ticket in tickets:
+                if not isinstance(ticket.error, ProjectionistError):
+                    ticket.result = ticket.error = None
+                    self._run_alone(ticket)
+            return
         if recorded and self.on_commit is not None:
             self.on_commit(recorded, time.time())
+
+    def _run_together(self, tickets: Sequence[Ticket[_Request, CommandResult]]
+                      ) -> list[RecordedEvent]:
+        """Runs commands in one transaction, each in a savepoint; appends all events at once."""
+        staged: list[tuple[Ticket[_Request, CommandResult], UnitOfWork]] = []
+        with self.store.write() as connection:
+            versions: dict[str, int] = {}
+            for ticket in tickets:
+                request = ticket.item
+                savepoint = connection.begin_nested()
+                try:
+                    answer = self._replay(connection, request)
+                    if answer is not None:
+                        savepoint.commit()
+                        ticket.result = answer
+                        continue
+                    unit = self._unit(connection, request, versions)
+                    self._handle(request, unit)
+                    savepoint.commit()
+                except (OperationalError, StoreUnavailable):
+                    raise
+                except Exception as error:
+                    savepoint.rollback()
+                    ticket.error = error
+                    if isinstance(error, Refused):
+                        _audit_refusal(request.principal, request.command, error)
+                    continue
+                versions.update(unit.versions)
+                staged.append((ticket, unit))
+            pending = [event for _, unit in staged for event in unit.pending]
+            positions = self.log.append(connection, pending) if pending else []
+            recorded: list[RecordedEvent] = []
+            offset = 0
+            for ticket, unit in staged:
+                mine = positions[offset:offset + len(unit.pending)]
+                offset += len(unit.pending)
+                events = unit.recorded(mine)
+                recorded.extend(events)
+                ticket.result = self._result(connection, ticket.item, unit, events)
+        return recorded
+
+    def _run_alone(self, ticket: Ticket[_Request, CommandResult]) -> None:
+        request = ticket.item
+        try:
+            with self.store.write() as connection:
+                answer = self._replay(connection, request)
+                if answer is not None:
+                    ticket.result = answer
+                    return
+                unit = self._unit(connection, request, {})
+                self._handle(request, unit)
+                events = unit.flush()
+                ticket.result = self._result(connection, request, unit, events)
+        except ProjectionistError as error:
+            if isinstance(error, Refused):
+                _audit_refusal(request.principal, request.command, error)
+            ticket.error = error
+            return
+        if events and self.on_commit is not None:
+            self.on_commit(events, time.time())
+
+    def _replay(self, connection: Connection, request: _Request) -> CommandResult | None:
+        if request.key is None or request.digest is None:
+            return None
+        answer = idempotency.lookup(connection, request.key, request.digest)
+        return CommandResult.from_json(answer) if answer is not None else None
+
+    def _unit(self, connection: Connection, request: _Request,
+              versions: dict[str, int]) -> UnitOfWork:
+        command_id = str(uuid.uuid4())
+        return UnitOfWork(
+            connection, self.log, self.app.registry, command_id=command_id,
+            correlation_id=request.correlation_id or command_id, principal=request.principal,
+            known_versions=versions,
+        )
+
+    def _handle(self, request: _Request, unit: UnitOfWork) -> None:
+        """Runs the handler; constraint and data errors of the store become 409 and 422."""
+        name = request.command.type_name
+        try:
+            request.handler(request.command, unit)
+        except IntegrityError as error:
+            raise Refused(
+                f"{name} conflicts with existing data: {_first_line(error.orig)}"
+            ) from error
+        except (DataError, OverflowError) as error:
+            cause = error.orig if isinstance(error, DataError) else error
+            raise InvalidMessage(f"{name} has a value the store cannot hold: {_first_line(cause)}"
+                                 ) from error
+
+    def _result(self, connection: Connection, request: _Request, unit: UnitOfWork,
+                events: list[RecordedEvent]) -> CommandResult:
+        position = events[-1].position if events else 0
+        result = CommandResult(unit.command_id, position, events)
+        if request.key is not None and request.digest is not None:
+            idempotency.remember(connection, request.key, request.digest, result.to_json())
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    command: Command
+    principal: Principal
+    handler: Callable[[Any, UnitOfWork], Any]
+    key: str | None
+    digest: str | None
+    correlation_id: str | None
+
+
+def _fits(batch: Sequence[Ticket[_Request, CommandResult]],
+          ticket: Ticket[_Request, CommandResult]) -> bool:
+    # One idempotency key at most once per batch: the second must see the first's answer.
+    key = ticket.item.key
+    return key is None or all(other.item.key != key for other in batch)
+
+
+def _audit_refusal(principal: Principal, command: Command, error: ProjectionistError) -> None:
+    # Business refusals are routine; authorization refusals deserve attention.
+    level = logging.WARNING if isinstance(error, Forbidden) else logging.INFO
+    audit.log(level, "command refused: subject=%s command=%s reason=%s",
+              principal.subject, command.type_name, error.detail)
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def describe_validation(error: ValidationError) -> str:

@@ -26,6 +26,8 @@ idempotency_table = sa.Table(
 
 MAX_KEY_LENGTH = 200
 
+_KEY_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
 
 def request_hash(command: Command) -> str:
     """A digest of the command's type and content."""
@@ -42,6 +44,9 @@ def scoped_key(subject: str | None, key: str) -> str:
 
 def lookup(connection: Connection, key: str, digest: str) -> dict[str, Any] | None:
     """The stored answer for this key, None if new; IdempotencyKeyReused if the request differs."""
+    if connection.dialect.name == "postgresql":
+        # Concurrent retries with one key wait here for the first to commit, then find its answer.
+        connection.execute(_KEY_LOCK, {"key": key})
     t = idempotency_table
     row = connection.execute(
         sa.select(t.c.request_hash, t.c.response).where(t.c.key == key)

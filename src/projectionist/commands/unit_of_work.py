@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -43,8 +44,10 @@ class UnitOfWork:
         command_id: str,
         correlation_id: str,
         principal: Principal,
+        known_versions: Mapping[str, int] | None = None,
     ) -> None:
         self.connection = connection
+        self._known = known_versions or {}
         self.command_id = command_id
         self.correlation_id = correlation_id
         self.principal = principal
@@ -57,9 +60,21 @@ class UnitOfWork:
         """The stream's version, counting events recorded in this unit of work."""
         version = self._versions.get(stream)
         if version is None:
-            version = self._log.stream_version(self.connection, stream)
+            version = self._known.get(stream)
+            if version is None:
+                version = self._log.stream_version(self.connection, stream)
             self._versions[stream] = version
         return version
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """The version of each stream this unit read or wrote."""
+        return self._versions
+
+    @property
+    def pending(self) -> list[NewEvent]:
+        """The events recorded and not yet appended."""
+        return self._pending
 
     def record(self, stream: str, *events: Event, expected_version: int = ANY_VERSION) -> None:
         """Records events on a stream; `expected_version` guards against concurrent changes.
@@ -98,9 +113,13 @@ class UnitOfWork:
         if not self._pending:
             return []
         positions = self._log.append(self.connection, self._pending)
-        recorded = [
+        recorded = self.recorded(positions)
+        self._pending = []
+        return recorded
+
+    def recorded(self, positions: Sequence[int]) -> list[RecordedEvent]:
+        """The pending events with the positions the log gave them."""
+        return [
             RecordedEvent(e.type, e.stream, e.version, p)
             for e, p in zip(self._pending, positions, strict=True)
         ]
-        self._pending = []
-        return recorded
