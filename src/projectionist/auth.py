@@ -22,6 +22,7 @@ from .errors import ConfigurationError, Unauthenticated
 MIN_SECRET_BYTES = 32
 ALL_SCOPES = ("admin", "commands:*", "queries:*")
 READ_ONLY_SCOPES = ("queries:*",)
+PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +53,26 @@ SYSTEM = Principal(subject="system", scopes=frozenset(ALL_SCOPES))
 
 
 class TokenAuthority:
-    """Issues and verifies HS256 bearer tokens; accepts every configured secret for rotation."""
+    """Issues HS256 tokens and verifies tokens signed with any configured key.
+
+    Several secrets can be valid at once (the first one signs), for rotation. Public keys
+    (RS256, ES256) verify tokens minted by another issuer. The algorithm is taken from the
+    configured keys, never from the token: `alg: none` and algorithm confusion are refused.
+    """
 
     algorithm = "HS256"
 
     def __init__(
         self,
-        secrets_: Sequence[str | bytes],
+        secrets_: Sequence[str | bytes] = (),
         *,
+        public_keys: Sequence[tuple[str, str | bytes]] = (),
         issuer: str | None = None,
         audience: str | None = None,
         leeway_s: float = 30.0,
     ) -> None:
-        if not secrets_:
-            raise ConfigurationError("a token authority needs at least one secret")
+        if not secrets_ and not public_keys:
+            raise ConfigurationError("a token authority needs at least one secret or public key")
         keys = [s.encode() if isinstance(s, str) else s for s in secrets_]
         for key in keys:
             if len(key) < MIN_SECRET_BYTES:
@@ -73,10 +80,27 @@ class TokenAuthority:
                     f"the token secret is {len(key)} bytes long; HS256 needs at least"
                     f" {MIN_SECRET_BYTES} (RFC 7518 section 3.2)"
                 )
-        self._keys = keys
+        self._keys: dict[str, list[Any]] = {}
+        if keys:
+            self._keys["HS256"] = list(keys)
+        for algorithm, pem in public_keys:
+            if algorithm not in PUBLIC_KEY_ALGORITHMS:
+                raise ConfigurationError(
+                    f"public keys verify {', '.join(PUBLIC_KEY_ALGORITHMS)}, not {algorithm}"
+                )
+            try:
+                key = jwt.algorithms.get_default_algorithms()[algorithm].prepare_key(pem)
+            except (ValueError, TypeError, jwt.InvalidKeyError) as error:
+                raise ConfigurationError(f"the {algorithm} public key is not usable: {error}"
+                                         ) from None
+            self._keys.setdefault(algorithm, []).append(key)
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
+
+    @property
+    def can_issue(self) -> bool:
+        return "HS256" in self._keys
 
     def issue(
         self,
@@ -87,6 +111,8 @@ class TokenAuthority:
         extra: Mapping[str, Any] | None = None,
     ) -> str:
         """A signed token with these scopes, valid for `ttl_s` seconds."""
+        if not self.can_issue:
+            raise ConfigurationError("this authority has no secret to sign tokens with")
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": subject,
@@ -101,52 +127,91 @@ class TokenAuthority:
         if self.audience:
             claims["aud"] = self.audience
         claims.update(extra or {})
-        return jwt.encode(claims, self._keys[0], algorithm=self.algorithm)
+        return jwt.encode(claims, self._keys["HS256"][0], algorithm=self.algorithm)
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; Unauthenticated names why a token is refused."""
-        reason = "the token is not a valid JWT"
-        for key in self._keys:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("the token is not a valid JWT") from None
+        algorithm = header.get("alg")
+        keys = self._keys.get(algorithm) if isinstance(algorithm, str) else None
+        if not keys:
+            allowed = ", ".join(sorted(self._keys))
+            raise Unauthenticated(
+                f"the token's algorithm {str(algorithm)[:20]!r} is not accepted here; use {allowed}"
+            )
+        assert isinstance(algorithm, str)
+        reason = "the token's signature does not match"
+        for key in keys:
             try:
                 claims = jwt.decode(
                     token,
                     key,
-                    algorithms=[self.algorithm],
+                    algorithms=[algorithm],
                     leeway=self.leeway_s,
                     issuer=self.issuer,
                     audience=self.audience,
                     options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
                 )
             except jwt.InvalidSignatureError:
-                reason = "the token's signature does not match"
                 continue
             except jwt.ExpiredSignatureError:
                 raise Unauthenticated("the token has expired") from None
             except jwt.ImmatureSignatureError:
-                raise Unauthenticated("the token is not valid yet (nbf)") from None
+                raise Unauthenticated("the token is not valid yet (nbf or iat in the future)"
+                                      ) from None
             except jwt.MissingRequiredClaimError as error:
                 raise Unauthenticated(f"the token lacks the {error.claim!r} claim") from None
             except jwt.InvalidAudienceError:
                 raise Unauthenticated("the token is for another audience") from None
             except jwt.InvalidIssuerError:
                 raise Unauthenticated("the token is from another issuer") from None
-            except jwt.InvalidAlgorithmError:
-                raise Unauthenticated(
-                    f"the token's algorithm is not allowed; use {self.algorithm}"
-                ) from None
-            except jwt.InvalidTokenError:
-                raise Unauthenticated(reason) from None
-            scope = claims.get("scope", "")
-            if not isinstance(scope, str):
-                raise Unauthenticated("the token's 'scope' claim must be a space-separated string")
-            subject = claims.get("sub")
-            return Principal(
-                subject=str(subject) if subject is not None else None,
-                scopes=frozenset(scope.split()),
-                claims=claims,
-                token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
-            )
+            except jwt.InvalidTokenError as error:
+                raise Unauthenticated(f"the token is not valid: {error}") from None
+            return _principal(claims)
         raise Unauthenticated(reason)
+
+    @classmethod
+    def from_environment(cls, secret_directory: Path) -> TokenAuthority:
+        """The authority configured by PROJECTIONIST_SECRET (comma-separated for rotation),
+        PROJECTIONIST_JWT_PUBLIC_KEY (a PEM file), PROJECTIONIST_JWT_ALGORITHM (RS256 or ES256),
+        PROJECTIONIST_JWT_ISSUER and PROJECTIONIST_JWT_AUDIENCE."""
+        key_path = os.environ.get("PROJECTIONIST_JWT_PUBLIC_KEY")
+        secrets_: list[str] = []
+        if not key_path or os.environ.get("PROJECTIONIST_SECRET"):
+            secrets_ = [s.strip() for s in load_or_create_secret(secret_directory).split(",")
+                        if s.strip()]
+        public_keys: list[tuple[str, str | bytes]] = []
+        if key_path:
+            algorithm = os.environ.get("PROJECTIONIST_JWT_ALGORITHM", "RS256")
+            try:
+                public_keys.append((algorithm, Path(key_path).read_bytes()))
+            except OSError as error:
+                raise ConfigurationError(
+                    f"PROJECTIONIST_JWT_PUBLIC_KEY {key_path!r} cannot be read: {error.strerror}"
+                ) from None
+        return cls(
+            secrets_,
+            public_keys=public_keys,
+            issuer=os.environ.get("PROJECTIONIST_JWT_ISSUER") or None,
+            audience=os.environ.get("PROJECTIONIST_JWT_AUDIENCE") or None,
+        )
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise Unauthenticated("the token's 'scope' claim must be a space-separated string")
+    subject = claims.get("sub")
+    token_id = claims.get("jti")
+    return Principal(
+        subject=str(subject) if subject is not None else None,
+        scopes=frozenset(scope.split()),
+        claims=dict(claims),
+        token_id=token_id if isinstance(token_id, str) else None,
+    )
 
 
 def principal_from_header(authority: TokenAuthority, header: str | None) -> Principal:
@@ -160,14 +225,19 @@ def principal_from_header(authority: TokenAuthority, header: str | None) -> Prin
 
 
 def load_or_create_secret(directory: Path) -> str:
-    """PROJECTIONIST_SECRET, or a secret generated once and kept in `directory`."""
+    """PROJECTIONIST_SECRET, or a secret generated once and kept in `directory`.
+
+    When only a public key is configured (PROJECTIONIST_JWT_PUBLIC_KEY), no secret is made.
+    """
     configured = os.environ.get("PROJECTIONIST_SECRET")
     if configured is not None:
-        if len(configured.encode()) < MIN_SECRET_BYTES:
-            raise ConfigurationError(
-                f"PROJECTIONIST_SECRET is {len(configured.encode())} bytes long; it must be at"
-                f" least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)"
-            )
+        for secret in configured.split(","):
+            size = len(secret.strip().encode())
+            if size < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"PROJECTIONIST_SECRET holds a secret of {size} bytes; each must be at"
+                    f" least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)"
+                )
         return configured
     path = directory / "projectionist.secret"
     if path.exists():

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import App
-from .auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled, load_or_create_secret
+from .auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled
 from .bench.cli import bench_cli
 from .errors import ProjectionistError
 from .runtime import DEFAULT_STORE, ROLES, Runtime
@@ -71,7 +71,7 @@ def secret_directory(store: str) -> Path:
 
 
 def authority_for(store: str) -> TokenAuthority:
-    return TokenAuthority([load_or_create_secret(secret_directory(store))])
+    return TokenAuthority.from_environment(secret_directory(store))
 
 
 @cli.command()
@@ -278,6 +278,9 @@ def _print_banner(runtime: Runtime, host: str, port: int,
     console.print(f"  docs: {base}/docs   metrics: {base}/metrics")
     if authority is None:
         console.print("  [yellow]authentication is off (PROJECTIONIST_AUTH=off)[/]")
+        return
+    if not authority.can_issue:
+        console.print("  tokens: verified with the configured public key")
         return
     admin = authority.issue(ALL_SCOPES, subject="admin", ttl_s=24 * 3600)
     reader = authority.issue(READ_ONLY_SCOPES, subject="reader", ttl_s=24 * 3600)
