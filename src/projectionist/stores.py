@@ -91,8 +91,10 @@ def translate_errors(url: str) -> Iterator[None]:
     try:
         yield
     except OperationalError as error:
-        if _is_sqlite_lock(error):
-            raise StoreUnavailable(f"the store {redact(url)} is busy: {error.orig}") from error
+        if _is_sqlite_lock(error) or _is_lock_conflict(error):
+            raise StoreUnavailable(
+                f"the store {redact(url)} is busy: {_first_line(error.orig)}"
+            ) from error
         if error.connection_invalidated or _is_connection_error(error):
             raise StoreUnavailable(
                 f"the store {redact(url)} is unavailable: {_first_line(error.orig)}"
@@ -106,6 +108,19 @@ def _first_line(error: object) -> str:
 
 def _is_sqlite_lock(error: OperationalError) -> bool:
     return "database is locked" in str(error.orig)
+
+
+def is_lock_conflict(error: BaseException) -> bool:
+    """True for a StoreUnavailable caused by a deadlock or a serialization failure."""
+    cause = error.__cause__
+    return (isinstance(error, StoreUnavailable) and isinstance(cause, OperationalError)
+            and _is_lock_conflict(cause))
+
+
+def _is_lock_conflict(error: OperationalError) -> bool:
+    # PostgreSQL's deadlock_detected and serialization_failure: nothing was written, and the
+    # same request may succeed when retried.
+    return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _is_connection_error(error: OperationalError) -> bool:
@@ -144,7 +159,8 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_timeout=timeout_s,
-                pool_pre_ping=True,
+                # No pre-ping (a round trip per checkout): a lost connection fails one
+                # request, which SQLAlchemy turns into a refresh of the whole pool.
                 connect_args={"connect_timeout": max(1, int(min(timeout_s, 3.0)))},
             )
     except NoSuchModuleError as error:

@@ -81,7 +81,12 @@ class UnitOfWork:
 
         Use 0 for a stream that must be new, N for a stream that must be at version N.
         """
-        current = self.stream_version(stream)
+        if expected_version != ANY_VERSION and stream not in self._versions:
+            # Trust the expectation rather than read the stream: the log's unique
+            # (stream, version) refuses the append if another command got there first.
+            current = self._known.get(stream, expected_version)
+        else:
+            current = self.stream_version(stream)
         if expected_version != ANY_VERSION and current != expected_version:
             raise ConcurrencyError(stream, expected_version, current)
         now = time.time()

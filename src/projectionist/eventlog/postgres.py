@@ -15,6 +15,10 @@ transaction-scoped advisory lock. The lock is released only after the commit is 
 positions are taken in commit order: when a reader sees position N, every position below N is
 committed or rolled back for good. The lock covers only the append and the commit, and the
 group commit of the command side amortizes it over many commands.
+
+The database enforces the rule itself: a BEFORE INSERT statement trigger takes the lock before
+any row draws a position, so every writer follows it, and an AFTER INSERT statement trigger
+sends the NOTIFY that wakes projectors at commit. An append is one round trip.
 """
 
 from __future__ import annotations
@@ -33,8 +37,25 @@ from .schema import COLUMNS, events_table, metadata
 
 CHANNEL = "projectionist_events"
 
-_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})")
-_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :position)")
+_TRIGGERS = (
+    f"""CREATE OR REPLACE FUNCTION projectionist_events_lock() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN
+        PERFORM pg_advisory_xact_lock({APPEND_LOCK_KEY});
+        RETURN NULL;
+    END $$""",
+    f"""CREATE OR REPLACE FUNCTION projectionist_events_notify() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN
+        PERFORM pg_notify('{CHANNEL}', (SELECT max(position)::text FROM added));
+        RETURN NULL;
+    END $$""",
+    "DROP TRIGGER IF EXISTS projectionist_events_lock ON projectionist_events",
+    """CREATE TRIGGER projectionist_events_lock BEFORE INSERT ON projectionist_events
+    FOR EACH STATEMENT EXECUTE FUNCTION projectionist_events_lock()""",
+    "DROP TRIGGER IF EXISTS projectionist_events_notify ON projectionist_events",
+    """CREATE TRIGGER projectionist_events_notify AFTER INSERT ON projectionist_events
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION projectionist_events_notify()""",
+)
 _READ = sa.text(
     f"SELECT {COLUMNS} FROM projectionist_events WHERE position > :after"
     " ORDER BY position LIMIT :limit"
@@ -51,13 +72,14 @@ class PostgresEventLog(EventLog):
     def install(self) -> None:
         with self.store.schema() as connection:
             metadata.create_all(connection)
+            for statement in _TRIGGERS:
+                connection.exec_driver_sql(statement)
 
     def stream_version(self, connection: Connection, stream: str) -> int:
         value = connection.execute(_STREAM_VERSION, {"stream": stream}).scalar()
         return int(value or 0)
 
     def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
-        connection.execute(_LOCK)
         rows = [
             {"stream": e.stream, "version": e.version, "type": e.type,
              "schema_version": e.schema_version, "data": e.data, "metadata": e.metadata,
@@ -78,9 +100,7 @@ class PostgresEventLog(EventLog):
             # The transaction is aborted now, so the stream's version cannot be read again;
             # another command has taken `version`, so the stream is at least there.
             raise ConcurrencyError(stream, version - 1, version) from error
-        positions = [int(p) for p in result.scalars()]
-        connection.execute(_NOTIFY, {"position": str(positions[-1])})
-        return positions
+        return [int(p) for p in result.scalars()]
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         with self.store.read() as connection:
