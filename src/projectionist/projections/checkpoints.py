@@ -35,6 +35,9 @@ projections_table = sa.Table(
     sa.Column("state", sa.String, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("tables", sa.Text, nullable=False),
+    # Bumped by writes outside the runner's batches (dead-letter retries): a runner that
+    # cached the read model sees its compare-and-set fail, and reloads.
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
 )
 
 BUILDING = "rebuilding"
@@ -59,6 +62,7 @@ class Checkpoint:
     state: str
     error: str | None
     tables: str
+    epoch: int = 0
 
     @property
     def table_names(self) -> list[str]:
@@ -110,7 +114,7 @@ class Checkpoints:
         connection.execute(sa.insert(projections_table).values(
             name=name, generation=generation, version=version, position=0, head=0,
             next_at=None, updated_at=now, created_at=now, active=active, state=state,
-            error=None, tables=json.dumps(tables),
+            error=None, tables=json.dumps(tables), epoch=0,
         ))
         return Checkpoint(name, generation, version, 0, 0, None, now, now, active, state, None,
                           json.dumps(tables))
@@ -144,16 +148,27 @@ class Checkpoints:
         head: int,
         next_at: float | None,
         state: str,
+        epoch: int | None = None,
     ) -> bool:
-        """Moves the checkpoint from `expected` to `position`; False if another runner moved it."""
+        """Moves the checkpoint from `expected` to `position`; False if another runner moved it
+        (or, given `epoch`, if someone wrote the read model outside the runner)."""
         t = projections_table
+        where = [t.c.name == name, t.c.generation == generation, t.c.position == expected]
+        if epoch is not None:
+            where.append(t.c.epoch == epoch)
         result = connection.execute(
             sa.update(t)
-            .where(t.c.name == name, t.c.generation == generation, t.c.position == expected)
+            .where(*where)
             .values(position=position, head=head, next_at=next_at, updated_at=time.time(),
                     state=state, error=None)
         )
         return result.rowcount == 1
+
+    def bump_epoch(self, connection: Connection, name: str, generation: int) -> None:
+        """Records a write to the read model made outside the runner's batches."""
+        t = projections_table
+        connection.execute(sa.update(t).where(t.c.name == name, t.c.generation == generation)
+                           .values(epoch=t.c.epoch + 1))
 
     def mark(self, name: str, generation: int, *, state: str, error: str | None = None) -> None:
         """Records a state change (for example `failed`) outside any batch."""

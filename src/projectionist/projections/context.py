@@ -11,15 +11,17 @@ from sqlalchemy.engine import Connection
 from ..errors import ConfigurationError
 from ..messages import EventMetadata, StoredEvent
 from .definition import DocumentCollection, ViewTable
-from .documents import Documents
+from .documents import DocumentCache, Documents
 
 
 class ViewContext:
     """Resolves declared tables and collections to the version this context works on."""
 
-    def __init__(self, connection: Connection, generations: Mapping[str, int]) -> None:
+    def __init__(self, connection: Connection, generations: Mapping[str, int],
+                 caches: Mapping[str, DocumentCache] | None = None) -> None:
         self.connection = connection
         self._generations = generations
+        self._caches = caches or {}
         self._documents: dict[int, Documents] = {}
 
     @overload
@@ -39,7 +41,8 @@ class ViewContext:
             return handle.physical(generation)
         documents = self._documents.get(id(handle))
         if documents is None:
-            documents = Documents(self.connection, handle, handle.physical(generation))
+            documents = Documents(self.connection, handle, handle.physical(generation),
+                                  self._caches.get(handle.name))
             self._documents[id(handle)] = documents
         return documents
 
@@ -56,8 +59,9 @@ class ApplyContext(ViewContext):
     """
 
     def __init__(self, connection: Connection, projection: str, generation: int, *,
-                 live_since: float | None = None) -> None:
-        super().__init__(connection, {projection: generation})
+                 live_since: float | None = None,
+                 caches: Mapping[str, DocumentCache] | None = None) -> None:
+        super().__init__(connection, {projection: generation}, caches)
         self._live_since = live_since
         self.record: StoredEvent | None = None
 

@@ -25,6 +25,30 @@ class Page:
     next: str | None
 
 
+class DocumentCache:
+    """Documents a runner keeps between its batches.
+
+    The runner holding a build's lease is the only writer of its tables, so what it wrote is
+    what the table holds. `complete` means every document of the table is in the cache (a
+    build that started empty), so a miss needs no query. Cleared on any rollback, lease change
+    or outside write.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.docs: dict[str, dict[str, Any] | None] = {}
+        self.complete = False
+        self.limit = limit
+
+    def clear(self) -> None:
+        self.docs.clear()
+        self.complete = False
+
+    def trim(self) -> None:
+        """Forgets everything when the cache grew past its limit."""
+        if len(self.docs) > self.limit:
+            self.clear()
+
+
 class Documents:
     """One version of a document collection, seen through one transaction.
 
@@ -33,11 +57,12 @@ class Documents:
     """
 
     def __init__(self, connection: Connection, collection: DocumentCollection,
-                 table: sa.Table) -> None:
+                 table: sa.Table, cache: DocumentCache | None = None) -> None:
         self.connection = connection
         self.collection = collection
         self.table = table
-        self._cache: dict[str, dict[str, Any] | None] = {}
+        self._shared = cache
+        self._cache: dict[str, dict[str, Any] | None] = cache.docs if cache is not None else {}
         self._dirty: set[str] = set()
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -45,6 +70,8 @@ class Documents:
         cached = self._cache.get(key, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
+        if self._shared is not None and self._shared.complete:
+            return None
         row = self.connection.execute(
             sa.select(self.table.c.doc).where(self.table.c.key == key)
         ).first()
@@ -90,6 +117,7 @@ class Documents:
         after: str | None = None,
     ) -> Page:
         """Documents matching `where` (indexed fields), ordered, one page at a time."""
+        self.flush()  # let SQL see this batch's writes
         table = self.table
         statement = sa.select(table.c.key, table.c.doc)
         for field, value in (where or {}).items():
@@ -124,6 +152,7 @@ class Documents:
 
     def count(self, *, where: Mapping[str, Any] | None = None) -> int:
         """How many documents match `where`."""
+        self.flush()  # let SQL see this batch's writes
         statement = sa.select(sa.func.count()).select_from(self.table)
         for field, value in (where or {}).items():
             statement = statement.where(self._column(field) == value)
@@ -131,6 +160,7 @@ class Documents:
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every (key, document), in key order."""
+        self.flush()  # let SQL see this batch's writes
         rows = self.connection.execute(
             sa.select(self.table.c.key, self.table.c.doc).order_by(self.table.c.key)
         )

@@ -19,6 +19,7 @@ from .checkpoints import Checkpoint, Checkpoints
 from .context import ApplyContext
 from .dead_letters import DeadLetters
 from .definition import Projection
+from .documents import DocumentCache
 
 CHECKPOINT_CHANNEL = "projectionist_checkpoints"
 _NOTIFY = sa.text(f"SELECT pg_notify('{CHECKPOINT_CHANNEL}', :payload)")
@@ -88,6 +89,8 @@ class ProjectionRunner:
         self.max_attempts = max_attempts
         self.metrics = metrics
         self._position: int | None = None
+        self._epoch = 0
+        self._caches = {name: DocumentCache() for name in projection.collections}
         self._careful_until: int | None = None
         self._attempts: dict[int, int] = {}
 
@@ -102,12 +105,24 @@ class ProjectionRunner:
     def install(self) -> None:
         """Creates this build's tables if they do not exist."""
         with self.read_store.schema() as connection:
+            inspector = sa.inspect(connection)
+            created = set()
             for table in self.projection.physical_tables(self.generation):
-                table.create(connection, checkfirst=True)
+                if not inspector.has_table(table.name):
+                    table.create(connection)
+                    created.add(table.name)
+            row = self.checkpoints.load(connection, self.name, self.generation)
+        for name, cache in self._caches.items():
+            table = self.projection.collections[name].physical(self.generation)
+            # A build that starts on an empty table knows every document it will have.
+            cache.complete = (table.name in created and row is not None
+                              and row.position == 0)
 
     def forget_position(self) -> None:
-        """Reloads the checkpoint before the next batch (another runner may have moved it)."""
+        """Reloads the checkpoint and forgets cached documents before the next batch."""
         self._position = None
+        for cache in self._caches.values():
+            cache.clear()
 
     @property
     def position(self) -> int:
@@ -117,6 +132,7 @@ class ProjectionRunner:
             if row is None:
                 raise CheckpointMoved(f"build {self.generation} of {self.name} is gone")
             self._position = row.position
+            self._epoch = row.epoch
         return self._position
 
     def run_once(self) -> BatchResult:
@@ -138,17 +154,21 @@ class ProjectionRunner:
         try:
             self._apply(events, expected=start, head=head, next_at=next_at)
         except CheckpointMoved:
-            self._position = None
+            self.forget_position()
             raise
         except StoreUnavailable:
+            self.forget_position()
             raise
         except Exception as error:
+            self.forget_position()
             if len(events) > 1:
                 # Find the failing event: go one event per transaction up to this batch's end.
                 self._careful_until = last
                 return self.run_once()
             return self._failed(events[0], error, head=head, next_at=next_at)
         self._attempts.pop(events[0].position, None)
+        for cache in self._caches.values():
+            cache.trim()
         if self.metrics is not None:
             self.metrics.events_applied.labels(self.name).inc(len(events))
             self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - began)
@@ -182,7 +202,8 @@ class ProjectionRunner:
                 if hold_streams else set()
             )
             context = ApplyContext(connection, name, self.generation,
-                                   live_since=self.created_at if self.serving else None)
+                                   live_since=self.created_at if self.serving else None,
+                                   caches=self._caches)
             for record in events:
                 spec = handlers.get(record.type)
                 if spec is None:
@@ -205,7 +226,7 @@ class ProjectionRunner:
             state = "live" if next_at is None else "catching_up"
         moved = self.checkpoints.advance(
             connection, self.name, self.generation, expected=expected, position=position,
-            head=head, next_at=next_at, state=state,
+            head=head, next_at=next_at, state=state, epoch=self._epoch,
         )
         if not moved:
             raise CheckpointMoved(f"the checkpoint of {self.name} g{self.generation} moved")
@@ -262,6 +283,7 @@ class ProjectionRunner:
                                 spec.function(event, context)
                             context.flush()
                         self.dead_letters.resolve(connection, letter.id)
+                        self.checkpoints.bump_epoch(connection, self.name, self.generation)
                 except StoreUnavailable:
                     raise
                 except Exception as error:
@@ -273,6 +295,8 @@ class ProjectionRunner:
                     continue
                 progressed += 1
             applied += progressed
+            if progressed:
+                self.forget_position()
             if not progressed:
                 with self.read_store.read() as connection:
                     left = len(self.dead_letters.open(connection, self.name, self.generation))
