@@ -5,6 +5,7 @@ import logging
 from .app import App
 from .auth import SYSTEM, Principal, TokenAuthority
 from .commands import ANY_VERSION, CommandResult, RecordedEvent, UnitOfWork
+from .commands.aggregates import Aggregate, applies
 from .errors import (
     AuthError,
     ConcurrencyError,
@@ -40,6 +41,7 @@ logging.getLogger("projectionist").addHandler(logging.NullHandler())
 __all__ = [
     "ANY_VERSION",
     "SYSTEM",
+    "Aggregate",
     "Answer",
     "App",
     "ApplyContext",
@@ -76,4 +78,5 @@ __all__ = [
     "Unauthenticated",
     "UnitOfWork",
     "ViewTable",
+    "applies",
 ]

@@ -130,14 +130,23 @@ def order_stream(order_id: str) -> str:
     return f"order-{order_id}"
 
 
-def _load(uow: UnitOfWork, order_id: str) -> sa.Row[tuple[str, str, int]]:
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """An order as its command handlers load it."""
+
+    customer_id: str
+    status: str
+    total_cents: int
+
+
+def _load(uow: UnitOfWork, order_id: str) -> OrderRow:
     row = uow.connection.execute(
         sa.select(orders.c.customer_id, orders.c.status, orders.c.total_cents)
         .where(orders.c.order_id == order_id)
     ).first()
     if row is None:
         raise Refused(f"order {order_id!r} does not exist")
-    return row
+    return OrderRow(row.customer_id, row.status, row.total_cents)
 
 
 def _move(uow: UnitOfWork, order_id: str, status: str) -> None:
@@ -333,8 +342,7 @@ def command_sequence(first_order: int, count: int) -> Iterator[Command]:
     """`count` commands of the sequence, starting with the first command of `first_order`."""
     i = first_order
     while count > 0:
-        for command in order_commands(i)[:count]:
-            yield command
+        yield from order_commands(i)[:count]
         count -= COMMANDS_PER_ORDER
         i += 1
 

@@ -26,12 +26,14 @@ from ..errors import (
 from ..eventlog import EventLog
 from ..messages import Command
 from ..metrics import Metrics, observe
-from ..stores import Store
+from ..stores import Store, is_lock_conflict
 from . import idempotency
 from .group_commit import GroupCommit, Ticket
 from .unit_of_work import RecordedEvent, UnitOfWork
 
 audit = logging.getLogger("projectionist.audit")
+
+_LOCK_CONFLICT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +147,12 @@ class CommandBus:
             return
         try:
             recorded = self._run_together(tickets)
-        except (ConcurrencyError, IntegrityError):
-            # Another process took a stream version one of these commands wanted: the batch
-            # rolled back as a whole, so run each command again by itself.
+        except (ConcurrencyError, IntegrityError, StoreUnavailable) as error:
+            if isinstance(error, StoreUnavailable) and not is_lock_conflict(error):
+                raise
+            # Another process took a stream version one of these commands wanted, or locked
+            # rows in another order (a deadlock): the batch rolled back as a whole, so run each
+            # command again by itself.
             for ticket in tickets:
                 if not isinstance(ticket.error, ProjectionistError):
                     ticket.result = ticket.error = None
@@ -187,16 +192,29 @@ class CommandBus:
             pending = [event for _, unit in staged for event in unit.pending]
             positions = self.log.append(connection, pending) if pending else []
             recorded: list[RecordedEvent] = []
+            results: list[tuple[Ticket[_Request, CommandResult], CommandResult]] = []
             offset = 0
             for ticket, unit in staged:
                 mine = positions[offset:offset + len(unit.pending)]
                 offset += len(unit.pending)
                 events = unit.recorded(mine)
                 recorded.extend(events)
-                ticket.result = self._result(connection, ticket.item, unit, events)
+                results.append((ticket, self._result(connection, ticket.item, unit, events)))
+        # Only a batch that committed has results: a failed commit leaves its callers an error.
+        for ticket, result in results:
+            ticket.result = result
         return recorded
 
     def _run_alone(self, ticket: Ticket[_Request, CommandResult]) -> None:
+        # A deadlock victim wrote nothing: run it again, a few times at most.
+        for attempt in range(_LOCK_CONFLICT_ATTEMPTS):
+            if attempt:
+                ticket.result = ticket.error = None
+            self._run_alone_once(ticket)
+            if ticket.error is None or not is_lock_conflict(ticket.error):
+                return
+
+    def _run_alone_once(self, ticket: Ticket[_Request, CommandResult]) -> None:
         request = ticket.item
         try:
             with self.store.write() as connection:

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -13,6 +14,9 @@ from ..auth import Principal
 from ..errors import ConcurrencyError
 from ..eventlog import EventLog, NewEvent
 from ..messages import Event, EventMetadata, Registry, encode_event
+from .aggregates import Aggregate
+
+A = TypeVar("A", bound=Aggregate)
 
 ANY_VERSION = -1
 """`expected_version` that accepts any current version of the stream."""
@@ -112,6 +116,26 @@ class UnitOfWork:
                 )
             )
         self._versions[stream] = current
+
+    def load(self, aggregate_type: type[A], id: str) -> A:
+        """An event-sourced aggregate, folded from its stream as this transaction sees it."""
+        aggregate = aggregate_type(id)
+        for stored in self._log.read_stream(self.connection, aggregate.stream):
+            aggregate.apply(
+                self._registry.decode_event(stored.type, stored.schema_version, stored.data)
+            )
+            aggregate.version = stored.version
+        self._versions[aggregate.stream] = max(
+            aggregate.version, self._versions.get(aggregate.stream, 0))
+        return aggregate
+
+    def save(self, aggregate: Aggregate) -> None:
+        """Records the aggregate's new events, expecting the version it was loaded at."""
+        if not aggregate.pending:
+            return
+        self.record(aggregate.stream, *aggregate.pending, expected_version=aggregate.version)
+        aggregate.version += len(aggregate.pending)
+        aggregate.pending = []
 
     def flush(self) -> list[RecordedEvent]:
         """Appends the recorded events to the log, in this transaction."""

@@ -6,11 +6,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import ConfigurationError
 from ..messages import StoredEvent
 from ..stores import Store
+from .schema import COLUMNS
+
+_READ_STREAM = sa.text(
+    f"SELECT {COLUMNS} FROM projectionist_events WHERE stream = :stream ORDER BY version"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,11 @@ class EventLog(ABC):
 
         Raises ConcurrencyError when another transaction took one of the stream versions.
         """
+
+    def read_stream(self, connection: Connection, stream: str) -> list[StoredEvent]:
+        """Every event of one stream, in version order, read in the caller's transaction."""
+        rows = connection.execute(_READ_STREAM, {"stream": stream}).fetchall()
+        return [StoredEvent(*row) for row in rows]
 
     @abstractmethod
     def read(self, after: int, limit: int) -> list[StoredEvent]:

@@ -200,6 +200,8 @@ class Checkpoints:
                 sa.update(t).where(t.c.name == name, t.c.generation == generation)
                 .values(state="live")
             )
+            # Retired builds leave with the swap: none is ever mistaken for a build in progress.
+            connection.execute(sa.delete(t).where(t.c.name == name, t.c.generation != generation))
         old = [row for row in rows if row.generation != generation]
         self.drop(old)
         return old

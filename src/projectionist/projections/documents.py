@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -124,20 +125,19 @@ class Documents:
             statement = statement.where(self._column(field) == value)
         sort = self._column(order_by) if order_by else None
         key = table.c.key
+        sort_type = self.collection.indexes[order_by] if order_by else None
         if after is not None:
-            sort_value, after_key = _decode_cursor(after, with_sort=sort is not None)
+            sort_value, after_key = _decode_cursor(after, sort_type=sort_type)
             if sort is None:
                 statement = statement.where(key < after_key if descending else key > after_key)
-            elif descending:
-                statement = statement.where(
-                    sa.or_(sort < sort_value, sa.and_(sort == sort_value, key < after_key))
-                )
             else:
                 statement = statement.where(
-                    sa.or_(sort > sort_value, sa.and_(sort == sort_value, key > after_key))
+                    _after(sort, sort_value, key, after_key, descending=descending)
                 )
-        order = [c.desc() if descending else c.asc() for c in ((sort, key) if sort is not None
-                                                                else (key,))]
+        # Documents without the sort field sort lowest, the same way on every backend.
+        order = [key.desc() if descending else key.asc()]
+        if sort is not None:
+            order.insert(0, sort.desc().nulls_last() if descending else sort.asc().nulls_first())
         statement = statement.order_by(*order).limit(limit + 1)
         rows = self.connection.execute(statement).fetchall()
         items = [json.loads(row.doc) for row in rows[:limit]]
@@ -204,21 +204,45 @@ def _encode_cursor(sort_value: Any, key: str, *, with_sort: bool) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, *, with_sort: bool) -> tuple[Any, str]:
+def _after(sort: sa.Column[Any], sort_value: Any, key: sa.Column[Any], after_key: str, *,
+           descending: bool) -> sa.ColumnElement[bool]:
+    """The rows past a cursor in (sort, key) order, where NULL sort values are the lowest."""
+    if sort_value is None:
+        if descending:
+            return sa.and_(sort.is_(None), key < after_key)
+        return sa.or_(sort.is_not(None), key > after_key)
+    if descending:
+        return sa.or_(sort < sort_value, sa.and_(sort == sort_value, key < after_key),
+                      sort.is_(None))
+    return sa.or_(sort > sort_value, sa.and_(sort == sort_value, key > after_key))
+
+
+def _sortable(value: Any, sort_type: type) -> bool:
+    """Whether a cursor's sort value can be compared with the index column of `sort_type`."""
+    if value is None:
+        return True
+    if sort_type is bool or type(value) is bool:
+        return sort_type is bool and type(value) is bool
+    if sort_type is str:
+        return isinstance(value, str)
+    if sort_type is float and type(value) is float:
+        return math.isfinite(value)
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def _decode_cursor(cursor: str, *, sort_type: type | None) -> tuple[Any, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if with_sort:
+        if sort_type is not None:
             sort_value, key = payload
         else:
             (key,) = payload
             sort_value = None
-        # A forged cursor may carry what the database cannot bind or compare: lists, null,
-        # booleans, integers beyond 64 bits, lone surrogates.
+        # A forged cursor may carry what the database cannot bind or compare: lists, values
+        # of another type than the index, integers beyond 64 bits, lone surrogates.
         if not isinstance(key, str) or not (
-            not with_sort
-            or isinstance(sort_value, str | float)
-            or (type(sort_value) is int and -(2**63) <= sort_value < 2**63)
+            sort_type is None or _sortable(sort_value, sort_type)
         ):
             raise ValueError
         for text in (key, sort_value):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, is_dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from ..app import App, QueryRegistration
@@ -129,6 +130,17 @@ class QueryBus:
 
     def _read(self, registration: QueryRegistration, query: Query, principal: Principal,
               names: list[str]) -> Answer:
+        try:
+            return self._read_once(registration, query, principal, names)
+        except sa.exc.DBAPIError as error:
+            if not _missing_table(error):
+                raise
+            # A swap dropped the build this read chose between its checkpoint read and its
+            # table reads (PostgreSQL reads each statement at a new snapshot): read again.
+            return self._read_once(registration, query, principal, names)
+
+    def _read_once(self, registration: QueryRegistration, query: Query, principal: Principal,
+                   names: list[str]) -> Answer:
         with self.read_store.read() as connection:
             active = self.checkpoints.active(connection, names)
             generations = {name: c.generation for name, c in active.items()}
@@ -162,6 +174,11 @@ class QueryBus:
         """Wakes the queries waiting for a position (called on a read-store notification)."""
         with self._checkpoint_moved:
             self._checkpoint_moved.notify_all()
+
+
+def _missing_table(error: sa.exc.DBAPIError) -> bool:
+    return (getattr(error.orig, "sqlstate", None) == "42P01"
+            or "no such table" in str(error.orig))
 
 
 def to_jsonable(data: Any) -> Any:

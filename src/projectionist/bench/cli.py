@@ -1,0 +1,124 @@
+"""`projectionist bench orders` and `projectionist bench http`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..errors import ProjectionistError
+from . import report
+
+bench_cli = typer.Typer(
+    help="Run the benchmarks: the orders workload in-process, and the shop over HTTP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+if not console.is_terminal:
+    # Piped to a file or a CI log: wide enough that the tables do not wrap.
+    console = Console(width=120)
+errors = Console(stderr=True)
+
+
+class Backend(StrEnum):
+    sqlite = "sqlite"
+    postgresql = "postgresql"
+
+
+BackendOption = Annotated[Backend, typer.Option("--backend", help="The store to measure.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="PostgreSQL server URL; a fresh database is created on it per"
+                               " phase and dropped afterwards. Default:"
+                               " postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+]
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Folder for the SQLite files (default: the system's temporary"
+                               " folder). Put it on the disk you mean to measure."),
+]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the figures here.")]
+KeepOption = Annotated[bool, typer.Option("--keep", help="Keep the databases afterwards.")]
+
+
+@bench_cli.command("orders")
+def orders(
+    backend: BackendOption = Backend.sqlite,
+    url: UrlOption = None,
+    orders: Annotated[int, typer.Option("--orders", min=1, help="N: orders in W, W8, P.")] = 5000,
+    live: Annotated[int, typer.Option("--live", min=1, help="Commands in phase L.")] = 1000,
+    threads: Annotated[int, typer.Option("--threads", min=2, help="Writers in W8.")] = 8,
+    write8: Annotated[
+        bool | None,
+        typer.Option("--w8/--no-w8", help="Run W8 (default: on PostgreSQL only)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1,
+                                            help="The projector's batch size.")] = 1000,
+    json_path: JsonOption = None,
+    directory: DirOption = None,
+    keep: KeepOption = False,
+) -> None:
+    """The orders workload through the library: W, W8, P (with checks) and L."""
+    from .orders import BenchmarkFailed, OrdersSettings, run_orders
+
+    settings = OrdersSettings(
+        backend=backend.value, orders=orders, live_commands=live, threads=threads,
+        write8=write8, batch_size=batch_size, url=url, directory=directory, keep=keep,
+    )
+    try:
+        result = run_orders(settings, progress=lambda line: errors.print(f"[dim]{line}"))
+    except (BenchmarkFailed, ProjectionistError) as error:
+        errors.print(f"[bold red]benchmark failed:[/] {error}")
+        raise typer.Exit(1) from None
+    report.print_orders(console, result)
+    if json_path is not None:
+        report.write_json(json_path, result)
+        console.print(f"figures written to {json_path}")
+    if not result["verification"]["passed"]:
+        errors.print("[bold red]the read model does not match the workload[/]")
+        raise typer.Exit(1)
+
+
+@bench_cli.command("http")
+def http(
+    backend: BackendOption = Backend.sqlite,
+    url: UrlOption = None,
+    duration: Annotated[float, typer.Option("--duration", min=0.5,
+                                            help="Seconds per phase.")] = 10.0,
+    query_clients: Annotated[int, typer.Option("--query-clients", min=1)] = 8,
+    command_clients: Annotated[int, typer.Option("--command-clients", min=1)] = 4,
+    query_rate: Annotated[float, typer.Option(
+        "--query-rate", min=1, help="Queries/s in the paced phases.")] = 500.0,
+    seed_orders: Annotated[int, typer.Option("--seed-orders", min=1)] = 500,
+    app_path: Annotated[str, typer.Option("--app", help="The app, as module:attribute;"
+                                                        " its commands must be the shop's.")
+                        ] = "shop:app",
+    auth: Annotated[bool, typer.Option("--auth/--no-auth",
+                                       help="Bearer tokens on every request.")] = True,
+    json_path: JsonOption = None,
+    directory: DirOption = None,
+    keep: KeepOption = False,
+) -> None:
+    """The shop served by uvicorn, driven over HTTP: reads alone, then with writes saturating."""
+    from .http import HttpSettings, run_http
+    from .orders import BenchmarkFailed
+
+    settings = HttpSettings(
+        backend=backend.value, url=url, duration_s=duration, query_clients=query_clients,
+        command_clients=command_clients, query_rate=query_rate, seed_orders=seed_orders,
+        app=app_path, auth=auth, directory=directory, keep=keep,
+    )
+    try:
+        result = run_http(settings, progress=lambda line: errors.print(f"[dim]{line}"))
+    except (BenchmarkFailed, ProjectionistError) as error:
+        errors.print(f"[bold red]benchmark failed:[/] {error}")
+        raise typer.Exit(1) from None
+    report.print_http(console, result)
+    if json_path is not None:
+        report.write_json(json_path, result)
+        console.print(f"figures written to {json_path}")
