@@ -119,19 +119,9 @@ sales_days = daily_sales.table(
 
 def _add_to_day(ctx: ApplyContext, *, orders: int = 0, revenue_cents: int = 0,
                 cancellations: int = 0) -> None:
-    table = ctx[sales_days]
-    moved = ctx.connection.execute(
-        sa.update(table).where(table.c.day == day(ctx)).values(
-            orders=table.c.orders + orders,
-            revenue_cents=table.c.revenue_cents + revenue_cents,
-            cancellations=table.c.cancellations + cancellations,
-        )
-    ).rowcount
-    if not moved:
-        ctx.connection.execute(sa.insert(table).values(
-            day=day(ctx), orders=orders, revenue_cents=revenue_cents,
-            cancellations=cancellations,
-        ))
+    # Folded per day in memory, written once per batch: replays stay fast.
+    ctx.increment(sales_days, {"day": day(ctx)}, orders=orders, revenue_cents=revenue_cents,
+                  cancellations=cancellations)
 
 
 @daily_sales.on(OrderPlaced)
@@ -163,15 +153,10 @@ catalog = product_catalog.table(
 )
 
 
-def _adjust(ctx: ApplyContext, lines: list[Line], **deltas: int) -> None:
-    table = ctx[catalog]
+def _adjust(ctx: ApplyContext, lines: list[Line], **signs: int) -> None:
     for line in lines:
-        ctx.connection.execute(
-            sa.update(table).where(table.c.sku == line.sku).values(
-                {table.c[column]: table.c[column] + sign * line.quantity
-                 for column, sign in deltas.items()}
-            )
-        )
+        ctx.increment(catalog, {"sku": line.sku},
+                      **{column: sign * line.quantity for column, sign in signs.items()})
 
 
 @product_catalog.on(ProductRegistered)
@@ -184,9 +169,7 @@ def _catalog_registered(event: ProductRegistered, ctx: ApplyContext) -> None:
 
 @product_catalog.on(ProductRestocked)
 def _catalog_restocked(event: ProductRestocked, ctx: ApplyContext) -> None:
-    table = ctx[catalog]
-    ctx.connection.execute(sa.update(table).where(table.c.sku == event.sku)
-                           .values(on_hand=table.c.on_hand + event.quantity))
+    ctx.increment(catalog, {"sku": event.sku}, on_hand=event.quantity)
 
 
 @product_catalog.on(OrderPlaced)

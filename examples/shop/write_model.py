@@ -6,7 +6,7 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from projectionist import App, Refused, UnitOfWork
+from projectionist import App, Forbidden, Principal, Refused, UnitOfWork
 
 from .messages import (
     CancelOrder,
@@ -23,6 +23,7 @@ from .messages import (
     RestockProduct,
     ShipOrder,
 )
+from .queries import is_customer
 
 write_model = sa.MetaData()
 
@@ -71,6 +72,12 @@ def order_stream(order_id: str) -> str:
     return f"order-{order_id}"
 
 
+def orders_for_themselves(principal: Principal, command: PlaceOrder) -> None:
+    """Customers place orders for themselves only; staff place anyone's."""
+    if is_customer(principal) and command.customer_id != principal.subject:
+        raise Forbidden("a customer may place orders only for themselves")
+
+
 def register(app: App) -> None:
     """Binds the shop's command handlers to `app`."""
 
@@ -98,7 +105,7 @@ def register(app: App) -> None:
         uow.record(product_stream(command.sku),
                    ProductRestocked(sku=command.sku, quantity=command.quantity))
 
-    @app.command(PlaceOrder)
+    @app.command(PlaceOrder, policy=orders_for_themselves)
     def place_order(command: PlaceOrder, uow: UnitOfWork) -> None:
         db = uow.connection
         if db.execute(sa.select(orders.c.order_id)
@@ -114,7 +121,8 @@ def register(app: App) -> None:
         unknown = [sku for sku in wanted if sku not in prices]
         if unknown:
             raise Refused(f"unknown sku {', '.join(repr(s) for s in unknown)}")
-        for sku, quantity in wanted.items():
+        # Stock rows are locked in sku order everywhere, so concurrent commands cannot deadlock.
+        for sku, quantity in sorted(wanted.items()):
             # A conditional update reserves atomically, even with concurrent orders.
             reserved = db.execute(
                 sa.update(stock)
@@ -163,7 +171,7 @@ def register(app: App) -> None:
         if order.status != "paid":
             raise Refused(f"order {command.order_id!r} is {order.status}, not paid")
         lines = _lines(uow, command.order_id)
-        for line in lines:
+        for line in sorted(lines, key=lambda line: line.sku):
             uow.connection.execute(
                 sa.update(stock).where(stock.c.sku == line.sku).values(
                     on_hand=stock.c.on_hand - line.quantity,
@@ -182,7 +190,7 @@ def register(app: App) -> None:
             raise Refused(f"order {command.order_id!r} is {order.status} and cannot be"
                           " cancelled")
         lines = _lines(uow, command.order_id)
-        for line in lines:
+        for line in sorted(lines, key=lambda line: line.sku):
             uow.connection.execute(
                 sa.update(stock).where(stock.c.sku == line.sku)
                 .values(reserved=stock.c.reserved - line.quantity)
@@ -196,9 +204,11 @@ def register(app: App) -> None:
 
 
 def _load_order(uow: UnitOfWork, order_id: str) -> sa.Row[tuple[str, str, int]]:
+    # Locked, so that two commands on one order take turns and the second sees the first's
+    # status (concurrent pay and cancel would both see `placed` otherwise).
     row = uow.connection.execute(
         sa.select(orders.c.customer_id, orders.c.status, orders.c.total_cents)
-        .where(orders.c.order_id == order_id)
+        .where(orders.c.order_id == order_id).with_for_update()
     ).first()
     if row is None:
         raise Refused(f"order {order_id!r} does not exist")

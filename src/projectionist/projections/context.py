@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import overload
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import ConfigurationError
 from ..messages import EventMetadata, StoredEvent
+from .counters import Counters, Number
 from .definition import DocumentCollection, ViewTable
 from .documents import DocumentCache, Documents
 
@@ -63,7 +64,20 @@ class ApplyContext(ViewContext):
                  caches: Mapping[str, DocumentCache] | None = None) -> None:
         super().__init__(connection, {projection: generation}, caches)
         self._live_since = live_since
+        self._counters = Counters()
         self.record: StoredEvent | None = None
+
+    def increment(self, handle: ViewTable, key: Mapping[str, Any], **deltas: Number) -> None:
+        """Adds to numeric columns of the row with primary key `key`, creating it if missing.
+
+        Folded in memory and written once at the end of the batch, so a replay of many events
+        costs a few statements; other columns of a new row take their defaults.
+        """
+        self._counters.add(self[handle], key, deltas)
+
+    def flush(self) -> None:
+        super().flush()
+        self._counters.flush(self.connection)
 
     @property
     def live(self) -> bool:

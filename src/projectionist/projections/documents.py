@@ -211,10 +211,10 @@ def _after(sort: sa.Column[Any], sort_value: Any, key: sa.Column[Any], after_key
         if descending:
             return sa.and_(sort.is_(None), key < after_key)
         return sa.or_(sort.is_not(None), key > after_key)
+    value = sa.literal(sort_value, sort.type)  # a bound value, even for True and False
     if descending:
-        return sa.or_(sort < sort_value, sa.and_(sort == sort_value, key < after_key),
-                      sort.is_(None))
-    return sa.or_(sort > sort_value, sa.and_(sort == sort_value, key > after_key))
+        return sa.or_(sort < value, sa.and_(sort == value, key < after_key), sort.is_(None))
+    return sa.or_(sort > value, sa.and_(sort == value, key > after_key))
 
 
 def _sortable(value: Any, sort_type: type) -> bool:
