@@ -35,26 +35,28 @@ class SQLiteEventLog(EventLog):
 
     def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        positions = []
+        rows = [
+            (e.stream, e.version, e.type, e.schema_version, e.data, e.metadata, e.recorded_at)
+            for e in events
+        ]
         try:
-            for e in events:
-                cursor.execute(
-                    _INSERT,
-                    (e.stream, e.version, e.type, e.schema_version, e.data, e.metadata,
-                     e.recorded_at),
-                )
-                positions.append(int(cursor.lastrowid))
+            cursor.execute(_INSERT, rows[0])
+            first = int(cursor.lastrowid or 0)
+            if len(rows) > 1:
+                cursor.executemany(_INSERT, rows[1:])
         except sqlite3.IntegrityError as error:
             # Versions are decided under SQLite's single write lock, so a clash means a
-            # caller chose an explicit version that another command already took.
+            # caller expected a version that another command already took.
             clash = next(
-                e for e in events if self.stream_version(connection, e.stream) >= e.version
+                (e for e in events if self.stream_version(connection, e.stream) >= e.version),
+                events[0],
             )
             actual = self.stream_version(connection, clash.stream)
             raise ConcurrencyError(clash.stream, clash.version - 1, actual) from error
         finally:
             cursor.close()
-        return positions
+        # One writer at a time and AUTOINCREMENT: the rows took consecutive positions.
+        return list(range(first, first + len(rows)))
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         with self.store.read() as connection:
