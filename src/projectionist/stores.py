@@ -161,7 +161,14 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
                 pool_timeout=timeout_s,
                 # No pre-ping (a round trip per checkout): a lost connection fails one
                 # request, which SQLAlchemy turns into a refresh of the whole pool.
-                connect_args={"connect_timeout": max(1, int(min(timeout_s, 3.0)))},
+                connect_args={
+                    "connect_timeout": max(1, int(min(timeout_s, 3.0))),
+                    # Every wait is bounded: a lock held too long or a stuck statement ends
+                    # in a clear error (503) rather than a hung request.
+                    "options": f"-c lock_timeout={int(timeout_s * 1000)}"
+                               f" -c statement_timeout={int(timeout_s * 6000)}"
+                               f" -c idle_in_transaction_session_timeout={int(timeout_s * 6000)}",
+                },
             )
     except NoSuchModuleError as error:
         raise ConfigurationError(f"no driver for {redact(url)}: {error}") from None
