@@ -11,10 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from .errors import ConfigurationError, StoreUnavailable
+from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
 
 _BEGIN_MODE = "projectionist_begin"
 # Advisory lock keys: arbitrary constants, fixed so that every process agrees on them.
@@ -87,9 +87,16 @@ def redact(url: str) -> str:
 
 @contextmanager
 def translate_errors(url: str) -> Iterator[None]:
-    """Turns a lost or refused connection into StoreUnavailable."""
+    """Turns a lost or refused connection into StoreUnavailable, and a value the database
+    cannot hold (NUL in text, a number out of range) into InvalidMessage."""
     try:
         yield
+    except DataError as error:
+        raise InvalidMessage(
+            f"a value cannot be stored or compared: {_first_line(error.orig)}"
+        ) from error
+    except OverflowError as error:  # sqlite3: an integer beyond 64 bits
+        raise InvalidMessage(f"a value cannot be stored or compared: {error}") from error
     except OperationalError as error:
         if _is_sqlite_lock(error) or _is_lock_conflict(error):
             raise StoreUnavailable(
