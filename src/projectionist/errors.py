@@ -10,9 +10,11 @@
     │   ├── Unauthenticated         missing, malformed or expired token (401)
     │   └── Forbidden               the token lacks a scope or a policy refuses (403)
     ├── Refused                     a valid command refused by the current state (409)
-    │   └── ConcurrencyError        a stream's version is not the expected one (409)
+    │   ├── ConcurrencyError        a stream's version is not the expected one (409)
+    │   └── RebuildInProgress       a projection already has a build in progress (409)
     ├── NotFound                    a query asked for an item that does not exist (404)
-    └── NotFresh                    min_position not reached within the wait (503)
+    ├── NotFresh                    min_position not reached within the wait (503)
+    └── HandlerFailed               a projection handler raised; retried, then parked
 """
 
 from __future__ import annotations
@@ -125,3 +127,24 @@ class NotFresh(ProjectionistError):
     def __init__(self, detail: str, freshness: Any) -> None:
         super().__init__(detail)
         self.freshness = freshness
+
+
+class RebuildInProgress(Refused):
+    """A projection already has a build in progress."""
+
+    code = "rebuild_in_progress"
+
+
+class HandlerFailed(ProjectionistError):
+    """A projection handler raised; the batch was rolled back and will be retried."""
+
+    code = "handler_failed"
+
+    def __init__(self, projection: str, position: int, event_type: str, stream: str,
+                 error: BaseException, attempts: int) -> None:
+        super().__init__(
+            f"{projection} failed on event {position} ({event_type} on {stream!r}),"
+            f" attempt {attempts}: {type(error).__name__}: {error}"
+        )
+        self.position = position
+        self.attempts = attempts

@@ -10,12 +10,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 from .app import App
 from .auth import SYSTEM, Principal
 from .commands.dispatch import CommandBus, CommandResult
 from .commands.idempotency import metadata as idempotency_metadata
 from .commands.unit_of_work import RecordedEvent
-from .errors import ConfigurationError, NotRegistered, StoreUnavailable
+from .errors import ConfigurationError, HandlerFailed, NotRegistered, StoreUnavailable
 from .eventlog import EventLog, open_event_log
 from .eventlog.postgres import CHANNEL as EVENTS_CHANNEL
 from .messages import Command, Query
@@ -26,13 +28,16 @@ from .projections.dead_letters import DeadLetter, DeadLetters
 from .projections.definition import Projection
 from .projections.leases import Leases
 from .projections.projector import Projector
-from .projections.runner import CHECKPOINT_CHANNEL, HandlerFailed, ProjectionRunner
+from .projections.runner import CHECKPOINT_CHANNEL, ProjectionRunner
 from .queries.dispatch import Answer, QueryBus
 from .queries.freshness import measure
 from .signals import LogWatch, ProgressBoard
 from .stores import Store
 
 log = logging.getLogger("projectionist")
+
+# A table the framework has not created yet (no projector has run against this store).
+_MISSING_TABLE = (sa_exc.ProgrammingError, sa_exc.OperationalError)
 
 ROLES = ("command", "projector", "query")
 DEFAULT_STORE = "sqlite:///projectionist.db"
@@ -308,11 +313,13 @@ class Runtime:
 
     def list_dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         """Unresolved dead letters, of one projection or all."""
-        self.install()
         if name is not None:
             self._projection(name)
-        with self.read_store.read() as connection:
-            return self.dead_letters.open(connection, name)
+        try:
+            with self.read_store.read() as connection:
+                return self.dead_letters.open(connection, name)
+        except _MISSING_TABLE:
+            return []
 
     def retry_dead_letters(self, name: str) -> tuple[int, int]:
         """Applies a projection's parked events again, in order; (applied, still parked)."""
@@ -348,16 +355,21 @@ class Runtime:
         return self.watch.head
 
     def status(self) -> list[ProjectionStatus]:
-        """Every build of every projection: state, position, head, lag, dead letters."""
-        self.install()
+        """Every build of every projection: state, position, head, lag, dead letters.
+
+        Only reads: before any projector created the read store's tables, the list is empty.
+        """
         try:
             head = self.head() if self.log is not None else 0
-        except StoreUnavailable:  # the write store is down: report what the read side knows
+        except (StoreUnavailable, *_MISSING_TABLE):  # report what the read side knows
             head = 0
         now = time.time()
-        with self.read_store.read() as connection:
-            rows = self.checkpoints.all(connection)
-            dead = self.dead_letters.counts(connection)
+        try:
+            with self.read_store.read() as connection:
+                rows = self.checkpoints.all(connection)
+                dead = self.dead_letters.counts(connection)
+        except _MISSING_TABLE:
+            return []
         result = []
         for row in rows:
             freshness = measure([row], self.watch, now)

@@ -95,6 +95,8 @@ def translate_errors(url: str) -> Iterator[None]:
         raise InvalidMessage(
             f"a value cannot be stored or compared: {_first_line(error.orig)}"
         ) from error
+    except sa.exc.TimeoutError as error:  # every pooled connection is in use
+        raise StoreUnavailable(f"the store {redact(url)} is busy: no free connection") from error
     except OverflowError as error:  # sqlite3: an integer beyond 64 bits
         raise InvalidMessage(f"a value cannot be stored or compared: {error}") from error
     except OperationalError as error:
@@ -171,10 +173,12 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
                 connect_args={
                     "connect_timeout": max(1, int(min(timeout_s, 3.0))),
                     # Every wait is bounded: a lock held too long or a stuck statement ends
-                    # in a clear error (503) rather than a hung request.
+                    # in a clear error (503) rather than a hung request. The URL's own options
+                    # (a search_path...) follow, or this argument would drop them.
                     "options": f"-c lock_timeout={int(timeout_s * 1000)}"
                                f" -c statement_timeout={int(timeout_s * 6000)}"
-                               f" -c idle_in_transaction_session_timeout={int(timeout_s * 6000)}",
+                               f" -c idle_in_transaction_session_timeout={int(timeout_s * 6000)}"
+                               + "".join(f" {o}" for o in _url_options(parsed)),
                 },
             )
     except NoSuchModuleError as error:
@@ -183,6 +187,11 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
         f"unsupported store {backend!r} in {redact(url)}; projectionist supports sqlite and"
         " postgresql"
     )
+
+
+def _url_options(url: sa.engine.URL) -> tuple[str, ...]:
+    options = url.query.get("options", ())
+    return (options,) if isinstance(options, str) else tuple(options)
 
 
 def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float) -> Engine:

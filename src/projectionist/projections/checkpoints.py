@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..errors import Refused
+from ..errors import RebuildInProgress
 from ..stores import Store
 
 metadata = sa.MetaData()
@@ -68,12 +68,6 @@ class Checkpoint:
     def table_names(self) -> list[str]:
         names: list[str] = json.loads(self.tables)
         return names
-
-
-class RebuildInProgress(Refused):
-    """A projection already has a build in progress."""
-
-    code = "rebuild_in_progress"
 
 
 class Checkpoints:

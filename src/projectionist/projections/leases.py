@@ -75,7 +75,7 @@ class Leases:
         return self._held_until.get(name, 0.0) > time.time()
 
     def due(self, name: str) -> bool:
-        """True when the lease should be extended (a third of its time is left)."""
+        """True when the lease should be extended (a third of its time has passed)."""
         return self._held_until.get(name, 0.0) - time.time() < self.ttl_s * 2 / 3
 
     def release(self, name: str) -> None:

@@ -13,12 +13,12 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from ..errors import StoreUnavailable
+from ..errors import HandlerFailed, StoreUnavailable
 from ..signals import LogWatch, ProgressBoard
 from .checkpoints import Checkpoint, Checkpoints
 from .definition import Projection
 from .leases import Leases
-from .runner import CheckpointMoved, HandlerFailed, ProjectionRunner
+from .runner import CheckpointMoved, ProjectionRunner
 
 log = logging.getLogger("projectionist.projections")
 
@@ -74,6 +74,7 @@ class Projector:
         with self.checkpoints.store.read() as connection:
             rows = self.checkpoints.all(connection)
         wanted: dict[tuple[str, int], tuple[Projection, Checkpoint]] = {}
+        replaces: dict[tuple[str, int], bool] = {}
         for projection in self.projections.values():
             builds = [row for row in rows if row.name == projection.name]
             active = next((row for row in builds if row.active), None)
@@ -95,8 +96,10 @@ class Projector:
                          projection.name, active.version, projection.version)
                 current = [self.checkpoints.start_build(
                     projection.name, projection.version, _tables_of(projection))]
+            replacing = active.version < projection.version
             for row in current:
                 wanted[(projection.name, row.generation)] = (projection, row)
+                replaces[(projection.name, row.generation)] = replacing
         for key in list(self.runners):
             if key not in wanted:
                 del self.runners[key]
@@ -107,6 +110,7 @@ class Projector:
                 runner.install()
                 self.runners[key] = runner
             runner.serving = row.active
+            runner.live_while_building = replaces.get(key, False)
 
     def rebuild(self, name: str) -> Checkpoint:
         """Starts a blue/green rebuild of a projection; RebuildInProgress if one runs."""

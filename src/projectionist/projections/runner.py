@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ..errors import ProjectionistError, StoreUnavailable
+from ..errors import HandlerFailed, StoreUnavailable
 from ..eventlog import EventLog
 from ..messages import Registry, StoredEvent
 from ..metrics import Metrics
@@ -27,21 +27,6 @@ _NOTIFY = sa.text(f"SELECT pg_notify('{CHECKPOINT_CHANNEL}', :payload)")
 
 class CheckpointMoved(Exception):
     """Another runner moved the checkpoint; this batch was rolled back."""
-
-
-class HandlerFailed(ProjectionistError):
-    """A projection handler raised; the batch was rolled back and will be retried."""
-
-    code = "handler_failed"
-
-    def __init__(self, projection: str, record: StoredEvent, error: BaseException,
-                 attempts: int) -> None:
-        super().__init__(
-            f"{projection} failed on event {record.position} ({record.type} on"
-            f" {record.stream!r}), attempt {attempts}: {type(error).__name__}: {error}"
-        )
-        self.record = record
-        self.attempts = attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +65,9 @@ class ProjectionRunner:
         self.generation = build.generation
         self.created_at = build.created_at
         self.serving = build.active
+        # A build that replaces an older version's (which no process advances any more) must
+        # run live-only side effects for new events itself, or nobody would.
+        self.live_while_building = False
         self.log = log
         self.read_store = read_store
         self.registry = registry
@@ -202,8 +190,7 @@ class ProjectionRunner:
                 if hold_streams else set()
             )
             context = ApplyContext(connection, name, self.generation,
-                                   live_since=self.created_at if self.serving else None,
-                                   caches=self._caches)
+                                   live_since=self._live_since(), caches=self._caches)
             for record in events:
                 spec = handlers.get(record.type)
                 if spec is None:
@@ -218,6 +205,9 @@ class ProjectionRunner:
                 spec.function(decode(record.type, record.schema_version, record.data), context)
             context.flush()
             self._advance(connection, expected, events[-1].position, head, next_at)
+
+    def _live_since(self) -> float | None:
+        return self.created_at if self.serving or self.live_while_building else None
 
     def _advance(self, connection: sa.Connection, expected: int, position: int, head: int,
                  next_at: float | None) -> None:
@@ -238,7 +228,8 @@ class ProjectionRunner:
         attempts = self._attempts.get(record.position, 0) + 1
         self._attempts[record.position] = attempts
         if attempts < self.max_attempts or self.projection.on_error == "stop":
-            raise HandlerFailed(self.name, record, error, attempts) from error
+            raise HandlerFailed(self.name, record.position, record.type, record.stream, error,
+                                attempts) from error
         with self.read_store.write() as connection:
             self.dead_letters.park(
                 connection, self.name, self.generation, record, reason="failed",
@@ -274,7 +265,7 @@ class ProjectionRunner:
                         if spec is not None:
                             context = ApplyContext(
                                 connection, self.name, self.generation,
-                                live_since=self.created_at if self.serving else None,
+                                live_since=self._live_since(),
                             )
                             context.record = record
                             if not (spec.live_only and not context.live):
