@@ -279,7 +279,7 @@ def _print_banner(runtime: Runtime, host: str, port: int,
     if authority is None:
         console.print("  [yellow]authentication is off (PROJECTIONIST_AUTH=off)[/]")
         return
-    if runtime.read_store.is_sqlite is False and not os.environ.get("PROJECTIONIST_SECRET"):
+    if not runtime.read_store.is_sqlite and not os.environ.get("PROJECTIONIST_SECRET"):
         console.print("  [yellow]PROJECTIONIST_SECRET is not set: this process signs with a secret"
                       " of its own, which other processes and hosts do not share[/]")
     if not authority.can_issue:
