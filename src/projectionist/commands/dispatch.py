@@ -128,7 +128,7 @@ class CommandBus:
         try:
             command = self.authorize(command, principal)
         except Forbidden as refusal:
-            _audit_refusal(principal, command, refusal)
+            audit_refusal(principal, command.type_name, refusal)
             raise
         key = digest = None
         if idempotency_key is not None:
@@ -139,7 +139,11 @@ class CommandBus:
             handler=self.app.command_registration(command.type_name).handler,
             key=key, digest=digest, correlation_id=correlation_id,
         )
-        return self._group.submit(request)
+        try:
+            return self._group.submit(request)
+        except Refused as refusal:
+            audit_refusal(principal, command.type_name, refusal)
+            raise
 
     def _run_batch(self, tickets: Sequence[Ticket[_Request, CommandResult]]) -> None:
         if len(tickets) == 1:
@@ -153,10 +157,11 @@ class CommandBus:
             # Another process took a stream version one of these commands wanted, or locked
             # rows in another order (a deadlock): the batch rolled back as a whole, so run each
             # command again by itself.
+            # A refusal inside the batch may rest on a command that rolled back with it, so
+            # every command runs again.
             for ticket in tickets:
-                if not isinstance(ticket.error, ProjectionistError):
-                    ticket.result = ticket.error = None
-                    self._run_alone(ticket)
+                ticket.result = ticket.error = None
+                self._run_alone(ticket)
             return
         if recorded and self.on_commit is not None:
             self.on_commit(recorded, time.time())
@@ -184,8 +189,6 @@ class CommandBus:
                 except Exception as error:
                     savepoint.rollback()
                     ticket.error = error
-                    if isinstance(error, Refused):
-                        _audit_refusal(request.principal, request.command, error)
                     continue
                 versions.update(unit.versions)
                 staged.append((ticket, unit))
@@ -227,8 +230,6 @@ class CommandBus:
                 events = unit.flush()
                 ticket.result = self._result(connection, request, unit, events)
         except ProjectionistError as error:
-            if isinstance(error, Refused):
-                _audit_refusal(request.principal, request.command, error)
             ticket.error = error
             return
         if events and self.on_commit is not None:
@@ -289,11 +290,12 @@ def _fits(batch: Sequence[Ticket[_Request, CommandResult]],
     return key is None or all(other.item.key != key for other in batch)
 
 
-def _audit_refusal(principal: Principal, command: Command, error: ProjectionistError) -> None:
+def audit_refusal(principal: Principal, type_name: str, error: ProjectionistError) -> None:
+    """Logs a refused command on `projectionist.audit`: subject, type and reason, no token."""
     # Business refusals are routine; authorization refusals deserve attention.
     level = logging.WARNING if isinstance(error, Forbidden) else logging.INFO
     audit.log(level, "command refused: subject=%s command=%s reason=%s",
-              principal.subject, command.type_name, error.detail)
+              principal.subject, type_name, error.detail)
 
 
 def _first_line(error: object) -> str:

@@ -48,13 +48,15 @@ _TRIGGERS = (
         PERFORM pg_notify('{CHANNEL}', (SELECT max(position)::text FROM added));
         RETURN NULL;
     END $$""",
-    "DROP TRIGGER IF EXISTS projectionist_events_lock ON projectionist_events",
     """CREATE TRIGGER projectionist_events_lock BEFORE INSERT ON projectionist_events
     FOR EACH STATEMENT EXECUTE FUNCTION projectionist_events_lock()""",
-    "DROP TRIGGER IF EXISTS projectionist_events_notify ON projectionist_events",
     """CREATE TRIGGER projectionist_events_notify AFTER INSERT ON projectionist_events
     REFERENCING NEW TABLE AS added
     FOR EACH STATEMENT EXECUTE FUNCTION projectionist_events_notify()""",
+)
+_HAS_TRIGGERS = sa.text(
+    "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'projectionist_events'::regclass"
+    " AND tgname IN ('projectionist_events_lock', 'projectionist_events_notify')"
 )
 _READ = sa.text(
     f"SELECT {COLUMNS} FROM projectionist_events WHERE position > :after"
@@ -72,8 +74,14 @@ class PostgresEventLog(EventLog):
     def install(self) -> None:
         with self.store.schema() as connection:
             metadata.create_all(connection)
-            for statement in _TRIGGERS:
-                connection.exec_driver_sql(statement)
+            # Creating a trigger locks the whole log: do it once, not at every start.
+            if connection.execute(_HAS_TRIGGERS).scalar_one() < 2:
+                connection.exec_driver_sql(
+                    "DROP TRIGGER IF EXISTS projectionist_events_lock ON projectionist_events")
+                connection.exec_driver_sql(
+                    "DROP TRIGGER IF EXISTS projectionist_events_notify ON projectionist_events")
+                for statement in _TRIGGERS:
+                    connection.exec_driver_sql(statement)
 
     def stream_version(self, connection: Connection, stream: str) -> int:
         value = connection.execute(_STREAM_VERSION, {"stream": stream}).scalar()
