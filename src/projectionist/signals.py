@@ -76,20 +76,23 @@ class ProgressBoard:
     def forget(self, projection: str) -> None:
         with self._condition:
             self._positions.pop(projection, None)
+            self._condition.notify_all()
 
     def knows(self, projection: str) -> bool:
         with self._condition:
             return projection in self._positions
 
     def wait_until(self, projections: Iterable[str], position: int, timeout_s: float) -> bool:
-        """Waits until every projection reached `position`; False when the timeout ran out."""
+        """Waits until every projection reached `position`; False when the timeout ran out
+        or one it knew is forgotten meanwhile (another process runs it now)."""
         names = list(projections)
         deadline = time.monotonic() + timeout_s
         with self._condition:
+            known = [name for name in names if name in self._positions]
             while True:
                 if all(self._positions.get(name, -1) >= position for name in names):
                     return True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or not all(name in self._positions for name in known):
                     return False
                 self._condition.wait(remaining)
