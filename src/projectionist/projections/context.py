@@ -10,9 +10,9 @@ from sqlalchemy.engine import Connection
 
 from ..errors import ConfigurationError
 from ..messages import EventMetadata, StoredEvent
-from .counters import Counters, Number
 from .definition import DocumentCollection, ViewTable
 from .documents import DocumentCache, Documents
+from .rows import Number, RowWrites
 
 
 class ViewContext:
@@ -64,20 +64,29 @@ class ApplyContext(ViewContext):
                  caches: Mapping[str, DocumentCache] | None = None) -> None:
         super().__init__(connection, {projection: generation}, caches)
         self._live_since = live_since
-        self._counters = Counters()
+        self._rows = RowWrites()
         self.record: StoredEvent | None = None
+
+    def put(self, handle: ViewTable, row: Mapping[str, Any]) -> None:
+        """Inserts or replaces a row of a SQL view (written at the end of the batch)."""
+        self._rows.put(self[handle], row)
+
+    def update(self, handle: ViewTable, key: Mapping[str, Any], **values: Any) -> None:
+        """Sets columns of the row with primary key `key`, if it exists (end of the batch)."""
+        self._rows.update(self[handle], key, values)
 
     def increment(self, handle: ViewTable, key: Mapping[str, Any], **deltas: Number) -> None:
         """Adds to numeric columns of the row with primary key `key`, creating it if missing.
 
-        Folded in memory and written once at the end of the batch, so a replay of many events
-        costs a few statements; other columns of a new row take their defaults.
+        Like `put` and `update`, folded in memory and written once at the end of the batch, so
+        a replay of many events costs a few statements; other columns of a new row take their
+        defaults. Read these rows with SQL only after `flush()`.
         """
-        self._counters.add(self[handle], key, deltas)
+        self._rows.increment(self[handle], key, deltas)
 
     def flush(self) -> None:
         super().flush()
-        self._counters.flush(self.connection)
+        self._rows.flush(self.connection)
 
     @property
     def live(self) -> bool:

@@ -102,7 +102,10 @@ class Projector:
                 replaces[(projection.name, row.generation)] = replacing
         for key in list(self.runners):
             if key not in wanted:
-                del self.runners[key]
+                gone = self.runners.pop(key)
+                if gone.serving:
+                    # Another process swapped in a build this one does not run.
+                    self.board.forget(gone.name)
         for key, (projection, row) in wanted.items():
             runner = self.runners.get(key)
             if runner is None:

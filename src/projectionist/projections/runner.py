@@ -171,7 +171,13 @@ class ProjectionRunner:
             try:
                 result = self.run_once()
             except CheckpointMoved:
-                continue  # another runner applied that batch; go on from its checkpoint
+                # Another runner applied that batch: go on from its checkpoint, unless the
+                # build itself is gone (then reloading it would fail forever).
+                try:
+                    self.position  # noqa: B018 - reloads the checkpoint
+                except CheckpointMoved:
+                    break
+                continue
             total += result.applied
             batches += 1
             if result.caught_up:

@@ -1,0 +1,181 @@
+"""Writes to SQL views, folded per row in memory and written once per batch.
+
+`put` replaces a row, `update` sets columns, `increment` adds to numeric columns (creating
+the row if it is missing). Several calls on one row within a batch fold into one write, and
+the batch writes each kind with one statement per table, so a replay of many events costs a
+few statements instead of one per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..errors import ConfigurationError
+
+Number = int | float
+Key = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What a batch does to one row: replace it, or set and add to some columns."""
+
+    replace: bool
+    values: dict[str, Any] = field(default_factory=dict)
+    deltas: dict[str, Number] = field(default_factory=dict)
+    create: bool = False
+
+
+class RowWrites:
+    """The pending writes of one batch to SQL views."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[sa.Table, dict[Key, _Pending]]] = {}
+
+    def put(self, table: sa.Table, row: Mapping[str, Any]) -> None:
+        key = self._key(table, row)
+        self._check(table, row)
+        self._rows(table)[key] = _Pending(replace=True, values=dict(row))
+
+    def update(self, table: sa.Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        self._check(table, values)
+        pending = self._pending(table, key)
+        pending.values.update(values)
+        for name in values:
+            pending.deltas.pop(name, None)
+
+    def increment(self, table: sa.Table, key: Mapping[str, Any],
+                  deltas: Mapping[str, Number]) -> None:
+        self._check(table, deltas)
+        pending = self._pending(table, key)
+        if not pending.replace:
+            pending.create = True
+        for name, delta in deltas.items():
+            if name in pending.values:
+                pending.values[name] += delta
+            else:
+                pending.deltas[name] = pending.deltas.get(name, 0) + delta
+
+    def pending_row(self, table: sa.Table, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The row as this batch replaced it, if it did."""
+        entry = self._tables.get(table.name)
+        pending = entry[1].get(self._key(table, key)) if entry else None
+        return dict(pending.values) if pending is not None and pending.replace else None
+
+    def flush(self, connection: Connection) -> None:
+        for table, rows in self._tables.values():
+            if rows:
+                _write(connection, table, rows)
+        self._tables.clear()
+
+    def _rows(self, table: sa.Table) -> dict[Key, _Pending]:
+        return self._tables.setdefault(table.name, (table, {}))[1]
+
+    def _pending(self, table: sa.Table, key: Mapping[str, Any]) -> _Pending:
+        rows = self._rows(table)
+        index = self._key(table, key)
+        pending = rows.get(index)
+        if pending is None:
+            pending = rows[index] = _Pending(replace=False, values=dict(key))
+        return pending
+
+    @staticmethod
+    def _key(table: sa.Table, row: Mapping[str, Any]) -> Key:
+        names = [column.name for column in table.primary_key.columns]
+        try:
+            return tuple(row[name] for name in names)
+        except KeyError:
+            raise ConfigurationError(
+                f"a write to {table.name} needs its primary key ({', '.join(names)}),"
+                f" got {', '.join(row) or 'nothing'}"
+            ) from None
+
+    @staticmethod
+    def _check(table: sa.Table, row: Mapping[str, Any]) -> None:
+        unknown = [name for name in row if name not in table.c]
+        if unknown:
+            raise ConfigurationError(f"{table.name} has no column {', '.join(unknown)}")
+
+
+def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -> None:
+    primary = list(table.primary_key.columns)
+    names = {column.name for column in primary}
+    replaced = [p.values for p in rows.values() if p.replace]
+    if replaced:
+        _upsert(connection, table, replaced)
+    changed = {key: p for key, p in rows.items() if not p.replace}
+    if not changed:
+        return
+    existing = _existing(connection, table, primary, [k for k, p in changed.items() if p.create])
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+    inserts: list[dict[str, Any]] = []
+    for key, pending in changed.items():
+        if pending.create and key not in existing:
+            inserts.append({**pending.values, **pending.deltas})
+            continue
+        columns = tuple(sorted(n for n in pending.values if n not in names))
+        adds = tuple(sorted(pending.deltas))
+        if not columns and not adds:
+            continue
+        params = {f"k_{c.name}": pending.values[c.name] for c in primary}
+        params.update({f"v_{n}": pending.values[n] for n in columns})
+        params.update({f"d_{n}": pending.deltas[n] for n in adds})
+        groups.setdefault((columns, adds), []).append(params)
+    for (columns, adds), batch in groups.items():
+        statement = (
+            sa.update(table)
+            .where(*(c == sa.bindparam(f"k_{c.name}") for c in primary))
+            .values({
+                **{table.c[n]: sa.bindparam(f"v_{n}") for n in columns},
+                **{table.c[n]: table.c[n] + sa.bindparam(f"d_{n}") for n in adds},
+            })
+        )
+        connection.execute(statement, batch)
+    if inserts:
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in inserts:
+            by_columns.setdefault(tuple(sorted(row)), []).append(row)
+        for group in by_columns.values():
+            connection.execute(sa.insert(table), group)
+
+
+def _existing(connection: Connection, table: sa.Table, primary: list[sa.Column[Any]],
+              keys: list[Key]) -> set[Key]:
+    found: set[Key] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        if len(primary) == 1:
+            rows = connection.execute(
+                sa.select(primary[0]).where(primary[0].in_([k[0] for k in chunk])))
+        else:
+            rows = connection.execute(sa.select(*primary).where(sa.tuple_(*primary).in_(chunk)))
+        found.update(tuple(row) for row in rows)
+    return found
+
+
+def _upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table)
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(table)  # type: ignore[assignment]
+    else:
+        raise ConfigurationError(f"SQL views are not supported on {dialect!r}")
+    keys = [column.name for column in table.primary_key.columns]
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(sorted(row)), []).append(row)
+    for columns, group in by_columns.items():
+        updates = {n: statement.excluded[n] for n in columns if n not in keys}
+        upsert = (statement.on_conflict_do_update(index_elements=keys, set_=updates)
+                  if updates else statement.on_conflict_do_nothing(index_elements=keys))
+        connection.execute(upsert, group)
