@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from projectionist import Runtime
 from shop import create_app
+from tests.notes import Notes
 
 PG_ADMIN_URL = os.environ.get(
     "PROJECTIONIST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -84,6 +85,69 @@ def shop_runtime(store_urls: tuple[str, str]) -> Iterator[Runtime]:
     """The shop with every role, projector not started (tests call catch_up())."""
     write, read = store_urls
     runtime = Runtime(create_app(), store=write, read_store=read)
+    runtime.install()
+    yield runtime
+    runtime.stop()
+
+
+class PostgresSchemas:
+    """Throw-away schemas in one database: an empty store per test, far cheaper than a database."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.engine = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+
+    def create(self, prefix: str = "pj") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        return f"{self.database_url}?options=-csearch_path%3D{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_schemas(pg_databases: PostgresDatabases) -> Iterator[PostgresSchemas]:
+    schemas = PostgresSchemas(pg_databases.create("pjs"))
+    yield schemas
+    schemas.engine.dispose()
+
+
+@pytest.fixture
+def schema_store_urls(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[str, str]:
+    """Like store_urls, but PostgreSQL stores are schemas of one database (search_path)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'write.db'}", f"sqlite:///{tmp_path / 'read.db'}"
+    schemas: PostgresSchemas = request.getfixturevalue("pg_schemas")
+    return schemas.create("pjw"), schemas.create("pjr")
+
+
+@pytest.fixture(scope="session")
+def make_store_url(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Callable[[str], str]:
+    """Makes a new, empty store of a backend (a SQLite file, a PostgreSQL schema); its URL."""
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
+        schemas: PostgresSchemas = request.getfixturevalue("pg_schemas")
+        return schemas.create("pjx")
+
+    return make
+
+
+@pytest.fixture
+def notes() -> Notes:
+    """A new notes App (tests/notes.py): the framework's test app."""
+    return Notes()
+
+
+@pytest.fixture
+def notes_runtime(notes: Notes, store_urls: tuple[str, str]) -> Iterator[Runtime]:
+    """The notes app with every role on fresh stores, projector not started."""
+    write, read = store_urls
+    runtime = Runtime(notes.app, store=write, read_store=read)
     runtime.install()
     yield runtime
     runtime.stop()

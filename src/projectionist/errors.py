@@ -109,6 +109,7 @@ class ConcurrencyError(Refused):
         self.stream = stream
         self.expected = expected
         self.actual = actual
+        self.retryable = False
 
 
 class NotFound(ProjectionistError):

@@ -268,8 +268,10 @@ class Runtime:
                         total += runner.run_until_caught_up()
                         progressed += total - total_before
                         break
-                    except HandlerFailed:
+                    except HandlerFailed as failure:
                         if runner.projection.on_error == "stop":
+                            self.checkpoints.mark(runner.name, runner.generation,
+                                                  state="failed", error=failure.detail)
                             raise
                 if runner.serving:
                     self.board.advance(runner.name, runner.position)
@@ -378,7 +380,9 @@ class Runtime:
             state = row.state
             if state in ("live", "catching_up"):
                 state = "live" if lag_events == 0 else "catching_up"
-                if lag_events and now - row.updated_at > self.stall_after_s:
+                # Stalled: behind, with neither a recent move nor a recent event to excuse it.
+                if (lag_events and now - row.updated_at > self.stall_after_s
+                        and freshness.lag_ms > self.stall_after_s * 1000):
                     state = "stalled"
             result.append(
                 ProjectionStatus(

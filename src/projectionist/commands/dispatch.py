@@ -209,12 +209,15 @@ class CommandBus:
         return recorded
 
     def _run_alone(self, ticket: Ticket[_Request, CommandResult]) -> None:
-        # A deadlock victim wrote nothing: run it again, a few times at most.
+        # A deadlock victim, or a command that lost a race for a stream version it did not
+        # care about, wrote nothing: run it again, a few times at most.
         for attempt in range(_LOCK_CONFLICT_ATTEMPTS):
             if attempt:
                 ticket.result = ticket.error = None
             self._run_alone_once(ticket)
-            if ticket.error is None or not is_lock_conflict(ticket.error):
+            error = ticket.error
+            if error is None or not (is_lock_conflict(error)
+                                     or (isinstance(error, ConcurrencyError) and error.retryable)):
                 return
 
     def _run_alone_once(self, ticket: Ticket[_Request, CommandResult]) -> None:

@@ -59,6 +59,7 @@ class UnitOfWork:
         self._registry = registry
         self._versions: dict[str, int] = {}
         self._pending: list[NewEvent] = []
+        self._any_version: set[str] = set()
 
     def stream_version(self, stream: str) -> int:
         """The stream's version, counting events recorded in this unit of work."""
@@ -85,6 +86,8 @@ class UnitOfWork:
 
         Use 0 for a stream that must be new, N for a stream that must be at version N.
         """
+        if expected_version == ANY_VERSION:
+            self._any_version.add(stream)
         if expected_version != ANY_VERSION and stream not in self._versions:
             # Trust the expectation rather than read the stream: the log's unique
             # (stream, version) refuses the append if another command got there first.
@@ -141,7 +144,13 @@ class UnitOfWork:
         """Appends the recorded events to the log, in this transaction."""
         if not self._pending:
             return []
-        positions = self._log.append(self.connection, self._pending)
+        try:
+            positions = self._log.append(self.connection, self._pending)
+        except ConcurrencyError as conflict:
+            # A stream recorded with ANY_VERSION only lost a race for its next version to
+            # another process: running the command again is safe and will succeed.
+            conflict.retryable = conflict.stream in self._any_version
+            raise
         recorded = self.recorded(positions)
         self._pending = []
         return recorded

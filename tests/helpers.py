@@ -1,0 +1,50 @@
+"""Helpers shared by the tests: waiting for a condition, reading checkpoints and read models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from projectionist import ProjectionStatus, Runtime
+
+
+def wait_for(condition: Callable[[], bool], *, timeout_s: float = 15.0,
+             what: str = "the condition") -> None:
+    """Polls until `condition()` holds; fails the test after `timeout_s` (a hang guard only)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.01)
+
+
+def serving(runtime: Runtime, name: str) -> ProjectionStatus:
+    """The status of the build of `name` that serves queries."""
+    [status] = [s for s in runtime.status() if s.name == name and s.active]
+    return status
+
+
+def checkpoint(runtime: Runtime, name: str) -> int:
+    """The checkpoint of the serving build of a projection."""
+    return serving(runtime, name).position
+
+
+def read_model_rows(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every read-model table in the read store, by table name, in key order.
+
+    Found by reflection, so the dump does not depend on how tables are named per build.
+    """
+    metadata = sa.MetaData()
+    dump: dict[str, list[dict[str, Any]]] = {}
+    with runtime.read_store.read() as connection:
+        metadata.reflect(connection)
+        for name, table in sorted(metadata.tables.items()):
+            if name.startswith("projectionist_"):
+                continue
+            order = list(table.primary_key.columns) or list(table.columns)
+            rows = connection.execute(sa.select(table).order_by(*order)).mappings()
+            dump[name] = [dict(row) for row in rows]
+    return dump
