@@ -20,7 +20,8 @@ from rich.table import Table
 from .app import App
 from .auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled
 from .bench.cli import bench_cli
-from .errors import ProjectionistError
+from .errors import ProjectionistError, RebuildInProgress
+from .projections.checkpoints import Checkpoint
 from .runtime import DEFAULT_STORE, ROLES, Runtime
 
 DEFAULT_APP = "shop:app"
@@ -183,9 +184,15 @@ def rebuild(
         runtime = Runtime(load_app(app_path), store=store, read_store=read_store,
                           roles=["projector"], batch_size=batch_size)
         try:
-            build = runtime.rebuild(name)
-            console.print(f"rebuilding [cyan]{name}[/] as build {build.generation}"
-                          f" (version {build.version}); the serving build answers until the swap")
+            try:
+                build = runtime.rebuild(name)
+                console.print(f"rebuilding [cyan]{name}[/] as build {build.generation}"
+                              f" (version {build.version}); the serving build answers until"
+                              " the swap")
+            except RebuildInProgress:
+                build = _build_in_progress(runtime, name)
+                console.print(f"resuming the rebuild of [cyan]{name}[/] (build"
+                              f" {build.generation}, at position {build.position})")
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[rate]:>9,.0f} events/s"), TimeElapsedColumn(),
                        TextColumn("ETA"), TimeRemainingColumn())
@@ -196,6 +203,11 @@ def rebuild(
                 assert projector is not None
                 done = False
                 while not done:
+                    # Keep the serving build up to date too (when no server runs it), so the
+                    # swap never waits on it.
+                    serving = projector.serving_runner(name)
+                    if serving is not None:
+                        projector.step_build(name, serving.generation)
                     if projector.step_build(name, build.generation) == 0:
                         time.sleep(0.05)
                     row = next((r for r in runtime.status()
@@ -210,6 +222,17 @@ def rebuild(
                           f" ({elapsed:.1f}s)")
         finally:
             runtime.stop()
+
+
+def _build_in_progress(runtime: Runtime, name: str) -> Checkpoint:
+    """The build of `name` in progress, if it is of the code's version; else the refusal."""
+    with runtime.read_store.read() as connection:
+        builds = [row for row in runtime.checkpoints.all(connection)
+                  if row.name == name and not row.active]
+    version = runtime.app.projections[name].version
+    if not builds or builds[0].version != version:
+        raise RebuildInProgress(f"a rebuild of {name} of another version is running")
+    return builds[0]
 
 
 dead_letters_cli = typer.Typer(help="Events parked after their handler kept failing.",

@@ -227,11 +227,26 @@ class Projector:
         self._retry_at.pop(lease, None)
         if runner.serving:
             self.board.advance(runner.name, result.position)
-        elif result.caught_up:
+        elif result.caught_up and self._serving_caught_up(runner):
             self._swap(key, runner)
         if result.head:
             self.watch.seen(result.head)
         return result.applied
+
+    def _serving_caught_up(self, runner: ProjectionRunner) -> bool:
+        """True when the serving build has applied what the new one has (or is frozen).
+
+        A serving build of the same version runs the live-only side effects; swapping while
+        it is behind would leave the events in between without them.
+        """
+        with self.checkpoints.store.read() as connection:
+            serving = self.checkpoints.active(connection, [runner.name]).get(runner.name)
+        return (serving is None or serving.version != runner.projection.version
+                or serving.position >= runner.position)
+
+    def serving_runner(self, name: str) -> ProjectionRunner | None:
+        """This process's runner of the serving build of a projection, if it has one."""
+        return next((r for r in self.runners.values() if r.name == name and r.serving), None)
 
     def _swap(self, key: tuple[str, int], runner: ProjectionRunner) -> None:
         old = self.checkpoints.swap(runner.name, runner.generation)

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError
 
 from ..app import App, QueryRegistration
 from ..auth import Principal
@@ -150,17 +151,25 @@ class QueryBus:
                     f"the read models {', '.join(missing)} are not built yet; start a projector"
                 )
             context = ReadContext(connection, generations, principal)
-            data = registration.handler(query, context)
+            try:
+                data = registration.handler(query, context)
+            except DataError as error:
+                # A parameter the database refuses to compare with (PostgreSQL and NUL).
+                reason = (str(error.orig).strip().splitlines() or ["a data error"])[0]
+                raise InvalidMessage(f"{query.type_name} has a value the store cannot"
+                                     f" search for: {reason}") from error
             freshness = measure(active.values(), self.watch)
         return Answer(data, freshness)
 
     def _wait_for(self, names: list[str], position: int, timeout_s: float) -> bool:
         board = self.board
-        if board is not None and all(board.knows(name) for name in names):
-            return board.wait_until(names, position, timeout_s)
-        # The projections run in another process: watch their checkpoints, woken by
-        # checkpoint_moved() where the read store notifies, polling otherwise.
         deadline = time.monotonic() + timeout_s
+        if (board is not None and all(board.knows(name) for name in names)
+                and board.wait_until(names, position, timeout_s)):
+            return True
+        # The projections run in another process (or have since moved to one): watch their
+        # checkpoints, woken by checkpoint_moved() where the read store notifies, polling
+        # otherwise.
         while True:
             if self.freshness(names).position >= position:
                 return True
