@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from projectionist import Command, Event, Query
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Cents = Annotated[int, Field(ge=0, le=10**12)]
+# Ids, names and searches are one line of text (no control character but tab); free text may
+# hold any character but NUL, which PostgreSQL cannot store. A refusal names the field.
+PRINTABLE = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+NO_NUL = r"^[^\x00]*$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=PRINTABLE)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
+MAX_CENTS = 10**12
+Cents = Annotated[int, Field(ge=0, le=MAX_CENTS)]
 Quantity = Annotated[int, Field(gt=0, le=10**6)]
 Status = Literal["placed", "paid", "shipped", "cancelled"]
 
@@ -56,7 +69,7 @@ class ShipOrder(Command):
 
 class CancelOrder(Command):
     order_id: Id
-    reason: Annotated[str, StringConstraints(max_length=500)]
+    reason: Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 
 
 # Events
@@ -130,9 +143,22 @@ class CustomerDashboard(Query):
     customer_id: Id
 
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(value: object) -> object:
+    # Pydantic alone would also read numbers, and strings of numbers, as Unix times.
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DAY.fullmatch(value)):
+        return value
+    raise ValueError("expected an ISO date, like 2024-05-31")
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
 class SalesReport(Query):
-    day_from: date | None = None
-    day_to: date | None = None
+    day_from: Day | None = None
+    day_to: Day | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> SalesReport:
@@ -142,4 +168,4 @@ class SalesReport(Query):
 
 
 class ProductCatalog(Query):
-    search: Annotated[str, StringConstraints(max_length=200)] | None = None
+    search: Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)] | None = None

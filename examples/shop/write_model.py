@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from projectionist import App, Forbidden, Principal, Refused, UnitOfWork
 
 from .messages import (
+    MAX_CENTS,
     CancelOrder,
     Line,
     OrderCancelled,
@@ -121,6 +122,10 @@ def register(app: App) -> None:
         unknown = [sku for sku in wanted if sku not in prices]
         if unknown:
             raise Refused(f"unknown sku {', '.join(repr(s) for s in unknown)}")
+        total = sum(quantity * prices[sku] for sku, quantity in wanted.items())
+        if total > MAX_CENTS:
+            # An order no payment could cover, and a sum past what the stores hold.
+            raise Refused(f"the order total of {total} cents is over the limit of {MAX_CENTS}")
         # Stock rows are locked in sku order everywhere, so concurrent commands cannot deadlock.
         for sku, quantity in sorted(wanted.items()):
             # A conditional update reserves atomically, even with concurrent orders.
@@ -137,7 +142,6 @@ def register(app: App) -> None:
                               f" {quantity} ordered")
         lines = [Line(sku=line.sku, quantity=line.quantity,
                       unit_price_cents=prices[line.sku]) for line in command.lines]
-        total = sum(line.quantity * line.unit_price_cents for line in lines)
         db.execute(sa.insert(orders).values(order_id=command.order_id,
                                             customer_id=command.customer_id,
                                             status="placed", total_cents=total))

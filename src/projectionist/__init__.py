@@ -20,6 +20,7 @@ from .errors import (
     ProjectionistError,
     RebuildInProgress,
     Refused,
+    RoleNotServed,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "RecordedEvent",
     "Refused",
     "Registry",
+    "RoleNotServed",
     "Runtime",
     "StoreUnavailable",
     "StoredEvent",

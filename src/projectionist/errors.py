@@ -2,6 +2,7 @@
 
     ProjectionistError
     ├── ConfigurationError          a wrong setting, URL or definition (start-up)
+    │   └── RoleNotServed           this process does not run the role a call needs (409)
     ├── StoreUnavailable            a store cannot be reached right now (503)
     ├── NotRegistered               an unknown command, query, event or projection name (404)
     ├── InvalidMessage              a message does not match its schema (422)
@@ -38,6 +39,13 @@ class ConfigurationError(ProjectionistError):
     """A setting, URL or definition is wrong."""
 
     code = "configuration_error"
+
+
+class RoleNotServed(ConfigurationError):
+    """This process does not run the role (command, projector, query) that a call needs."""
+
+    code = "role_not_served"
+    status = 409
 
 
 class StoreUnavailable(ProjectionistError):

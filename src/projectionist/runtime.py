@@ -17,7 +17,13 @@ from .auth import SYSTEM, Principal
 from .commands.dispatch import CommandBus, CommandResult
 from .commands.idempotency import metadata as idempotency_metadata
 from .commands.unit_of_work import RecordedEvent
-from .errors import ConfigurationError, HandlerFailed, NotRegistered, StoreUnavailable
+from .errors import (
+    ConfigurationError,
+    HandlerFailed,
+    NotRegistered,
+    RoleNotServed,
+    StoreUnavailable,
+)
 from .eventlog import EventLog, open_event_log
 from .eventlog.postgres import CHANNEL as EVENTS_CHANNEL
 from .messages import Command, Query
@@ -230,7 +236,7 @@ class Runtime:
     ) -> CommandResult:
         """Handles a command; its write-model changes and events commit together."""
         if self.commands is None:
-            raise ConfigurationError("this process does not run the command role")
+            raise RoleNotServed("this process does not run the command role")
         self.install()
         return self.commands.execute(command, principal, idempotency_key=idempotency_key,
                                      correlation_id=correlation_id)
@@ -245,7 +251,7 @@ class Runtime:
     ) -> Answer:
         """Answers a query from the read models, with its freshness."""
         if self.queries is None:
-            raise ConfigurationError("this process does not run the query role")
+            raise RoleNotServed("this process does not run the query role")
         self.install()
         return self.queries.ask(query, principal, min_position=min_position, wait_ms=wait_ms)
 
@@ -345,7 +351,7 @@ class Runtime:
 
     def _projector(self) -> Projector:
         if self.projector is None:
-            raise ConfigurationError("this process does not run the projector role")
+            raise RoleNotServed("this process does not run the projector role")
         return self.projector
 
     def head(self) -> int:

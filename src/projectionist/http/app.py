@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
+from ..commands.dispatch import audit_refusal
 from ..errors import Forbidden, InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
@@ -20,6 +21,9 @@ from .operations import LagHistory, operation_routes
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 200
+# Visible ASCII, spaces only inside: HTTP trims the ends of a header value.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+MAX_POSITION = 10**18 - 1
 _RESERVED_PARAMS = ("min_position", "wait_ms")
 
 
@@ -73,7 +77,9 @@ def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_byt
         async def handle(request: Request) -> JSONResponse:
             who = principal(request)
             if not who.may_command(name):
-                raise Forbidden(f"the token lacks the scope commands:{name} (or commands:*)")
+                refusal = Forbidden(f"the token lacks the scope commands:{name} (or commands:*)")
+                audit_refusal(who, name, refusal)
+                raise refusal
             key = _idempotency_key(request)
             command = bus.parse(name, await _read_body(request, max_body_bytes))
             result = await run_in_threadpool(bus.execute, command, who, idempotency_key=key)
@@ -94,12 +100,16 @@ def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_byt
             openapi_extra={
                 "requestBody": {
                     "required": True,
+                    "description": f"The command as JSON, at most {max_body_bytes} bytes.",
+                    "x-max-body-bytes": max_body_bytes,
                     "content": {"application/json": {
                         "schema": {"$ref": f"#/components/schemas/{name}"}}},
                 },
                 "parameters": [{
                     "name": "Idempotency-Key", "in": "header", "required": False,
-                    "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+                    "schema": {"type": "string", "minLength": 1,
+                               "maxLength": MAX_IDEMPOTENCY_KEY,
+                               "pattern": IDEMPOTENCY_KEY_PATTERN},
                     "description": "The same key and body again return the first answer.",
                 }],
             },
@@ -179,7 +189,7 @@ def _idempotency_key(request: Request) -> str | None:
 def _int_param(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_POSITION)):
         raise InvalidMessage(f"{name} must be a whole number of 0 or more, got {value[:40]!r}")
     return int(value)
 
@@ -193,11 +203,11 @@ def _query_parameters(query_type: type[BaseModel]) -> list[dict[str, Any]]:
     ]
     parameters += [
         {"name": "min_position", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 0},
+         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
          "description": "Wait until the read models have applied this position."},
         {"name": "wait_ms", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 2000},
-         "description": "How long to wait for min_position."},
+         "description": "How long to wait for min_position (only with min_position)."},
     ]
     return parameters
 

@@ -19,6 +19,22 @@ from .dashboard import DASHBOARD_HTML
 
 PrincipalOf = Callable[[Request], Principal]
 
+_ERROR_DESCRIPTIONS = {
+    401: "Missing, invalid or expired token.",
+    403: "The token lacks the scope.",
+    404: "There is no projection of this name.",
+    503: "A store is unavailable; retry later.",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of a route (the `Error` body of INTERFACE.md)."""
+    return {
+        status: {"description": _ERROR_DESCRIPTIONS[status], "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"}}}}
+        for status in statuses
+    }
+
 
 class LagHistory:
     """Samples every projection's lag in the background, for the dashboard's plot."""
@@ -85,7 +101,7 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
         body = await run_in_threadpool(runtime.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @api.get("/projections", tags=["operations"])
+    @api.get("/projections", tags=["operations"], responses=_errors(401, 403, 503))
     async def projections(request: Request) -> list[dict[str, Any]]:
         """Every projection: state, position, head, lag and dead letters; rebuilds too."""
         watcher(request)
@@ -101,13 +117,14 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
             listed.append(body)
         return listed
 
-    @api.get("/projections/history", tags=["operations"])
+    @api.get("/projections/history", tags=["operations"], responses=_errors(401, 403))
     async def lag_history(request: Request) -> list[dict[str, Any]]:
         """Lag samples of the last minutes, oldest first."""
         watcher(request)
         return list(history.samples)
 
-    @api.post("/projections/{name}/rebuild", tags=["operations"], status_code=202)
+    @api.post("/projections/{name}/rebuild", tags=["operations"], status_code=202,
+              responses=_errors(401, 403, 404, 503))
     async def rebuild(name: str, request: Request) -> JSONResponse:
         """Starts a blue/green rebuild; the serving build answers queries until the swap."""
         admin(request)
@@ -118,7 +135,8 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
             status_code=202,
         )
 
-    @api.get("/projections/{name}/dead-letters", tags=["operations"])
+    @api.get("/projections/{name}/dead-letters", tags=["operations"],
+             responses=_errors(401, 403, 404, 503))
     async def dead_letters(name: str, request: Request) -> list[dict[str, Any]]:
         """Events of this projection parked after failing, oldest first."""
         admin(request)
@@ -130,14 +148,16 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
             for d in letters
         ]
 
-    @api.post("/projections/{name}/dead-letters/retry", tags=["operations"])
+    @api.post("/projections/{name}/dead-letters/retry", tags=["operations"],
+              responses=_errors(401, 403, 404, 503))
     async def retry_dead_letters(name: str, request: Request) -> dict[str, Any]:
         """Applies this projection's parked events again, in order (after a fix)."""
         admin(request)
         applied, failed = await run_in_threadpool(runtime.retry_dead_letters, name)
         return {"applied": applied, "still_parked": failed}
 
-    @api.get("/dashboard", tags=["operations"], response_class=HTMLResponse)
+    @api.get("/dashboard", tags=["operations"], response_class=HTMLResponse,
+             responses=_errors(401, 403))
     async def dashboard(request: Request) -> HTMLResponse:
         """A live page of every projection's state and lag (token in ?token= or a header)."""
         token = request.query_params.get("token")
