@@ -26,6 +26,8 @@ errors = Console(stderr=True)
 
 
 class Backend(StrEnum):
+    """The stores a benchmark can run on."""
+
     sqlite = "sqlite"
     postgresql = "postgresql"
 

@@ -65,6 +65,8 @@ class HttpSettings:
 
 @dataclass(frozen=True, slots=True)
 class Phase:
+    """One timed phase: queries paced or flat out, with or without command clients."""
+
     name: str
     paced: bool
     writes: bool
@@ -115,6 +117,7 @@ class Connection:
 
     async def request(self, method: str, path: str, body: bytes | None = None
                       ) -> tuple[int, bytes]:
+        """Sends one request and reads the whole answer: (status, body)."""
         try:
             return await asyncio.wait_for(self._exchange(method, path, body), _REQUEST_TIMEOUT_S)
         except BaseException:
@@ -188,6 +191,7 @@ class Server:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float) -> None:
+        """Starts the server and waits until /healthz answers 200."""
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(self._command, cwd=self._folder, env=self._env,
                                              stdout=log, stderr=subprocess.STDOUT)
@@ -221,6 +225,7 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self) -> None:
+        """Stops the server as Ctrl-C would, killing it if it does not exit."""
         process = self._process
         if process is None or process.poll() is not None:
             return
@@ -268,6 +273,7 @@ class Driver:
         return Connection(self.server.host, self.server.port, self.tokens[role])
 
     async def seed(self) -> Seed:
+        """Registers and restocks the products, and places (some paid, shipped) orders."""
         s = self.settings
         prices = {f"SKU-{j:03d}": 100 + (37 * j) % 5000 for j in range(s.products)}
         customers = [f"cust-{c:03d}" for c in range(s.customers)]
@@ -316,6 +322,7 @@ class Driver:
         return max((int(row["lag_events"]) for row in json.loads(data)), default=0)
 
     async def caught_up(self, timeout_s: float = 120.0) -> None:
+        """Waits until every projection has applied the whole log."""
         deadline = time.monotonic() + timeout_s
         while await self.lag() > 0:
             if time.monotonic() > deadline:
@@ -323,6 +330,7 @@ class Driver:
             await asyncio.sleep(0.05)
 
     async def run_phase(self, phase: Phase, seed: Seed, number: int) -> dict[str, Any]:
+        """Runs the clients of one phase until its time is up; its figures."""
         s = self.settings
         loop = asyncio.get_running_loop()
         queries, commands = Tally(), Tally()
@@ -439,6 +447,7 @@ def _query_params(name: str, rng: random.Random, seed: Seed) -> dict[str, str]:
 
 
 def phases(settings: HttpSettings) -> list[Phase]:
+    """The four phases, in the order they run."""
     rate = f"{settings.query_rate:g}/s"
     return [
         Phase(f"reads {rate}", paced=True, writes=False),
@@ -460,7 +469,7 @@ def run_http(settings: HttpSettings, progress: Progress | None = None) -> dict[s
                   "queries": authority.issue(["queries:*"], subject="bench-reader",
                                              ttl_s=24 * 3600)}
     result: dict[str, Any] = {"benchmark": "http", "backend": settings.backend,
-                              "started_at": report.now_iso()}
+                              "started_at": report.now_iso(), "host": report.host()}
     with BenchDatabases(settings.backend, url=settings.url, directory=settings.directory,
                         keep=settings.keep) as databases:
         write_url, read_url = databases.fresh("http")
@@ -491,7 +500,6 @@ def run_http(settings: HttpSettings, progress: Progress | None = None) -> dict[s
                         if k not in ("directory", "url")},
                      "database": database_settings},
         "versions": report.versions("uvicorn", "fastapi", "starlette", "httptools", "uvloop"),
-        "host": report.host(),
         "targets": {"query_p99_ms_at_rate": "<= 10 at 500 queries/s",
                     "read_ratio_under_writes": ">= 0.8"},
     })

@@ -7,7 +7,6 @@ import math
 import os
 import platform
 import sqlite3
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -49,6 +48,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 
 def rounded(value: float | None, digits: int = 3) -> float | None:
+    """The value rounded for the JSON, None kept."""
     return None if value is None else round(value, digits)
 
 
@@ -81,6 +81,7 @@ def host() -> dict[str, Any]:
 
 
 def now_iso() -> str:
+    """The current UTC time, to the second, as ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -95,24 +96,26 @@ def print_orders(console: Console, result: dict[str, Any]) -> None:
     backend = result["backend"]
     table = Table(title=f"orders benchmark — {backend}, {result['orders']:,} orders,"
                         f" {result['events']:,} events")
-    for column in ("phase", "figure", "value", "target", "peer"):
+    for column in ("phase", "figure", "value", "CPU µs each", "target", "peer"):
         table.add_column(column, justify="left" if column in ("phase", "figure", "target")
                          else "right")
     table.add_row("R", "raw 1-row transactions/s", _format(result.get("raw_tx_per_s")), "-",
-                  "-")
+                  "-", "-")
     rows = [
-        ("W", "write_cmds_per_s", "commands/s"),
-        ("W8", "write8_cmds_per_s", f"commands/s, {result['settings']['threads']} threads"),
-        ("P", "catchup_events_per_s", "catch-up events/s"),
-        ("L", "visibility_p50_ms", "visible after, p50 ms"),
-        ("L", "visibility_p99_ms", "visible after, p99 ms"),
+        ("W", "write_cmds_per_s", "commands/s", "write_cpu_us_per_cmd"),
+        ("W8", "write8_cmds_per_s", f"commands/s, {result['settings']['threads']} threads",
+         "write8_cpu_us_per_cmd"),
+        ("P", "catchup_events_per_s", "catch-up events/s", "catchup_cpu_us_per_event"),
+        ("L", "visibility_p50_ms", "visible after, p50 ms", None),
+        ("L", "visibility_p99_ms", "visible after, p99 ms", None),
     ]
-    for phase, key, label in rows:
+    for phase, key, label, cpu in rows:
         value = result.get(key)
         target, peer = TARGETS[backend][key]
-        table.add_row(phase, label, _format(value), target, _format(peer))
+        table.add_row(phase, label, _format(value), _format(result.get(cpu) if cpu else None),
+                      target, _format(peer))
         if key == "write_cmds_per_s" and result.get("write_vs_raw") is not None:
-            table.add_row("W", "W / R", f"{result['write_vs_raw']:.0%}", ">= 80%", "-")
+            table.add_row("W", "W / R", f"{result['write_vs_raw']:.0%}", "-", ">= 80%", "-")
     console.print(table)
     console.print("peer: the Python eventsourcing library on this workload (docs/performance.md)")
     verification = result["verification"]
@@ -166,7 +169,3 @@ def _version(distribution: str) -> str:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def elapsed_since(start: float) -> float:
-    return time.perf_counter() - start

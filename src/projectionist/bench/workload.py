@@ -127,6 +127,7 @@ order_notes = sa.Table(
 
 
 def order_stream(order_id: str) -> str:
+    """The stream of an order's events."""
     return f"order-{order_id}"
 
 
@@ -306,14 +307,17 @@ def create_app() -> App:
 
 
 def order_id(i: int) -> str:
+    """The id of order i: a UUID5 of its URL."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"/orders/{i}"))
 
 
 def customer_id(i: int) -> str:
+    """The customer of order i (500 customers in turn)."""
     return f"cust-{i % CUSTOMERS:03d}"
 
 
 def lines(i: int) -> list[LineIn]:
+    """The three lines of order i."""
     return [
         LineIn(sku=f"SKU-{(7 * i + 3 * k) % 1000:04d}", quantity=1 + (i + k) % 4,
                unit_price_cents=250 + (37 * i + 101 * k) % 9750)
