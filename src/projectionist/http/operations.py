@@ -23,6 +23,8 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing, invalid or expired token.",
     403: "The token lacks the scope.",
     404: "There is no projection of this name.",
+    409: "A rebuild of this projection is already running, or this process does not run"
+         " the projector role.",
     503: "A store is unavailable; retry later.",
 }
 
@@ -124,7 +126,7 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
         return list(history.samples)
 
     @api.post("/projections/{name}/rebuild", tags=["operations"], status_code=202,
-              responses=_errors(401, 403, 404, 503))
+              responses=_errors(401, 403, 404, 409, 503))
     async def rebuild(name: str, request: Request) -> JSONResponse:
         """Starts a blue/green rebuild; the serving build answers queries until the swap."""
         admin(request)
@@ -149,7 +151,7 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
         ]
 
     @api.post("/projections/{name}/dead-letters/retry", tags=["operations"],
-              responses=_errors(401, 403, 404, 503))
+              responses=_errors(401, 403, 404, 409, 503))
     async def retry_dead_letters(name: str, request: Request) -> dict[str, Any]:
         """Applies this projection's parked events again, in order (after a fix)."""
         admin(request)
