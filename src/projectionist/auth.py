@@ -23,6 +23,7 @@ MIN_SECRET_BYTES = 32
 ALL_SCOPES = ("admin", "commands:*", "queries:*")
 READ_ONLY_SCOPES = ("queries:*",)
 PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
+_VERIFIED_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class TokenAuthority:
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     @property
     def can_issue(self) -> bool:
@@ -130,7 +132,23 @@ class TokenAuthority:
         return jwt.encode(claims, self._keys["HS256"][0], algorithm=self.algorithm)
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; Unauthenticated names why a token is refused."""
+        """The principal of a valid token; Unauthenticated names why a token is refused.
+
+        A verified token is remembered until it expires, so a client that sends the same
+        token with every request pays for the signature check once.
+        """
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1]:
+            return cached[0]
+        principal = self._verify(token)
+        expires = principal.claims.get("exp")
+        if isinstance(expires, int | float):
+            if len(self._verified) >= _VERIFIED_LIMIT:
+                self._verified.clear()
+            self._verified[token] = (principal, float(expires) + self.leeway_s)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:

@@ -25,9 +25,11 @@ APPEND_LOCK_KEY = 7_311_201_002
 class Store:
     """One database: an engine, plus write and read transactions suited to its dialect."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, timeout_s: float = 10.0,
+                 durable: bool = True) -> None:
         self.url = url
-        self.engine = _create_engine(url, pool_size=pool_size, timeout_s=timeout_s)
+        self.engine = _create_engine(url, pool_size=pool_size, timeout_s=timeout_s,
+                                     durable=durable)
         self.dialect = self.engine.dialect.name
         # SQLite admits one writer at a time; queueing writers here is far cheaper than
         # SQLite's busy handler, which sleeps in steps of up to 100 ms.
@@ -148,7 +150,7 @@ def _is_connection_error(error: OperationalError) -> bool:
     )
 
 
-def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
+def _create_engine(url: str, *, pool_size: int, timeout_s: float, durable: bool) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
     except ArgumentError:
@@ -159,7 +161,7 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float) -> Engine:
     backend = parsed.get_backend_name()
     try:
         if backend == "sqlite":
-            return _create_sqlite_engine(parsed, timeout_s=timeout_s)
+            return _create_sqlite_engine(parsed, timeout_s=timeout_s, durable=durable)
         if backend == "postgresql":
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
@@ -194,7 +196,7 @@ def _url_options(url: sa.engine.URL) -> tuple[str, ...]:
     return (options,) if isinstance(options, str) else tuple(options)
 
 
-def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float) -> Engine:
+def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float, durable: bool) -> Engine:
     database = url.database or ""
     memory = database in ("", ":memory:")
     if not memory:
@@ -216,7 +218,7 @@ def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float) -> Engine:
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

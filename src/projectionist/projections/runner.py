@@ -78,6 +78,7 @@ class ProjectionRunner:
         self.metrics = metrics
         self._position: int | None = None
         self._epoch = 0
+        self._blocked: set[str] | None = None
         self._caches = {name: DocumentCache() for name in projection.collections}
         self._careful_until: int | None = None
         self._attempts: dict[int, int] = {}
@@ -109,6 +110,7 @@ class ProjectionRunner:
     def forget_position(self) -> None:
         """Reloads the checkpoint and forgets cached documents before the next batch."""
         self._position = None
+        self._blocked = None
         for cache in self._caches.values():
             cache.clear()
 
@@ -191,10 +193,12 @@ class ProjectionRunner:
         decode = self.registry.decode_event
         hold_streams = self.projection.on_error == "park-stream"
         with self.read_store.write() as connection:
-            blocked = (
-                self.dead_letters.blocked_streams(connection, name, self.generation)
-                if hold_streams else set()
-            )
+            if hold_streams and self._blocked is None:
+                # Kept between batches: only this runner parks events of its build, and an
+                # outside retry bumps the epoch, which makes the runner reload.
+                self._blocked = self.dead_letters.blocked_streams(connection, name,
+                                                                  self.generation)
+            blocked = self._blocked or set()
             context = ApplyContext(connection, name, self.generation,
                                    live_since=self._live_since(), caches=self._caches)
             for record in events:
