@@ -119,11 +119,6 @@ def _rebuild(runtime: Runtime, name: str,
     build = runtime.rebuild(name)
     head = runtime.head()
     while True:
-        # The serving build is kept up to date too, as a projector would: the swap waits
-        # for it, so that live-only side effects never miss an event.
-        serving = projector.serving_runner(name)
-        if serving is not None:
-            projector.step_build(name, serving.generation)
         projector.step_build(name, build.generation)
         row = next((r for r in runtime.status()
                     if r.name == name and r.generation == build.generation), None)
