@@ -241,8 +241,15 @@ class Projector:
         """
         with self.checkpoints.store.read() as connection:
             serving = self.checkpoints.active(connection, [runner.name]).get(runner.name)
-        return (serving is None or serving.version != runner.projection.version
-                or serving.position >= runner.position)
+        if (serving is None or serving.version != runner.projection.version
+                or serving.position >= runner.position):
+            return True
+        # Wait only for a serving build that someone runs; nobody would run its side effects
+        # otherwise, and the swap must not wait forever.
+        if self.leases is None:
+            return (serving.name, serving.generation) not in self.runners
+        owner = self.leases.owners().get(f"{serving.name}:g{serving.generation}")
+        return owner is None or owner[1] < time.time()
 
     def serving_runner(self, name: str) -> ProjectionRunner | None:
         """This process's runner of the serving build of a projection, if it has one."""
