@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import ConfigurationError, InvalidMessage
 from .definition import DocumentCollection
+from .rows import upsert
 
 _MISSING = object()
 
@@ -106,7 +107,7 @@ class Documents:
         if deletes:
             self.connection.execute(sa.delete(self.table).where(self.table.c.key.in_(deletes)))
         if upserts:
-            self.connection.execute(_upsert(self.connection, self.table), upserts)
+            upsert(self.connection, self.table, upserts)
 
     def find(
         self,
@@ -180,22 +181,6 @@ class Documents:
         for field in self.collection.indexes:
             row[f"ix_{field}"] = doc.get(field)
         return row
-
-
-def _upsert(connection: Connection, table: sa.Table) -> sa.Insert:
-    dialect = connection.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(table)
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(table)  # type: ignore[assignment]
-    else:
-        raise ConfigurationError(f"documents are not supported on {dialect!r}")
-    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name != "key"}
-    return statement.on_conflict_do_update(index_elements=["key"], set_=updates)
 
 
 def _encode_cursor(sort_value: Any, key: str, *, with_sort: bool) -> str:

@@ -107,7 +107,7 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
     names = {column.name for column in primary}
     replaced = [p.values for p in rows.values() if p.replace]
     if replaced:
-        _upsert(connection, table, replaced)
+        upsert(connection, table, replaced)
     changed = {key: p for key, p in rows.items() if not p.replace}
     if not changed:
         return
@@ -158,7 +158,8 @@ def _existing(connection: Connection, table: sa.Table, primary: list[sa.Column[A
     return found
 
 
-def _upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Inserts rows, replacing those whose primary key exists (one statement per shape)."""
     dialect = connection.dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
