@@ -123,7 +123,7 @@ def test_during_a_rolling_deploy_the_old_process_keeps_the_old_version_live(
     old = Runtime(Notes().app, store=write, read_store=read, poll_interval_s=0.05)
     changed = Notes()
     changed.counting.version = 2
-    new = Runtime(changed.app, store=write, read_store=read, batch_size=3, poll_interval_s=0.05)
+    new = Runtime(changed.app, store=write, read_store=read, batch_size=1, poll_interval_s=0.05)
     try:
         old.start()
         for i in range(32):

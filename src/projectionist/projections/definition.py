@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,37 +35,47 @@ def physical_name(name: str, generation: int) -> str:
     return f"{name}_g{generation}"
 
 
-class ViewTable:
-    """A SQL table of a projection, declared once and created per projection version."""
+class _Stored(ABC):
+    """Storage a projection declares once and creates again for each build (generation)."""
 
-    def __init__(self, projection: Projection, name: str, columns: tuple[sa.Column[Any], ...],
-                 indexes: tuple[tuple[str, ...], ...]) -> None:
+    def __init__(self, projection: Projection, name: str) -> None:
         self.projection = projection
         self.name = name
-        self._columns = columns
-        self._indexes = indexes
         self._tables: dict[int, sa.Table] = {}
 
     def physical(self, generation: int) -> sa.Table:
-        """The SQLAlchemy table of one generation of this view."""
+        """The SQLAlchemy table of one generation."""
         table = self._tables.get(generation)
         if table is None:
-            metadata = sa.MetaData()
-            table = sa.Table(
-                physical_name(self.name, generation),
-                metadata,
-                *(column._copy() for column in self._columns),
-            )
-            for columns in self._indexes:
-                sa.Index(f"ix_{table.name}_{'_'.join(columns)}", *(table.c[c] for c in columns))
+            table = self._table(physical_name(self.name, generation))
             self._tables[generation] = table
         return table
 
+    @abstractmethod
+    def _table(self, name: str) -> sa.Table:
+        """A new SQLAlchemy table of this storage, named `name`."""
+
     def __repr__(self) -> str:
-        return f"ViewTable({self.projection.name}.{self.name})"
+        return f"{type(self).__name__}({self.projection.name}.{self.name})"
 
 
-class DocumentCollection:
+class ViewTable(_Stored):
+    """A SQL table of a projection, declared once and created per build."""
+
+    def __init__(self, projection: Projection, name: str, columns: tuple[sa.Column[Any], ...],
+                 indexes: tuple[tuple[str, ...], ...]) -> None:
+        super().__init__(projection, name)
+        self._columns = columns
+        self._indexes = indexes
+
+    def _table(self, name: str) -> sa.Table:
+        table = sa.Table(name, sa.MetaData(), *(column._copy() for column in self._columns))
+        for columns in self._indexes:
+            sa.Index(f"ix_{name}_{'_'.join(columns)}", *(table.c[c] for c in columns))
+        return table
+
+
+class DocumentCollection(_Stored):
     """A key → JSON document view with declared, indexed fields; needs no SQL from its user."""
 
     def __init__(self, projection: Projection, name: str, indexes: Mapping[str, type]) -> None:
@@ -76,33 +87,23 @@ class DocumentCollection:
                 )
             if not field.isidentifier():
                 raise ConfigurationError(f"index name {field!r} must be an identifier")
-        self.projection = projection
-        self.name = name
+        super().__init__(projection, name)
         self.indexes = dict(indexes)
-        self._tables: dict[int, sa.Table] = {}
 
-    def physical(self, generation: int) -> sa.Table:
-        """The SQLAlchemy table holding one generation of these documents."""
-        table = self._tables.get(generation)
-        if table is None:
-            metadata = sa.MetaData()
-            table = sa.Table(
-                physical_name(self.name, generation),
-                metadata,
-                sa.Column("key", sa.String, primary_key=True),
-                sa.Column("doc", sa.Text, nullable=False),
-                *(
-                    sa.Column(f"ix_{field}", INDEX_TYPES[python_type], nullable=True)
-                    for field, python_type in self.indexes.items()
-                ),
-            )
-            for field in self.indexes:
-                sa.Index(f"ix_{table.name}_{field}", table.c[f"ix_{field}"], table.c.key)
-            self._tables[generation] = table
+    def _table(self, name: str) -> sa.Table:
+        table = sa.Table(
+            name,
+            sa.MetaData(),
+            sa.Column("key", sa.String, primary_key=True),
+            sa.Column("doc", sa.Text, nullable=False),
+            *(
+                sa.Column(f"ix_{field}", INDEX_TYPES[python_type], nullable=True)
+                for field, python_type in self.indexes.items()
+            ),
+        )
+        for field in self.indexes:
+            sa.Index(f"ix_{name}_{field}", table.c[f"ix_{field}"], table.c.key)
         return table
-
-    def __repr__(self) -> str:
-        return f"DocumentCollection({self.projection.name}.{self.name})"
 
 
 @dataclass(frozen=True, slots=True)
