@@ -1,11 +1,18 @@
-"""Helpers shared by the tests: waiting for a condition, reading checkpoints and read models."""
+"""Helpers shared by the tests: waiting for a condition, reading checkpoints and read models,
+and starting the command line."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import sys
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from projectionist import ProjectionStatus, Runtime
@@ -48,3 +55,25 @@ def read_model_rows(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
             rows = connection.execute(sa.select(table).order_by(*order)).mappings()
             dump[name] = [dict(row) for row in rows]
     return dump
+
+
+def projectionist_executable() -> str:
+    """The console script of the installed package, beside this interpreter if it is there."""
+    beside = Path(sys.executable).with_name("projectionist")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("projectionist")
+    if found is None:
+        pytest.fail("the projectionist console script is not installed (pip install -e .)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def uid(prefix: str) -> str:
+    """A fresh id, so that tests sharing one server never meet."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

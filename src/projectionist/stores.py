@@ -95,7 +95,7 @@ def translate_errors(url: str) -> Iterator[None]:
         yield
     except DataError as error:
         raise InvalidMessage(
-            f"a value cannot be stored or compared: {_first_line(error.orig)}"
+            f"a value cannot be stored or compared: {first_line(error.orig)}"
         ) from error
     except sa.exc.TimeoutError as error:  # every pooled connection is in use
         raise StoreUnavailable(f"the store {redact(url)} is busy: no free connection") from error
@@ -104,16 +104,17 @@ def translate_errors(url: str) -> Iterator[None]:
     except OperationalError as error:
         if _is_sqlite_lock(error) or _is_lock_conflict(error):
             raise StoreUnavailable(
-                f"the store {redact(url)} is busy: {_first_line(error.orig)}"
+                f"the store {redact(url)} is busy: {first_line(error.orig)}"
             ) from error
         if error.connection_invalidated or _is_connection_error(error):
             raise StoreUnavailable(
-                f"the store {redact(url)} is unavailable: {_first_line(error.orig)}"
+                f"the store {redact(url)} is unavailable: {first_line(error.orig)}"
             ) from error
         raise
 
 
-def _first_line(error: object) -> str:
+def first_line(error: object) -> str:
+    """The first line of an error's message (driver messages run to several)."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 

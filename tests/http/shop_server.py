@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.helpers import free_port, projectionist_executable, uid
 
 from projectionist import TokenAuthority
 
@@ -34,15 +31,6 @@ WRITE_TABLES = {
 STARTUP_TIMEOUT_S = 30.0
 
 
-def projectionist_executable() -> str:
-    """The console script of the installed package, beside this interpreter if it is there."""
-    beside = Path(sys.executable).with_name("projectionist")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("projectionist")
-    if found is None:
-        pytest.fail("the projectionist console script is not installed (pip install -e .)")
-    return found
 
 
 def server_env(secret: str = SECRET) -> dict[str, str]:
@@ -61,15 +49,8 @@ def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def uid(prefix: str) -> str:
-    """A fresh id, so that tests sharing one server never meet."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 class Server:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import TokenAuthority
+from tests.helpers import free_port, projectionist_executable, uid
 
 SECRET = "security-tests-current-secret-0123456789abcdef"
 OLD_SECRET = "security-tests-previous-secret-0123456789abcd"
@@ -28,26 +25,10 @@ FUZZED: dict[str, int] = {}
 """Requests sent by each fuzzer in this session, for the terminal summary."""
 
 
-def projectionist_executable() -> str:
-    """The console script of the installed package, beside this interpreter if it is there."""
-    beside = Path(sys.executable).with_name("projectionist")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("projectionist")
-    if found is None:
-        pytest.fail("the projectionist console script is not installed (pip install -e .)")
-    return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def uid(prefix: str) -> str:
-    """A fresh id, so that tests sharing one server never meet."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 class Server:

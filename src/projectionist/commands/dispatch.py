@@ -26,7 +26,7 @@ from ..errors import (
 from ..eventlog import EventLog
 from ..messages import Command
 from ..metrics import Metrics, observe
-from ..stores import Store, is_lock_conflict
+from ..stores import Store, first_line, is_lock_conflict
 from . import idempotency
 from .group_commit import GroupCommit, Ticket
 from .unit_of_work import RecordedEvent, UnitOfWork
@@ -260,11 +260,11 @@ class CommandBus:
             request.handler(request.command, unit)
         except IntegrityError as error:
             raise Refused(
-                f"{name} conflicts with existing data: {_first_line(error.orig)}"
+                f"{name} conflicts with existing data: {first_line(error.orig)}"
             ) from error
         except (DataError, OverflowError) as error:
             cause = error.orig if isinstance(error, DataError) else error
-            raise InvalidMessage(f"{name} has a value the store cannot hold: {_first_line(cause)}"
+            raise InvalidMessage(f"{name} has a value the store cannot hold: {first_line(cause)}"
                                  ) from error
 
     def _result(self, connection: Connection, request: _Request, unit: UnitOfWork,
@@ -300,10 +300,6 @@ def audit_refusal(principal: Principal, type_name: str, error: ProjectionistErro
     audit.log(level, "command refused: subject=%s command=%s reason=%s",
               principal.subject, type_name, error.detail)
 
-
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def describe_validation(error: ValidationError) -> str:

@@ -22,7 +22,7 @@ from ..metrics import Metrics, observe
 from ..projections.checkpoints import Checkpoints
 from ..projections.documents import Page
 from ..signals import LogWatch, ProgressBoard
-from ..stores import Store
+from ..stores import Store, first_line
 from .context import ReadContext
 from .freshness import Freshness, measure
 
@@ -155,9 +155,8 @@ class QueryBus:
                 data = registration.handler(query, context)
             except DataError as error:
                 # A parameter the database refuses to compare with (PostgreSQL and NUL).
-                reason = (str(error.orig).strip().splitlines() or ["a data error"])[0]
                 raise InvalidMessage(f"{query.type_name} has a value the store cannot"
-                                     f" search for: {reason}") from error
+                                     f" search for: {first_line(error.orig)}") from error
             freshness = measure(active.values(), self.watch)
         return Answer(data, freshness)
 
