@@ -285,8 +285,8 @@ class Runtime:
                             raise
                 if runner.serving:
                     self.board.advance(runner.name, runner.position)
-                else:
-                    projector._swap(key, runner)
+                elif not projector._swap(key, runner):
+                    progressed += 1  # the serving build moved on meanwhile: catch up again
             if not progressed:
                 return total
 

@@ -174,18 +174,25 @@ class Checkpoints:
                 .values(state=state, error=error, updated_at=time.time())
             )
 
-    def swap(self, name: str, generation: int) -> list[Checkpoint]:
+    def swap(self, name: str, generation: int, *, behind_ok: bool = False
+             ) -> list[Checkpoint] | None:
         """Makes `generation` the serving build in one transaction; drops the others.
 
         Queries read the active build and its tables in one snapshot, so none sees a half-built
-        view: before this commits they read the old build, after it the new one.
+        view: before this commits they read the old build, after it the new one. Refused (None)
+        while the serving build is ahead of the new one, so that no reader sees the read model
+        step back, unless `behind_ok`.
         """
         t = projections_table
         with self.store.schema() as connection:
             rows = [Checkpoint(*r) for r in connection.execute(
-                sa.select(t).where(t.c.name == name)).fetchall()]
-            if not any(row.generation == generation for row in rows):
+                sa.select(t).where(t.c.name == name).with_for_update()).fetchall()]
+            new = next((row for row in rows if row.generation == generation), None)
+            if new is None:
                 return []
+            serving = next((row for row in rows if row.active), None)
+            if not behind_ok and serving is not None and serving.position > new.position:
+                return None
             connection.execute(
                 sa.update(t).where(t.c.name == name)
                 .values(active=sa.case((t.c.generation == generation, True), else_=False))

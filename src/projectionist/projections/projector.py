@@ -22,6 +22,9 @@ from .runner import CheckpointMoved, ProjectionRunner
 
 log = logging.getLogger("projectionist.projections")
 
+SWAP_PATIENCE_S = 5.0
+"""How long a caught-up build waits for the serving one to stop being ahead of it."""
+
 RunnerFactory = Callable[[Projection, Checkpoint], ProjectionRunner]
 
 
@@ -60,6 +63,7 @@ class Projector:
         self._failures: dict[str, int] = {}
         self._next_lease_try: dict[str, float] = {}
         self._reconciled_at = 0.0
+        self._swap_refused_at: dict[tuple[str, int], float] = {}
         self._lock = threading.RLock()
 
     # Builds
@@ -255,8 +259,19 @@ class Projector:
         """This process's runner of the serving build of a projection, if it has one."""
         return next((r for r in self.runners.values() if r.name == name and r.serving), None)
 
-    def _swap(self, key: tuple[str, int], runner: ProjectionRunner) -> None:
-        old = self.checkpoints.swap(runner.name, runner.generation)
+    def _swap(self, key: tuple[str, int], runner: ProjectionRunner) -> bool:
+        """Swaps a caught-up build in; False while the serving build is still ahead of it.
+
+        After SWAP_PATIENCE_S of refusals (a serving build that keeps moving ahead under
+        load), it swaps anyway: answers then state the older position they stand at.
+        """
+        now = time.monotonic()
+        waiting_since = self._swap_refused_at.setdefault(key, now)
+        old = self.checkpoints.swap(runner.name, runner.generation,
+                                    behind_ok=now - waiting_since > SWAP_PATIENCE_S)
+        if old is None:
+            return False
+        self._swap_refused_at.pop(key, None)
         runner.serving = True
         for build in old:
             stale = self.runners.pop((build.name, build.generation), None)
@@ -265,6 +280,7 @@ class Projector:
         self.board.forget(runner.name)
         self.board.advance(runner.name, runner.position)
         log.info("%s: build %d caught up and now serves", runner.name, runner.generation)
+        return True
 
     def _back_off(self, runner: ProjectionRunner, error: Exception, now: float) -> None:
         lease = runner.lease_name

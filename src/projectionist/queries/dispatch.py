@@ -108,22 +108,33 @@ class QueryBus:
             raise
         registration = self.app.query_registration(query.type_name)
         names = [p.name for p in registration.reads]
-        if min_position is not None:
-            if min_position < 0:
-                raise InvalidMessage("min_position must be 0 or more")
-            wait = DEFAULT_WAIT_MS if wait_ms is None else wait_ms
-            if not 0 <= wait <= MAX_WAIT_MS:
-                raise InvalidMessage(f"wait_ms must be between 0 and {MAX_WAIT_MS}, got {wait}")
-            if not self._wait_for(names, min_position, wait / 1000.0):
+        if min_position is None:
+            if wait_ms is not None:
+                raise InvalidMessage("wait_ms needs min_position")
+            return self._read(registration, query, principal, names)
+        if min_position < 0:
+            raise InvalidMessage("min_position must be 0 or more")
+        wait = DEFAULT_WAIT_MS if wait_ms is None else wait_ms
+        if not 0 <= wait <= MAX_WAIT_MS:
+            raise InvalidMessage(f"wait_ms must be between 0 and {MAX_WAIT_MS}, got {wait}")
+        deadline = time.monotonic() + wait / 1000.0
+        while True:
+            if self._wait_for(names, min_position, max(0.0, deadline - time.monotonic())):
+                answer = self._read(registration, query, principal, names)
+                # The build that serves can change between the wait and the read (a swap):
+                # the answer counts only if its own snapshot reached the position.
+                if answer.freshness.position >= min_position:
+                    return answer
+                freshness = answer.freshness
+                time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+            else:
                 freshness = self.freshness(names)
+            if time.monotonic() >= deadline:
                 raise NotFresh(
                     f"the read models of {query.type_name} reached position"
                     f" {freshness.position}, not {min_position}, within {wait} ms",
                     freshness,
                 )
-        elif wait_ms is not None:
-            raise InvalidMessage("wait_ms needs min_position")
-        return self._read(registration, query, principal, names)
 
     def freshness(self, names: list[str]) -> Freshness:
         with self.read_store.read() as connection:

@@ -1,0 +1,53 @@
+"""The swap of a finished rebuild never lets answers step back behind what was served."""
+
+from __future__ import annotations
+
+from projectionist import Runtime
+from tests.lifecycle.support import builds
+from tests.notes import AddNotes, CountNotes, Notes
+
+
+def test_a_build_behind_the_serving_one_is_not_swapped_in_until_it_catches_up(
+    store_urls: tuple[str, str],
+) -> None:
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read) as runtime:
+        for i in range(6):
+            runtime.execute(AddNotes(stream=f"s{i % 2}", texts=["a", "b"]))
+        runtime.catch_up()
+        serving = runtime.ask(CountNotes(stream="s1")).freshness.position
+        build = runtime.rebuild("note_counts")
+
+        assert runtime.checkpoints.swap("note_counts", build.generation) is None
+        assert [(b["generation"], b["active"]) for b in builds(read, "note_counts")] == [
+            (1, True), (build.generation, False)]
+        answer = runtime.ask(CountNotes(stream="s1"))
+        assert answer.data["count"] == 6
+        assert answer.freshness.position == serving
+
+        # Caught up, the build is swapped in, and the answer is the same.
+        runtime.catch_up()
+        assert [(b["generation"], b["active"]) for b in builds(read, "note_counts")] == [
+            (build.generation, True)]
+        answer = runtime.ask(CountNotes(stream="s1"))
+        assert answer.data["count"] == 6
+        assert answer.freshness.position == serving
+
+
+def test_behind_ok_swaps_a_build_that_is_behind(store_urls: tuple[str, str]) -> None:
+    """The way out when the serving build keeps running ahead: the answer steps back and says
+    so in its freshness, and a read with min_position waits for the new build."""
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read) as runtime:
+        added = runtime.execute(AddNotes(stream="s", texts=["a", "b", "c"]))
+        runtime.catch_up()
+        build = runtime.rebuild("note_counts")
+        retired = runtime.checkpoints.swap("note_counts", build.generation, behind_ok=True)
+        assert [b.generation for b in retired or []] == [1]
+        answer = runtime.ask(CountNotes(stream="s"))
+        assert answer.freshness.position == 0
+        assert answer.data["count"] == 0
+        runtime.start()
+        answer = runtime.ask(CountNotes(stream="s"), min_position=added.position, wait_ms=10000)
+        assert answer.data["count"] == 3
+        assert answer.freshness.position >= added.position
