@@ -46,6 +46,12 @@ ReadStoreOption = Annotated[
     typer.Option("--read-store", envvar="PROJECTIONIST_READ_STORE",
                  help="Read store URL (default: a SQLite file beside a SQLite write store)."),
 ]
+EventsOption = Annotated[
+    str | None,
+    typer.Option("--events", envvar="PROJECTIONIST_EVENTS",
+                 help="NATS JetStream URL (nats://host:4222?stream=NAME): command processes"
+                      " relay the log to it, projector processes read their events from it."),
+]
 
 
 def load_app(path: str) -> App:
@@ -85,6 +91,7 @@ def serve(
     ),
     store: StoreOption = DEFAULT_STORE,
     read_store: ReadStoreOption = None,
+    events: EventsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print no tokens.")] = False,
     pool_size: Annotated[int, typer.Option("--pool-size", min=1, max=200,
                                            help="Connections per store.")] = 5,
@@ -104,7 +111,8 @@ def serve(
     with _friendly_errors():
         app = load_app(app_path)
         runtime = Runtime(app, store=store, read_store=read_store, roles=roles,
-                          pool_size=pool_size, lease_ttl_s=lease_ttl, batch_size=batch_size)
+                          pool_size=pool_size, lease_ttl_s=lease_ttl, batch_size=batch_size,
+                          events=events)
         authority = authority_for(store) if auth_enabled() else None
         runtime.start()
     try:
@@ -134,12 +142,13 @@ def status(
     app_path: AppOption = DEFAULT_APP,
     store: StoreOption = DEFAULT_STORE,
     read_store: ReadStoreOption = None,
+    events: EventsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One row per projection: version, state, position, head, lag, dead letters."""
     with _friendly_errors():
         runtime = Runtime(load_app(app_path), store=store, read_store=read_store,
-                          roles=["projector"])
+                          roles=["projector"], events=events)
         try:
             rows = [row for row in runtime.status()]
         finally:
@@ -168,6 +177,7 @@ def rebuild(
     app_path: AppOption = DEFAULT_APP,
     store: StoreOption = DEFAULT_STORE,
     read_store: ReadStoreOption = None,
+    events: EventsOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 5000,
 ) -> None:
     """Blue/green rebuild of one projection, with progress; the old build serves until the swap."""
@@ -182,7 +192,7 @@ def rebuild(
 
     with _friendly_errors():
         runtime = Runtime(load_app(app_path), store=store, read_store=read_store,
-                          roles=["projector"], batch_size=batch_size)
+                          roles=["projector"], batch_size=batch_size, events=events)
         try:
             try:
                 build = runtime.rebuild(name)
@@ -298,6 +308,8 @@ def _print_banner(runtime: Runtime, host: str, port: int,
     if runtime.store is not None:
         console.print(f"  write store: {runtime.store!r}")
     console.print(f"  read store:  {runtime.read_store!r}")
+    if runtime.jetstream is not None:
+        console.print(f"  events:      {runtime.jetstream!r}")
     console.print(f"  docs: {base}/docs   metrics: {base}/metrics")
     if authority is None:
         console.print("  [yellow]authentication is off (PROJECTIONIST_AUTH=off)[/]")

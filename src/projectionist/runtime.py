@@ -24,7 +24,7 @@ from .errors import (
     RoleNotServed,
     StoreUnavailable,
 )
-from .eventlog import EventLog, open_event_log
+from .eventlog import EventLog, EventSource, open_event_log
 from .eventlog.postgres import CHANNEL as EVENTS_CHANNEL
 from .messages import Command, Query
 from .metrics import Metrics
@@ -39,6 +39,7 @@ from .queries.dispatch import Answer, QueryBus
 from .queries.freshness import measure
 from .signals import LogWatch, ProgressBoard
 from .stores import Store
+from .streams.jetstream import JetStream, JetStreamEventSource, JetStreamRelay, watch_stream
 
 log = logging.getLogger("projectionist")
 
@@ -112,12 +113,15 @@ class Runtime:
         pool_size: int = 5,
         lease_ttl_s: float = 5.0,
         stall_after_s: float = 30.0,
+        events: str | None = None,
     ) -> None:
         self.app = app
         self.roles = parse_roles(roles)
         store_url = store or DEFAULT_STORE
         read_url = read_store or default_read_store(store_url)
-        needs_write_store = "command" in self.roles or "projector" in self.roles
+        # Projectors fed by a relayed stream (`events`) never touch the write store.
+        needs_write_store = "command" in self.roles or (
+            "projector" in self.roles and events is None)
         self.store: Store | None = (
             Store(store_url, pool_size=pool_size) if needs_write_store else None
         )
@@ -129,6 +133,17 @@ class Runtime:
         self.log: EventLog | None = open_event_log(self.store) if self.store else None
         self.metrics = Metrics()
         self.watch = LogWatch()
+        self.jetstream: JetStream | None = None
+        self.relay: JetStreamRelay | None = None
+        self.source: EventSource | None = self.log
+        if events is not None:
+            self.jetstream = JetStream(events)
+            if self.log is not None and "command" in self.roles:
+                self.relay = JetStreamRelay(self.log, self.jetstream, self.watch,
+                                            batch_size=batch_size,
+                                            poll_interval_s=poll_interval_s)
+            if "projector" in self.roles:
+                self.source = JetStreamEventSource(self.jetstream)
         self.board = ProgressBoard()
         self.checkpoints = Checkpoints(self.read_store)
         self.batch_size = batch_size
@@ -171,6 +186,8 @@ class Runtime:
                 with self.store.schema() as connection:
                     idempotency_metadata.create_all(connection)
                     self.app.write_model.create_all(connection)
+        if self.jetstream is not None and self.relay is not None:
+            self.jetstream.ensure_stream()
         if self.projector is not None or "query" in self.roles:
             self.checkpoints.install()
             self.dead_letters.install()
@@ -194,9 +211,9 @@ class Runtime:
                     table.create(connection, checkfirst=True)
 
     def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
-        assert self.log is not None
+        assert self.source is not None
         return ProjectionRunner(
-            projection, build, log=self.log, read_store=self.read_store,
+            projection, build, log=self.source, read_store=self.read_store,
             registry=self.app.registry, checkpoints=self.checkpoints,
             dead_letters=self.dead_letters, batch_size=self.batch_size, metrics=self.metrics,
         )
@@ -204,8 +221,12 @@ class Runtime:
     def start(self) -> Runtime:
         """Installs, then starts the projector thread if this process runs that role."""
         self.install()
+        if self.relay is not None:
+            self.relay.start()
         if self.projector is not None:
-            if self.store is not None and not self.store.is_sqlite:
+            if self.jetstream is not None:
+                watch_stream(self.jetstream, self.watch)
+            elif self.store is not None and not self.store.is_sqlite:
                 self._listen(self.store, EVENTS_CHANNEL, self._notified_event)
             self.projector.start()
         elif self.queries is not None and not self.read_store.is_sqlite:
@@ -220,6 +241,10 @@ class Runtime:
         self._listeners.clear()
         if self.projector is not None:
             self.projector.stop()
+        if self.relay is not None:
+            self.relay.stop()
+        if self.jetstream is not None:
+            self.jetstream.close()
         for store in (self.store, self.read_store):
             if store is not None:
                 store.dispose()
@@ -359,9 +384,9 @@ class Runtime:
         return self.projector
 
     def head(self) -> int:
-        """The log's head, from the log where this process reads it."""
-        if self.log is not None:
-            head = self.log.head()
+        """The log's head, from the log (or the relayed stream) where this process reads it."""
+        if self.source is not None:
+            head = self.source.head()
             self.watch.seen(head)
             return head
         return self.watch.head
@@ -372,7 +397,7 @@ class Runtime:
         Only reads: before any projector created the read store's tables, the list is empty.
         """
         try:
-            head = self.head() if self.log is not None else 0
+            head = self.head() if self.source is not None else 0
         except (StoreUnavailable, *_MISSING_TABLE):  # report what the read side knows
             head = 0
         now = time.time()

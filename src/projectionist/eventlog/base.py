@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -30,6 +31,18 @@ class NewEvent:
     data: str
     metadata: str
     recorded_at: float
+
+
+class EventSource(Protocol):
+    """What a projection runner reads: the log itself, or a feed relayed from it."""
+
+    def read(self, after: int, limit: int) -> list[StoredEvent]:
+        """Up to `limit` events after position `after`, in position order."""
+        ...
+
+    def head(self) -> int:
+        """The highest position a reader may see now; 0 for an empty log."""
+        ...
 
 
 class EventLog(ABC):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from ..errors import HandlerFailed, StoreUnavailable
-from ..eventlog import EventLog
+from ..eventlog import EventSource
 from ..messages import Registry, StoredEvent
 from ..metrics import Metrics
 from ..stores import Store
@@ -52,7 +52,7 @@ class ProjectionRunner:
         projection: Projection,
         build: Checkpoint,
         *,
-        log: EventLog,
+        log: EventSource,
         read_store: Store,
         registry: Registry,
         checkpoints: Checkpoints,

@@ -1,0 +1,367 @@
+"""NATS JetStream as the event feed of projectors that run apart from the write store.
+
+A relay, in each command process, copies the event log into a JetStream stream with one message
+per log position, so the stream's sequence numbers are the log's positions. A position the log
+will never hold (PostgreSQL leaves one behind a rolled-back append) becomes an empty gap
+message. Every publish carries `Nats-Expected-Last-Sequence`: JetStream refuses it unless the
+stream ends just before it, so relays in several processes can run at once and the stream still
+holds each position once, in order.
+
+A projector given the stream (`Runtime(events="nats://...")`) reads its events from JetStream
+instead of the write store; it needs no connection to the write store at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from ..errors import ConfigurationError, StoreUnavailable
+from ..eventlog import EventLog
+from ..messages import StoredEvent
+from ..signals import LogWatch
+
+log = logging.getLogger("projectionist.jetstream")
+
+T = TypeVar("T")
+
+DEFAULT_STREAM = "PROJECTIONIST_EVENTS"
+GAP = "Projectionist-Gap"
+POSITION = "Projectionist-Position"
+RECORDED_AT = "Projectionist-Recorded-At"
+EXPECTED_LAST = "Nats-Expected-Last-Sequence"
+_WRONG_LAST_SEQUENCE = 10071
+_FETCH_MAX = 1000
+
+
+class JetStream:
+    """One NATS connection, driven by a private event loop thread so that threads can use it.
+
+    The URL is NATS's own (`nats://host:4222`), with `?stream=NAME` to choose the stream
+    (default PROJECTIONIST_EVENTS); its subject is `projectionist.<NAME>`.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+        if importlib.util.find_spec("nats") is None:
+            raise ConfigurationError(
+                "an events URL needs the NATS client: pip install 'projectionist[nats]'")
+        parts = urlsplit(url)
+        if parts.scheme not in ("nats", "tls"):
+            raise ConfigurationError(f"an events URL starts with nats:// or tls://, not {url!r}")
+        stream = parse_qs(parts.query).get("stream", [DEFAULT_STREAM])[0]
+        if not stream or not all(c.isalnum() or c in "_-" for c in stream):
+            raise ConfigurationError(
+                f"the stream name {stream!r} may hold letters, digits, _ and - only")
+        self.server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        self._shown = f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}"
+        self.stream = stream
+        self.subject = f"projectionist.{stream}"
+        self.timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name=f"projectionist-nats-{stream}")
+        self._thread.start()
+        self._nc: Any = None
+        self._js: Any = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"JetStream({self._shown}, stream={self.stream})"
+
+    def call(self, work: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
+        """Runs a coroutine on the connection's loop and waits for its result."""
+        future = asyncio.run_coroutine_threadsafe(self._guarded(work), self._loop)
+        try:
+            return future.result(timeout_s or self.timeout_s * 3)
+        except FutureTimeout:
+            future.cancel()
+            raise StoreUnavailable(f"NATS at {self._shown} did not answer in time") from None
+
+    async def _guarded(self, work: Callable[[], Awaitable[T]]) -> T:
+        import nats.errors
+
+        try:
+            await self.connected()
+            return await work()
+        except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError,
+                nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as error:
+            raise StoreUnavailable(f"NATS at {self._shown} is unreachable: {error!r}") from None
+
+    async def connected(self) -> Any:
+        """The JetStream context, connecting first if needed."""
+        async with self._lock:
+            if self._nc is None or self._nc.is_closed:
+                import nats
+
+                self._nc = await nats.connect(
+                    self.server, connect_timeout=self.timeout_s, max_reconnect_attempts=-1,
+                    allow_reconnect=True, name="projectionist")
+                self._js = self._nc.jetstream(timeout=self.timeout_s)
+            return self._js
+
+    @property
+    def client(self) -> Any:
+        return self._nc
+
+    def ensure_stream(self) -> None:
+        """Creates the stream if it does not exist (file storage, kept until deleted)."""
+        from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        async def ensure() -> None:
+            try:
+                await self._js.stream_info(self.stream)
+            except NotFoundError:
+                await self._js.add_stream(StreamConfig(
+                    name=self.stream, subjects=[self.subject], storage=StorageType.FILE,
+                    description="projectionist: the event log, one message per position"))
+
+        self.call(ensure)
+
+    async def bounds(self) -> tuple[int, int]:
+        """(first, last) sequence of the stream; (0, 0) when it is empty."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = await self._js.stream_info(self.stream)
+        except NotFoundError:
+            raise StoreUnavailable(
+                f"the JetStream stream {self.stream} does not exist yet; a command process"
+                " with the same events URL creates it") from None
+        state = info.state
+        return int(state.first_seq), int(state.last_seq)
+
+    def last_sequence(self) -> int:
+        return self.call(self.bounds)[1]
+
+    def close(self) -> None:
+        async def close() -> None:
+            if self._nc is not None and not self._nc.is_closed:
+                await self._nc.drain()
+
+        try:
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(self.timeout_s)
+        except Exception:  # already gone: nothing to flush
+            log.debug("closing the NATS connection failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(self.timeout_s)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+def encode(event: StoredEvent) -> bytes:
+    return json.dumps([event.stream, event.version, event.type, event.schema_version,
+                       event.data, event.metadata, event.recorded_at]).encode()
+
+
+def decode(position: int, body: bytes) -> StoredEvent:
+    stream, version, type_, schema_version, data, metadata, recorded_at = json.loads(body)
+    return StoredEvent(position, stream, version, type_, schema_version, data, metadata,
+                       recorded_at)
+
+
+class JetStreamRelay:
+    """Copies the event log into the stream, in a background thread, as commands commit."""
+
+    def __init__(self, log: EventLog, jetstream: JetStream, watch: LogWatch, *,
+                 batch_size: int = 1000, poll_interval_s: float = 0.5) -> None:
+        self.log = log
+        self.jetstream = jetstream
+        self.watch = watch
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.position = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def relay(self) -> int:
+        """Publishes every event the log holds past the stream's end; returns how many."""
+        last = self.jetstream.last_sequence()
+        published = 0
+        while True:
+            events = self.log.read(last, self.batch_size)
+            if not events:
+                self.position = last
+                return published
+            stored, overtaken = self.jetstream.call(partial(self._publish, last, events))
+            published += stored
+            if overtaken:
+                # Another relay published some first: go on from where the stream ends now.
+                last = self.jetstream.last_sequence()
+                continue
+            last = events[-1].position
+
+    async def _publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
+        """Publishes a batch, pipelined on one connection (so in order), then reads the acks:
+        (events stored, whether another relay got to some positions first)."""
+        await self.jetstream.connected()
+        nc = self.jetstream.client
+        subject = self.jetstream.subject
+        inbox = nc.new_inbox()
+        acks: asyncio.Queue[Any] = asyncio.Queue()
+        subscription = await nc.subscribe(f"{inbox}.*", cb=acks.put)
+        try:
+            sent = 0
+            real: list[bool] = []  # by the index each publish's ack subject ends with
+            expected = last
+            for event in events:
+                for gap in range(expected + 1, event.position):
+                    await nc.publish(subject, b"", reply=f"{inbox}.{sent}", headers={
+                        GAP: "1", POSITION: str(gap), EXPECTED_LAST: str(gap - 1)})
+                    sent += 1
+                    real.append(False)
+                await nc.publish(subject, encode(event), reply=f"{inbox}.{sent}", headers={
+                    POSITION: str(event.position), RECORDED_AT: repr(event.recorded_at),
+                    EXPECTED_LAST: str(event.position - 1)})
+                sent += 1
+                real.append(True)
+                expected = event.position
+            await nc.flush()
+            overtaken = False
+            stored = 0
+            for _ in range(sent):
+                ack = await asyncio.wait_for(acks.get(), self.jetstream.timeout_s)
+                if (ack.headers or {}).get("Status") == "503":
+                    raise StoreUnavailable(
+                        f"no JetStream stream takes {subject}; start a command process with"
+                        " this events URL, which creates it")
+                answer = json.loads(ack.data or b"{}")
+                error = answer.get("error")
+                if error is None:
+                    stored += real[int(ack.subject.rsplit(".", 1)[1])]
+                    continue
+                if error.get("err_code") == _WRONG_LAST_SEQUENCE:
+                    overtaken = True
+                else:
+                    raise StoreUnavailable(
+                        f"JetStream refused an event: {error.get('description', error)}")
+            return stored, overtaken
+        finally:
+            await subscription.unsubscribe()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="projectionist-relay",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self.watch.advance(0, 0, 0.0)  # wake the loop
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            generation = self.watch.generation
+            try:
+                moved = self.relay()
+                backoff = 0.0
+            except Exception as error:
+                backoff = min(5.0, backoff * 2 or 0.1)
+                log.warning("relaying events to %r failed (retry in %.1fs): %s",
+                            self.jetstream, backoff, error)
+                self._stop.wait(backoff)
+                continue
+            if not moved and not self._stop.is_set():
+                self.watch.wait(generation, self.poll_interval_s)
+
+
+class JetStreamEventSource:
+    """The relayed log, read from JetStream: what a projector needs of an event log.
+
+    Reads go through one ordered pull consumer that starts at the position asked for and
+    follows on while reads move forward; fetched messages are kept until a read passes them,
+    so a look-ahead of one event costs nothing.
+    """
+
+    def __init__(self, jetstream: JetStream) -> None:
+        self.jetstream = jetstream
+        self._subscription: Any = None
+        self._buffer: deque[tuple[int, StoredEvent | None]] = deque()
+        self._next = 0  # the sequence the consumer delivers next
+        self._lock = threading.Lock()
+
+    def read(self, after: int, limit: int) -> list[StoredEvent]:
+        with self._lock:
+            return self.jetstream.call(lambda: self._read(after, limit))
+
+    def head(self) -> int:
+        return self.jetstream.last_sequence()
+
+    async def _read(self, after: int, limit: int) -> list[StoredEvent]:
+        start = after + 1
+        buffered_from = self._buffer[0][0] if self._buffer else self._next
+        if self._subscription is None or not buffered_from <= start <= self._next:
+            await self._follow_from(start)
+        while self._buffer and self._buffer[0][0] < start:
+            self._buffer.popleft()
+        wanted = sum(1 for _, event in self._buffer if event is not None)
+        if wanted < limit:
+            _, last = await self.jetstream.bounds()
+            while wanted < limit and self._next <= last:
+                count = min(_FETCH_MAX, last - self._next + 1, max(limit - wanted, 16))
+                for message in await self._subscription.fetch(count, timeout=5.0):
+                    sequence = message.metadata.sequence.stream
+                    headers = message.headers or {}
+                    event = None if headers.get(GAP) else decode(sequence, message.data)
+                    self._buffer.append((sequence, event))
+                    self._next = sequence + 1
+                    wanted += event is not None
+        events = [event for _, event in self._buffer if event is not None]
+        return events[:limit]
+
+    async def _follow_from(self, start: int) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        js = await self.jetstream.connected()
+        if self._subscription is not None:
+            try:
+                await self._subscription.unsubscribe()
+            except Exception:  # the consumer is gone already
+                log.debug("could not remove a consumer", exc_info=True)
+            self._subscription = None
+        first, last = await self.jetstream.bounds()
+        if first > start and last >= start:
+            raise StoreUnavailable(
+                f"the JetStream stream {self.jetstream.stream} starts at position {first}:"
+                f" positions {start} to {first - 1} were discarded by its limits; rebuild the"
+                " projection from the write store, or keep the stream longer")
+        self._subscription = await js.pull_subscribe(
+            self.jetstream.subject, stream=self.jetstream.stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                  opt_start_seq=start, ack_policy=AckPolicy.NONE,
+                                  inactive_threshold=300.0, mem_storage=True))
+        self._buffer.clear()
+        self._next = start
+
+
+def watch_stream(jetstream: JetStream, watch: LogWatch) -> None:
+    """Wakes this process's projector as each event is relayed (a plain NATS subscription)."""
+
+    async def woken(message: Any) -> None:
+        headers = message.headers or {}
+        position = headers.get(POSITION, "")
+        if position.isdigit() and not headers.get(GAP):
+            recorded_at = headers.get(RECORDED_AT)
+            watch.advance(int(position), int(position),
+                          float(recorded_at) if recorded_at else time.time())
+
+    async def subscribe() -> None:
+        await jetstream.client.subscribe(jetstream.subject, cb=woken)
+
+    jetstream.call(subscribe)
