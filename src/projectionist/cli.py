@@ -49,7 +49,8 @@ ReadStoreOption = Annotated[
 EventsOption = Annotated[
     str | None,
     typer.Option("--events", envvar="PROJECTIONIST_EVENTS",
-                 help="NATS JetStream URL (nats://host:4222?stream=NAME): command processes"
+                 help="An event feed, nats://host:4222?stream=NAME (JetStream) or"
+                      " redis://host:6379/0?stream=NAME (Redis Streams): command processes"
                       " relay the log to it, projector processes read their events from it."),
 ]
 
@@ -308,8 +309,8 @@ def _print_banner(runtime: Runtime, host: str, port: int,
     if runtime.store is not None:
         console.print(f"  write store: {runtime.store!r}")
     console.print(f"  read store:  {runtime.read_store!r}")
-    if runtime.jetstream is not None:
-        console.print(f"  events:      {runtime.jetstream!r}")
+    if runtime.feed is not None:
+        console.print(f"  events:      {runtime.feed!r}")
     console.print(f"  docs: {base}/docs   metrics: {base}/metrics")
     if authority is None:
         console.print("  [yellow]authentication is off (PROJECTIONIST_AUTH=off)[/]")

@@ -39,7 +39,7 @@ from .queries.dispatch import Answer, QueryBus
 from .queries.freshness import measure
 from .signals import LogWatch, ProgressBoard
 from .stores import Store
-from .streams.jetstream import JetStream, JetStreamEventSource, JetStreamRelay, watch_stream
+from .streams import Feed, Relay, open_feed
 
 log = logging.getLogger("projectionist")
 
@@ -133,17 +133,16 @@ class Runtime:
         self.log: EventLog | None = open_event_log(self.store) if self.store else None
         self.metrics = Metrics()
         self.watch = LogWatch()
-        self.jetstream: JetStream | None = None
-        self.relay: JetStreamRelay | None = None
+        self.feed: Feed | None = None
+        self.relay: Relay | None = None
         self.source: EventSource | None = self.log
         if events is not None:
-            self.jetstream = JetStream(events)
+            self.feed = open_feed(events)
             if self.log is not None and "command" in self.roles:
-                self.relay = JetStreamRelay(self.log, self.jetstream, self.watch,
-                                            batch_size=batch_size,
-                                            poll_interval_s=poll_interval_s)
+                self.relay = Relay(self.log, self.feed, self.watch, batch_size=batch_size,
+                                   poll_interval_s=poll_interval_s)
             if "projector" in self.roles:
-                self.source = JetStreamEventSource(self.jetstream)
+                self.source = self.feed.reader()
         self.board = ProgressBoard()
         self.checkpoints = Checkpoints(self.read_store)
         self.batch_size = batch_size
@@ -186,8 +185,8 @@ class Runtime:
                 with self.store.schema() as connection:
                     idempotency_metadata.create_all(connection)
                     self.app.write_model.create_all(connection)
-        if self.jetstream is not None and self.relay is not None:
-            self.jetstream.ensure_stream()
+        if self.feed is not None and self.relay is not None:
+            self.feed.ensure()
         if self.projector is not None or "query" in self.roles:
             self.checkpoints.install()
             self.dead_letters.install()
@@ -224,8 +223,8 @@ class Runtime:
         if self.relay is not None:
             self.relay.start()
         if self.projector is not None:
-            if self.jetstream is not None:
-                watch_stream(self.jetstream, self.watch)
+            if self.feed is not None:
+                self.feed.wake_on_append(self.watch)
             elif self.store is not None and not self.store.is_sqlite:
                 self._listen(self.store, EVENTS_CHANNEL, self._notified_event)
             self.projector.start()
@@ -243,8 +242,8 @@ class Runtime:
             self.projector.stop()
         if self.relay is not None:
             self.relay.stop()
-        if self.jetstream is not None:
-            self.jetstream.close()
+        if self.feed is not None:
+            self.feed.close()
         for store in (self.store, self.read_store):
             if store is not None:
                 store.dispose()

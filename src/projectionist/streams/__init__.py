@@ -1,5 +1,5 @@
-"""Event feeds beyond the write store: the log relayed to a distributed streaming engine."""
+"""Event feeds beyond the write store: the log relayed to NATS JetStream or Redis Streams."""
 
-from .jetstream import JetStream, JetStreamEventSource, JetStreamRelay
+from .base import Feed, Relay, open_feed
 
-__all__ = ["JetStream", "JetStreamEventSource", "JetStreamRelay"]
+__all__ = ["Feed", "Relay", "open_feed"]

@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..eventlog import EventLog
 from ..messages import StoredEvent
 from ..signals import LogWatch
+from .base import Feed, decode, encode
 
 log = logging.getLogger("projectionist.jetstream")
 
@@ -44,7 +44,11 @@ _WRONG_LAST_SEQUENCE = 10071
 _FETCH_MAX = 1000
 
 
-class JetStream:
+async def _log_error(error: Exception) -> None:
+    log.debug("NATS: %r", error)
+
+
+class JetStream(Feed):
     """One NATS connection, driven by a private event loop thread so that threads can use it.
 
     The URL is NATS's own (`nats://host:4222`), with `?stream=NAME` to choose the stream
@@ -103,9 +107,12 @@ class JetStream:
             if self._nc is None or self._nc.is_closed:
                 import nats
 
+                # A few quick reconnects ride out a restart; past them the connection closes
+                # and the next call connects afresh (or says NATS is unreachable).
                 self._nc = await nats.connect(
-                    self.server, connect_timeout=self.timeout_s, max_reconnect_attempts=-1,
-                    allow_reconnect=True, name="projectionist")
+                    self.server, connect_timeout=self.timeout_s, max_reconnect_attempts=5,
+                    reconnect_time_wait=0.5, allow_reconnect=True, name="projectionist",
+                    error_cb=_log_error)
                 self._js = self._nc.jetstream(timeout=self.timeout_s)
             return self._js
 
@@ -144,69 +151,23 @@ class JetStream:
     def last_sequence(self) -> int:
         return self.call(self.bounds)[1]
 
-    def close(self) -> None:
-        async def close() -> None:
-            if self._nc is not None and not self._nc.is_closed:
-                await self._nc.drain()
+    # Feed
 
-        try:
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(self.timeout_s)
-        except Exception:  # already gone: nothing to flush
-            log.debug("closing the NATS connection failed", exc_info=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(self.timeout_s)
-        if not self._thread.is_alive():
-            self._loop.close()
+    def ensure(self) -> None:
+        self.ensure_stream()
 
+    def last_position(self) -> int:
+        return self.last_sequence()
 
-def encode(event: StoredEvent) -> bytes:
-    return json.dumps([event.stream, event.version, event.type, event.schema_version,
-                       event.data, event.metadata, event.recorded_at]).encode()
-
-
-def decode(position: int, body: bytes) -> StoredEvent:
-    stream, version, type_, schema_version, data, metadata, recorded_at = json.loads(body)
-    return StoredEvent(position, stream, version, type_, schema_version, data, metadata,
-                       recorded_at)
-
-
-class JetStreamRelay:
-    """Copies the event log into the stream, in a background thread, as commands commit."""
-
-    def __init__(self, log: EventLog, jetstream: JetStream, watch: LogWatch, *,
-                 batch_size: int = 1000, poll_interval_s: float = 0.5) -> None:
-        self.log = log
-        self.jetstream = jetstream
-        self.watch = watch
-        self.batch_size = batch_size
-        self.poll_interval_s = poll_interval_s
-        self.position = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def relay(self) -> int:
-        """Publishes every event the log holds past the stream's end; returns how many."""
-        last = self.jetstream.last_sequence()
-        published = 0
-        while True:
-            events = self.log.read(last, self.batch_size)
-            if not events:
-                self.position = last
-                return published
-            stored, overtaken = self.jetstream.call(partial(self._publish, last, events))
-            published += stored
-            if overtaken:
-                # Another relay published some first: go on from where the stream ends now.
-                last = self.jetstream.last_sequence()
-                continue
-            last = events[-1].position
+    def publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
+        return self.call(partial(self._publish, last, events))
 
     async def _publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
         """Publishes a batch, pipelined on one connection (so in order), then reads the acks:
         (events stored, whether another relay got to some positions first)."""
-        await self.jetstream.connected()
-        nc = self.jetstream.client
-        subject = self.jetstream.subject
+        await self.connected()
+        nc = self.client
+        subject = self.subject
         inbox = nc.new_inbox()
         acks: asyncio.Queue[Any] = asyncio.Queue()
         subscription = await nc.subscribe(f"{inbox}.*", cb=acks.put)
@@ -230,7 +191,7 @@ class JetStreamRelay:
             overtaken = False
             stored = 0
             for _ in range(sent):
-                ack = await asyncio.wait_for(acks.get(), self.jetstream.timeout_s)
+                ack = await asyncio.wait_for(acks.get(), self.timeout_s)
                 if (ack.headers or {}).get("Status") == "503":
                     raise StoreUnavailable(
                         f"no JetStream stream takes {subject}; start a command process with"
@@ -249,36 +210,38 @@ class JetStreamRelay:
         finally:
             await subscription.unsubscribe()
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="projectionist-relay",
-                                        daemon=True)
-        self._thread.start()
+    def reader(self) -> JetStreamEventSource:
+        return JetStreamEventSource(self)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self.watch.advance(0, 0, 0.0)  # wake the loop
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+    def wake_on_append(self, watch: LogWatch) -> None:
+        """Wakes this process's projector as each event is relayed (a plain subscription)."""
 
-    def _loop(self) -> None:
-        backoff = 0.0
-        while not self._stop.is_set():
-            generation = self.watch.generation
-            try:
-                moved = self.relay()
-                backoff = 0.0
-            except Exception as error:
-                backoff = min(5.0, backoff * 2 or 0.1)
-                log.warning("relaying events to %r failed (retry in %.1fs): %s",
-                            self.jetstream, backoff, error)
-                self._stop.wait(backoff)
-                continue
-            if not moved and not self._stop.is_set():
-                self.watch.wait(generation, self.poll_interval_s)
+        async def woken(message: Any) -> None:
+            headers = message.headers or {}
+            position = headers.get(POSITION, "")
+            if position.isdigit() and not headers.get(GAP):
+                recorded_at = headers.get(RECORDED_AT)
+                watch.advance(int(position), int(position),
+                              float(recorded_at) if recorded_at else time.time())
+
+        async def subscribe() -> None:
+            await self.client.subscribe(self.subject, cb=woken)
+
+        self.call(subscribe)
+
+    def close(self) -> None:
+        async def close() -> None:
+            if self._nc is not None and not self._nc.is_closed:
+                await self._nc.drain()
+
+        try:
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(self.timeout_s)
+        except Exception:  # already gone: nothing to flush
+            log.debug("closing the NATS connection failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(self.timeout_s)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 class JetStreamEventSource:
@@ -348,20 +311,3 @@ class JetStreamEventSource:
                                   inactive_threshold=300.0, mem_storage=True))
         self._buffer.clear()
         self._next = start
-
-
-def watch_stream(jetstream: JetStream, watch: LogWatch) -> None:
-    """Wakes this process's projector as each event is relayed (a plain NATS subscription)."""
-
-    async def woken(message: Any) -> None:
-        headers = message.headers or {}
-        position = headers.get(POSITION, "")
-        if position.isdigit() and not headers.get(GAP):
-            recorded_at = headers.get(RECORDED_AT)
-            watch.advance(int(position), int(position),
-                          float(recorded_at) if recorded_at else time.time())
-
-    async def subscribe() -> None:
-        await jetstream.client.subscribe(jetstream.subject, cb=woken)
-
-    jetstream.call(subscribe)

@@ -1,5 +1,5 @@
-"""The event log relayed to NATS JetStream: one message per position, gaps filled, read back
-exactly as the log holds it, by projectors that never touch the write store."""
+"""The event log relayed to a feed (NATS JetStream, Redis Streams): each position once, in order,
+read back exactly as the log holds it by projectors that never touch the write store."""
 
 from __future__ import annotations
 
@@ -13,13 +13,8 @@ from projectionist import Runtime
 from projectionist.errors import ConfigurationError, StoreUnavailable
 from projectionist.eventlog import NewEvent
 from projectionist.signals import LogWatch
-from projectionist.streams.jetstream import (
-    GAP,
-    POSITION,
-    JetStream,
-    JetStreamEventSource,
-    JetStreamRelay,
-)
+from projectionist.streams import Relay, open_feed
+from projectionist.streams.jetstream import GAP, POSITION, JetStream
 from tests.notes import AddNote, AddNotes, CountNotes, Notes
 
 UNREACHABLE_STORE = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
@@ -50,8 +45,8 @@ def rolled_back_append(runtime: Runtime) -> None:
         raise RuntimeError("roll back")
 
 
-def test_the_stream_holds_each_position_once_in_order(
-    store_urls: tuple[str, str], events_url: str, backend: str,
+def test_the_feed_holds_each_position_once_in_order(
+    store_urls: tuple[str, str], events_url: str,
 ) -> None:
     write, read = store_urls
     with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
@@ -62,31 +57,51 @@ def test_the_stream_holds_each_position_once_in_order(
         runtime.execute(AddNote(stream="a", text="6"))
         assert runtime.log is not None
         logged = runtime.log.read(0, 100)
-        jetstream = JetStream(events_url)
+        feed = open_feed(events_url)
         try:
-            jetstream.ensure_stream()
-            relay = JetStreamRelay(runtime.log, jetstream, LogWatch(), batch_size=2)
+            feed.ensure()
+            relay = Relay(runtime.log, feed, LogWatch(), batch_size=2)
             assert relay.relay() == 6
             assert relay.relay() == 0  # nothing twice
-            messages = stream_messages(jetstream)
             head = runtime.log.head()
-            assert [sequence for sequence, _ in messages] == list(range(1, head + 1))
-            for sequence, headers in messages:
-                assert headers[POSITION] == str(sequence)
-            real = {e.position for e in logged}
-            assert {s for s, h in messages if not h.get(GAP)} == real
-            gaps = set(range(1, head + 1)) - real
-            assert {s for s, h in messages if h.get(GAP)} == gaps
-            # PostgreSQL's sequence does not give back what a rolled-back append took.
-            assert len(gaps) == (2 if backend == "postgresql" else 0)
-
-            source = JetStreamEventSource(jetstream)
+            assert feed.last_position() == head
+            source = feed.reader()
             assert source.read(0, 100) == logged
             assert source.head() == head
             # Reads that start anywhere, forwards and back, see the log as it is.
             for after, limit in [(0, 2), (2, 1), (2, 3), (1, 10), (head, 5), (0, 1)]:
                 expected = [e for e in logged if e.position > after][:limit]
                 assert source.read(after, limit) == expected
+        finally:
+            feed.close()
+
+
+def test_jetstream_fills_the_gaps_of_the_log_so_sequences_are_positions(
+    store_urls: tuple[str, str], nats_url: str, backend: str,
+) -> None:
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
+        runtime.execute(AddNotes(stream="a", texts=["1", "2", "3"]))
+        rolled_back_append(runtime)
+        runtime.execute(AddNotes(stream="b", texts=["4", "5"]))
+        rolled_back_append(runtime)
+        runtime.execute(AddNote(stream="a", text="6"))
+        assert runtime.log is not None
+        real = {e.position for e in runtime.log.read(0, 100)}
+        jetstream = JetStream(nats_url)
+        try:
+            jetstream.ensure()
+            Relay(runtime.log, jetstream, LogWatch(), batch_size=2).relay()
+            messages = stream_messages(jetstream)
+            head = runtime.log.head()
+            assert [sequence for sequence, _ in messages] == list(range(1, head + 1))
+            for sequence, headers in messages:
+                assert headers[POSITION] == str(sequence)
+            assert {s for s, h in messages if not h.get(GAP)} == real
+            gaps = set(range(1, head + 1)) - real
+            assert {s for s, h in messages if h.get(GAP)} == gaps
+            # PostgreSQL's sequence does not give back what a rolled-back append took.
+            assert len(gaps) == (2 if backend == "postgresql" else 0)
         finally:
             jetstream.close()
 
@@ -100,10 +115,10 @@ def test_relays_racing_each_other_never_publish_a_position_twice(
             runtime.execute(AddNotes(stream=f"s{i % 5}", texts=[f"t{j}" for j in range(5)]))
         assert runtime.log is not None
         log = runtime.log
-        streams = [JetStream(events_url) for _ in range(3)]
+        feeds = [open_feed(events_url) for _ in range(3)]
         try:
-            streams[0].ensure_stream()
-            relays = [JetStreamRelay(log, js, LogWatch(), batch_size=7) for js in streams]
+            feeds[0].ensure()
+            relays = [Relay(log, feed, LogWatch(), batch_size=7) for feed in feeds]
             published = [0] * len(relays)
 
             def run(index: int) -> None:
@@ -115,12 +130,11 @@ def test_relays_racing_each_other_never_publish_a_position_twice(
             for thread in threads:
                 thread.join(60)
             assert sum(published) == 200
-            messages = stream_messages(streams[0])
-            assert [int(h[POSITION]) for _, h in messages] == list(range(1, 201))
-            assert JetStreamEventSource(streams[1]).read(0, 500) == log.read(0, 500)
+            assert feeds[0].last_position() == 200
+            assert feeds[1].reader().read(0, 500) == log.read(0, 500)
         finally:
-            for js in streams:
-                js.close()
+            for feed in feeds:
+                feed.close()
 
 
 def test_a_projector_fed_by_jetstream_needs_no_write_store(
@@ -176,15 +190,15 @@ def test_a_projector_woken_by_the_stream_sees_a_commit_without_polling(
         writer.stop()
 
 
-def test_positions_the_stream_discarded_are_a_clear_error(
-    store_urls: tuple[str, str], events_url: str,
+def test_positions_jetstream_discarded_are_a_clear_error(
+    store_urls: tuple[str, str], nats_url: str,
 ) -> None:
     from nats.js.api import StreamConfig
 
     write, read = store_urls
     with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
         runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(10)]))
-        jetstream = JetStream(events_url)
+        jetstream = JetStream(nats_url)
         try:
             async def small_stream() -> Any:
                 js = await jetstream.connected()
@@ -193,8 +207,8 @@ def test_positions_the_stream_discarded_are_a_clear_error(
 
             jetstream.call(small_stream)
             assert runtime.log is not None
-            JetStreamRelay(runtime.log, jetstream, LogWatch()).relay()
-            source = JetStreamEventSource(jetstream)
+            Relay(runtime.log, jetstream, LogWatch()).relay()
+            source = jetstream.reader()
             with pytest.raises(StoreUnavailable, match="starts at position 7: positions 1 to 6"
                                " were discarded"):
                 source.read(0, 10)
@@ -203,19 +217,50 @@ def test_positions_the_stream_discarded_are_a_clear_error(
             jetstream.close()
 
 
+def test_positions_redis_trimmed_are_a_clear_error(
+    store_urls: tuple[str, str], redis_url: str,
+) -> None:
+    from projectionist.streams.redis import RedisStream
+
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
+        runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(10)]))
+        feed = RedisStream(redis_url)
+        try:
+            assert runtime.log is not None
+            Relay(runtime.log, feed, LogWatch()).relay()
+            feed.client.xtrim(feed.key, maxlen=4, approximate=False)
+            source = feed.reader()
+            with pytest.raises(StoreUnavailable, match="starts at position 7: positions 1 to 6"
+                               " were trimmed away"):
+                source.read(0, 10)
+            assert [e.position for e in source.read(6, 10)] == [7, 8, 9, 10]
+        finally:
+            feed.close()
+
+
 @pytest.mark.parametrize("url, message", [
-    ("http://127.0.0.1:4222", "starts with nats://"),
-    ("nats://127.0.0.1:4222?stream=a.b", "letters, digits"),
+    ("http://127.0.0.1:4222", "starts with nats:// .JetStream. or redis://"),
+    ("nats://127.0.0.1:4222?stream=a.b", "letters, digits, _ and - only"),
+    ("redis://127.0.0.1:6379/0?stream=a b", "letters, digits, _ - : and . only"),
 ])
 def test_a_bad_events_url_is_refused_at_start(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        JetStream(url)
+        open_feed(url)
+    with pytest.raises(ConfigurationError, match=message):
+        Runtime(Notes().app, store="sqlite://", events=url)
 
 
-def test_an_unreachable_nats_server_is_store_unavailable() -> None:
-    jetstream = JetStream("nats://127.0.0.1:1?stream=NOWHERE", timeout_s=0.5)
+@pytest.mark.parametrize("url, shown", [
+    ("nats://127.0.0.1:1?stream=NOWHERE", "NATS at nats://127.0.0.1:1"),
+    ("redis://127.0.0.1:1/0?stream=nowhere", "Redis at redis://127.0.0.1:1"),
+])
+def test_an_unreachable_feed_is_store_unavailable(url: str, shown: str) -> None:
+    feed = open_feed(url)
     try:
-        with pytest.raises(StoreUnavailable, match="NATS at nats://127.0.0.1:1"):
-            jetstream.ensure_stream()
+        with pytest.raises(StoreUnavailable, match=shown):
+            feed.ensure()
+        with pytest.raises(StoreUnavailable, match=shown):
+            feed.last_position()
     finally:
-        jetstream.close()
+        feed.close()

@@ -1,0 +1,139 @@
+"""Feeds: the event log mirrored into a distributed engine, one entry per position.
+
+A command process relays what it commits; projector processes elsewhere read their events from
+the feed instead of the write store, so they scale out and keep working while it is down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from abc import ABC, abstractmethod
+
+from ..errors import ConfigurationError
+from ..eventlog import EventLog, EventSource
+from ..messages import StoredEvent
+from ..signals import LogWatch
+
+log = logging.getLogger("projectionist.feeds")
+
+
+class Feed(ABC):
+    """A copy of the event log in NATS JetStream or Redis, keyed by log position.
+
+    Appends name the position they expect to follow, and the engine refuses one that does not:
+    relays in several processes may run at once and each position is still held once, in
+    order.
+    """
+
+    @abstractmethod
+    def ensure(self) -> None:
+        """Creates the feed if it does not exist."""
+
+    @abstractmethod
+    def last_position(self) -> int:
+        """The position of the feed's last entry; 0 when empty."""
+
+    @abstractmethod
+    def publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
+        """Appends `events`, which follow position `last` in the log: (how many the feed
+        took, whether another relay had appended some of them first)."""
+
+    @abstractmethod
+    def reader(self) -> EventSource:
+        """What a projection runner reads its events from."""
+
+    @abstractmethod
+    def wake_on_append(self, watch: LogWatch) -> None:
+        """Advances `watch` whenever an event arrives, so a projector need not poll."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases connections and threads."""
+
+
+def open_feed(url: str) -> Feed:
+    """The feed an events URL names: nats:// (JetStream) or redis:// (Redis Streams)."""
+    scheme = url.partition("://")[0]
+    if scheme in ("nats", "tls"):
+        from .jetstream import JetStream
+
+        return JetStream(url)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStream
+
+        return RedisStream(url)
+    raise ConfigurationError(
+        f"an events URL starts with nats:// (JetStream) or redis:// (Redis Streams), not {url!r}")
+
+
+def encode(event: StoredEvent) -> bytes:
+    return json.dumps([event.stream, event.version, event.type, event.schema_version,
+                       event.data, event.metadata, event.recorded_at]).encode()
+
+
+def decode(position: int, body: bytes) -> StoredEvent:
+    stream, version, type_, schema_version, data, metadata, recorded_at = json.loads(body)
+    return StoredEvent(position, stream, version, type_, schema_version, data, metadata,
+                       recorded_at)
+
+
+class Relay:
+    """Copies the event log into a feed, in a background thread, as commands commit."""
+
+    def __init__(self, log: EventLog, feed: Feed, watch: LogWatch, *,
+                 batch_size: int = 1000, poll_interval_s: float = 0.5) -> None:
+        self.log = log
+        self.feed = feed
+        self.watch = watch
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.position = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def relay(self) -> int:
+        """Publishes every event the log holds past the feed's end; returns how many."""
+        last = self.feed.last_position()
+        published = 0
+        while True:
+            events = self.log.read(last, self.batch_size)
+            if not events:
+                self.position = last
+                return published
+            stored, overtaken = self.feed.publish(last, events)
+            published += stored
+            # Overtaken: another relay published some first; go on from the feed's end.
+            last = self.feed.last_position() if overtaken else events[-1].position
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="projectionist-relay",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self.watch.advance(0, 0, 0.0)  # wake the loop
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            generation = self.watch.generation
+            try:
+                moved = self.relay()
+                backoff = 0.0
+            except Exception as error:
+                backoff = min(5.0, backoff * 2 or 0.1)
+                log.warning("relaying events to %r failed (retry in %.1fs): %s",
+                            self.feed, backoff, error)
+                self._stop.wait(backoff)
+                continue
+            if not moved and not self._stop.is_set():
+                self.watch.wait(generation, self.poll_interval_s)
