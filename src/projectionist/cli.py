@@ -102,6 +102,10 @@ def serve(
     )] = 5.0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000,
                                             help="Events per projection batch.")] = 1000,
+    idempotency_ttl: Annotated[float, typer.Option(
+        "--idempotency-ttl", min=0.0,
+        help="Seconds an Idempotency-Key's answer is kept for retries (0: forever).",
+    )] = 7 * 86400.0,
 ) -> None:
     """Serve an app over HTTP, running the chosen roles in this process."""
     import uvicorn
@@ -113,7 +117,7 @@ def serve(
         app = load_app(app_path)
         runtime = Runtime(app, store=store, read_store=read_store, roles=roles,
                           pool_size=pool_size, lease_ttl_s=lease_ttl, batch_size=batch_size,
-                          events=events)
+                          events=events, idempotency_ttl_s=idempotency_ttl or None)
         authority = authority_for(store) if auth_enabled() else None
         runtime.start()
     try:

@@ -14,8 +14,8 @@ from sqlalchemy import exc as sa_exc
 
 from .app import App
 from .auth import SYSTEM, Principal
+from .commands import idempotency
 from .commands.dispatch import CommandBus, CommandResult
-from .commands.idempotency import metadata as idempotency_metadata
 from .commands.unit_of_work import RecordedEvent
 from .errors import (
     ConfigurationError,
@@ -114,6 +114,7 @@ class Runtime:
         lease_ttl_s: float = 5.0,
         stall_after_s: float = 30.0,
         events: str | None = None,
+        idempotency_ttl_s: float | None = idempotency.DEFAULT_TTL_S,
     ) -> None:
         self.app = app
         self.roles = parse_roles(roles)
@@ -151,7 +152,8 @@ class Runtime:
         if "command" in self.roles:
             assert self.store is not None and self.log is not None
             self.commands = CommandBus(app, self.store, self.log, on_commit=self._committed,
-                                       metrics=self.metrics)
+                                       metrics=self.metrics,
+                                       idempotency_ttl_s=idempotency_ttl_s)
         self.dead_letters = DeadLetters(self.read_store)
         self.leases: Leases | None = None
         self.projector: Projector | None = None
@@ -183,7 +185,7 @@ class Runtime:
             self.log.install()
             if "command" in self.roles:
                 with self.store.schema() as connection:
-                    idempotency_metadata.create_all(connection)
+                    idempotency.install(connection)
                     self.app.write_model.create_all(connection)
         if self.feed is not None and self.relay is not None:
             self.feed.ensure()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,10 @@ from .group_commit import GroupCommit, Ticket
 from .unit_of_work import RecordedEvent, UnitOfWork
 
 audit = logging.getLogger("projectionist.audit")
+log = logging.getLogger("projectionist.commands")
+
+PRUNE_INTERVAL_S = 60.0
+"""How often a command process deletes expired idempotency answers."""
 
 _LOCK_CONFLICT_ATTEMPTS = 3
 
@@ -75,8 +80,12 @@ class CommandBus:
         on_commit: Callable[[list[RecordedEvent], float], None] | None = None,
         metrics: Metrics | None = None,
         max_batch: int = 64,
+        idempotency_ttl_s: float | None = idempotency.DEFAULT_TTL_S,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._next_prune = 0.0
+        self._pruning = threading.Lock()
         self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
             self._run_batch, max_batch=max_batch, fits=_fits)
         self.app = app
@@ -146,6 +155,7 @@ class CommandBus:
             raise
 
     def _run_batch(self, tickets: Sequence[Ticket[_Request, CommandResult]]) -> None:
+        self._prune_now_and_then()
         if len(tickets) == 1:
             self._run_alone(tickets[0])
             return
@@ -241,8 +251,47 @@ class CommandBus:
     def _replay(self, connection: Connection, request: _Request) -> CommandResult | None:
         if request.key is None or request.digest is None:
             return None
-        answer = idempotency.lookup(connection, request.key, request.digest)
+        answer = idempotency.lookup(connection, request.key, request.digest,
+                                    expired_before=self._expired_before())
         return CommandResult.from_json(answer) if answer is not None else None
+
+    def _expired_before(self) -> float | None:
+        ttl = self.idempotency_ttl_s
+        return None if not ttl else time.time() - ttl
+
+    def prune_idempotency_keys(self) -> int:
+        """Deletes stored answers older than the TTL, a batch per transaction; how many."""
+        expired_before = self._expired_before()
+        if expired_before is None:
+            return 0
+        total = 0
+        while True:
+            with self.store.write() as connection:
+                pruned = idempotency.prune(connection, expired_before)
+            total += pruned
+            if pruned < idempotency._PRUNE_BATCH:
+                return total
+
+    def _prune_now_and_then(self) -> None:
+        """Prunes expired keys at most once a minute, in a thread of its own, so no command
+        waits for it."""
+        now = time.monotonic()
+        if not self.idempotency_ttl_s or now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_INTERVAL_S
+        if not self._pruning.acquire(blocking=False):
+            return
+
+        def prune() -> None:
+            try:
+                self.prune_idempotency_keys()
+            except Exception:  # the store is busy or down: next time
+                log.debug("pruning idempotency keys failed", exc_info=True)
+            finally:
+                self._pruning.release()
+
+        threading.Thread(target=prune, name="projectionist-idempotency-prune",
+                         daemon=True).start()
 
     def _unit(self, connection: Connection, request: _Request,
               versions: dict[str, int]) -> UnitOfWork:

@@ -23,6 +23,11 @@ idempotency_table = sa.Table(
     sa.Column("response", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+_by_age = sa.Index("projectionist_idempotency_created_at", idempotency_table.c.created_at)
+
+DEFAULT_TTL_S = 7 * 86400.0
+"""How long an answer is kept for retries by default: a week."""
+_PRUNE_BATCH = 1000
 
 MAX_KEY_LENGTH = 200
 
@@ -42,16 +47,29 @@ def scoped_key(subject: str | None, key: str) -> str:
     return f"{subject or ''}\x1f{key}"
 
 
-def lookup(connection: Connection, key: str, digest: str) -> dict[str, Any] | None:
-    """The stored answer for this key, None if new; IdempotencyKeyReused if the request differs."""
+def install(connection: Connection) -> None:
+    """Creates the table, and the index pruning uses on a table made before it existed."""
+    metadata.create_all(connection)
+    _by_age.create(connection, checkfirst=True)
+
+
+def lookup(connection: Connection, key: str, digest: str, *,
+           expired_before: float | None = None) -> dict[str, Any] | None:
+    """The stored answer for this key, None if new; IdempotencyKeyReused if the request differs.
+
+    An answer stored before `expired_before` has expired: it is deleted, and the key is new.
+    """
     if connection.dialect.name == "postgresql":
         # Concurrent retries with one key wait here for the first to commit, then find its answer.
         connection.execute(_KEY_LOCK, {"key": key})
     t = idempotency_table
     row = connection.execute(
-        sa.select(t.c.request_hash, t.c.response).where(t.c.key == key)
+        sa.select(t.c.request_hash, t.c.response, t.c.created_at).where(t.c.key == key)
     ).first()
     if row is None:
+        return None
+    if expired_before is not None and row.created_at < expired_before:
+        connection.execute(sa.delete(t).where(t.c.key == key))
         return None
     if row.request_hash != digest:
         raise IdempotencyKeyReused(
@@ -68,3 +86,12 @@ def remember(connection: Connection, key: str, digest: str, response: dict[str, 
             key=key, request_hash=digest, response=json.dumps(response), created_at=time.time()
         )
     )
+
+
+def prune(connection: Connection, expired_before: float) -> int:
+    """Deletes up to a batch of expired answers; returns how many."""
+    t = idempotency_table
+    expired = (sa.select(t.c.key).where(t.c.created_at < expired_before)
+               .limit(_PRUNE_BATCH).scalar_subquery())
+    result = connection.execute(sa.delete(t).where(t.c.key.in_(expired)))
+    return int(result.rowcount or 0)
