@@ -42,6 +42,11 @@ class Metrics:
             "projectionist_query_seconds", "Time to answer a query, by type.", ["type"],
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
+        self.http_responses = Counter(
+            "projectionist_http_responses",
+            "HTTP responses, by method, route and status, refusals before any handler included.",
+            ["method", "route", "status"], registry=self.registry,
+        )
         self.events_applied = Counter(
             "projectionist_projection_events_applied", "Events read and applied, by projection.",
             ["projection"], registry=self.registry,

@@ -146,3 +146,28 @@ def test_metrics_state_each_projections_lag(api: Api) -> None:
     assert all(value >= 0 for value in lags.values())
     assert {labels["projection"] for labels, _ in found["projectionist_projection_position"]} \
         == PROJECTIONS
+
+
+def test_metrics_count_http_responses_refused_before_any_handler(api: Api) -> None:
+    def responses() -> dict[tuple[str, str, str], float]:
+        return {(labels["method"], labels["route"], labels["status"]): value
+                for labels, value in samples(api)["projectionist_http_responses_total"]}
+
+    before = responses()
+    assert api.command("RegisterProduct", {"sku": "x"}, headers={}).status_code == 401
+    assert api.command("RegisterProduct", {"sku": "x"}).status_code == 422
+    assert api.command("NoSuchCommand", {}).status_code == 404
+    assert api.client.get("/no/such/path").status_code == 404
+    assert api.query("ProductCatalog", {}).status_code == 200
+    after = responses()
+
+    def grew(key: tuple[str, str, str]) -> float:
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew(("POST", "/commands/RegisterProduct", "401")) == 1
+    assert grew(("POST", "/commands/RegisterProduct", "422")) == 1
+    assert grew(("POST", "/commands/{name}", "404")) == 1
+    assert grew(("GET", "unmatched", "404")) >= 1
+    assert grew(("GET", "/queries/ProductCatalog", "200")) >= 1
+    # A request's path never becomes a label value of its own.
+    assert not any("NoSuchCommand" in route or "/no/such" in route for _, route, _ in after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -65,7 +66,58 @@ def create_http_app(
         _query_routes(api, runtime, principal, schemas)
     operation_routes(api, runtime, principal, history)
     _install_openapi(api, schemas)
+    api.add_middleware(_CountResponses, metrics=runtime.metrics, api=api)
     return api
+
+
+class _CountResponses:
+    """ASGI middleware counting every HTTP response by method, route and status.
+
+    The route label is the route's path template (`/commands/PlaceOrder`,
+    `/projections/{name}/rebuild`) or `unmatched`, so no request can add label values.
+    """
+
+    def __init__(self, app: Any, *, metrics: Any, api: FastAPI) -> None:
+        self.app = app
+        self.counter = metrics.http_responses
+        self.exact: dict[str, str] = {}
+        self.templated: list[tuple[re.Pattern[str], str]] = []
+        for route in api.routes:
+            path = getattr(route, "path", "")
+            if "{" not in path:
+                self.exact[path] = path
+            else:
+                self.templated.append((route.path_regex, path))  # type: ignore[attr-defined]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def counting_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.counter.labels(method, self._route(scope["path"]), str(status)).inc()
+
+    def _route(self, path: str) -> str:
+        label = self.exact.get(path)
+        if label is not None:
+            return label
+        for pattern, template in self.templated:
+            if pattern.match(path):
+                return template
+        return "unmatched"
+
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_bytes: int,
