@@ -213,8 +213,10 @@ class Runtime:
 
     def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
         assert self.source is not None
+        # Each build reads a feed through a reader of its own, which follows its position.
+        source = self.feed.reader() if self.feed is not None else self.source
         return ProjectionRunner(
-            projection, build, log=self.source, read_store=self.read_store,
+            projection, build, log=source, read_store=self.read_store,
             registry=self.app.registry, checkpoints=self.checkpoints,
             dead_letters=self.dead_letters, batch_size=self.batch_size, metrics=self.metrics,
         )

@@ -231,8 +231,8 @@ def test_positions_redis_trimmed_are_a_clear_error(
             Relay(runtime.log, feed, LogWatch()).relay()
             feed.client.xtrim(feed.key, maxlen=4, approximate=False)
             source = feed.reader()
-            with pytest.raises(StoreUnavailable, match="starts at position 7: positions 1 to 6"
-                               " were trimmed away"):
+            with pytest.raises(StoreUnavailable, match="lacks positions 1 to 6: they were"
+                               " trimmed away"):
                 source.read(0, 10)
             assert [e.position for e in source.read(6, 10)] == [7, 8, 9, 10]
         finally:
@@ -264,3 +264,92 @@ def test_an_unreachable_feed_is_store_unavailable(url: str, shown: str) -> None:
             feed.last_position()
     finally:
         feed.close()
+
+
+def test_a_jetstream_reader_replaces_a_consumer_the_server_dropped(
+    store_urls: tuple[str, str], nats_url: str,
+) -> None:
+    """An idle consumer expires on the server (after 5 minutes); the reader makes a new one
+    where the old one stood."""
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
+        assert runtime.log is not None
+        runtime.execute(AddNotes(stream="a", texts=["1", "2"]))
+        jetstream = JetStream(nats_url)
+        try:
+            relay = Relay(runtime.log, jetstream, LogWatch())
+            jetstream.ensure()
+            relay.relay()
+            source = jetstream.reader()
+            assert [e.position for e in source.read(0, 10)] == [1, 2]
+            consumer = source._subscription._consumer
+
+            async def drop() -> None:
+                js = await jetstream.connected()
+                await js.delete_consumer(jetstream.stream, consumer)
+
+            jetstream.call(drop)
+            runtime.execute(AddNotes(stream="a", texts=["3", "4"]))
+            relay.relay()
+            assert [e.position for e in source.read(2, 10)] == [3, 4]
+        finally:
+            jetstream.close()
+            jetstream.close()  # twice is harmless
+
+
+def test_entries_discarded_while_a_reader_follows_are_a_clear_error(
+    store_urls: tuple[str, str], events_url: str,
+) -> None:
+    from nats.js.api import StreamConfig
+
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
+        assert runtime.log is not None
+        runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(4)]))
+        feed = open_feed(events_url)
+        try:
+            if isinstance(feed, JetStream):
+                jetstream = feed
+
+                async def small_stream() -> Any:
+                    js = await jetstream.connected()
+                    return await js.add_stream(StreamConfig(
+                        name=jetstream.stream, subjects=[jetstream.subject], max_msgs=5))
+
+                jetstream.call(small_stream)
+            relay = Relay(runtime.log, feed, LogWatch())
+            relay.relay()
+            source = feed.reader()
+            assert [e.position for e in source.read(0, 2)] == [1, 2]
+            runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(6)]))
+            relay.relay()
+            if not isinstance(feed, JetStream):
+                feed.client.xtrim(feed.key, maxlen=5,  # type: ignore[attr-defined]
+                                  approximate=False)
+            # 3, 4 (and 5) are gone, from the stream or from the JetStream reader's look-ahead:
+            # the reader says so rather than skip them.
+            with pytest.raises(StoreUnavailable, match=r"positions [35] to 5"):
+                source.read(2, 10)
+        finally:
+            feed.close()
+
+
+def test_a_redis_stream_deleted_under_the_relay_is_filled_again(
+    store_urls: tuple[str, str], redis_url: str,
+) -> None:
+    from projectionist.streams.redis import RedisStream
+
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
+        assert runtime.log is not None
+        runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(5)]))
+        feed = RedisStream(redis_url)
+        try:
+            relay = Relay(runtime.log, feed, LogWatch())
+            assert relay.relay() == 5
+            feed.client.delete(feed.key)
+            runtime.execute(AddNote(stream="a", text="6"))
+            assert relay.relay() == 6
+            assert feed.reader().read(0, 100) == runtime.log.read(0, 100)
+        finally:
+            feed.close()

@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -42,6 +43,9 @@ RECORDED_AT = "Projectionist-Recorded-At"
 EXPECTED_LAST = "Nats-Expected-Last-Sequence"
 _WRONG_LAST_SEQUENCE = 10071
 _FETCH_MAX = 1000
+# Fetches ask only for messages the stream holds, so they arrive at once: a longer wait means
+# the consumer is gone.
+_FETCH_TIMEOUT_S = 2.0
 
 
 async def _log_error(error: Exception) -> None:
@@ -78,6 +82,9 @@ class JetStream(Feed):
         self._nc: Any = None
         self._js: Any = None
         self._lock = asyncio.Lock()
+        self._wake_callbacks: list[Callable[[Any], Awaitable[None]]] = []
+        self.readers: weakref.WeakSet[JetStreamEventSource] = weakref.WeakSet()
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"JetStream({self._shown}, stream={self.stream})"
@@ -114,6 +121,8 @@ class JetStream(Feed):
                     reconnect_time_wait=0.5, allow_reconnect=True, name="projectionist",
                     error_cb=_log_error)
                 self._js = self._nc.jetstream(timeout=self.timeout_s)
+                for callback in self._wake_callbacks:
+                    await self._nc.subscribe(self.subject, cb=callback)
             return self._js
 
     @property
@@ -225,12 +234,20 @@ class JetStream(Feed):
                               float(recorded_at) if recorded_at else time.time())
 
         async def subscribe() -> None:
+            # Kept, so that a new connection (after the old one gave up) subscribes again.
+            self._wake_callbacks.append(woken)
             await self.client.subscribe(self.subject, cb=woken)
 
         self.call(subscribe)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
         async def close() -> None:
+            for reader in list(self.readers):
+                await reader._unsubscribe()
             if self._nc is not None and not self._nc.is_closed:
                 await self._nc.drain()
 
@@ -247,9 +264,10 @@ class JetStream(Feed):
 class JetStreamEventSource:
     """The relayed log, read from JetStream: what a projector needs of an event log.
 
-    Reads go through one ordered pull consumer that starts at the position asked for and
-    follows on while reads move forward; fetched messages are kept until a read passes them,
-    so a look-ahead of one event costs nothing.
+    Each reader (one per projection build) reads through an ephemeral pull consumer that starts
+    at the position asked for and follows on while reads move forward; fetched messages are
+    kept until a read passes them, so a look-ahead of one event costs nothing. A consumer the
+    server dropped (idle, or its connection closed) is replaced where it stood.
     """
 
     def __init__(self, jetstream: JetStream) -> None:
@@ -258,6 +276,7 @@ class JetStreamEventSource:
         self._buffer: deque[tuple[int, StoredEvent | None]] = deque()
         self._next = 0  # the sequence the consumer delivers next
         self._lock = threading.Lock()
+        jetstream.readers.add(self)
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         with self._lock:
@@ -275,11 +294,17 @@ class JetStreamEventSource:
             self._buffer.popleft()
         wanted = sum(1 for _, event in self._buffer if event is not None)
         if wanted < limit:
-            _, last = await self.jetstream.bounds()
+            first, last = await self.jetstream.bounds()
+            if first > self._next and last >= self._next:
+                raise self._discarded(self._next, first)
             while wanted < limit and self._next <= last:
                 count = min(_FETCH_MAX, last - self._next + 1, max(limit - wanted, 16))
-                for message in await self._subscription.fetch(count, timeout=5.0):
+                for message in await self._fetch(count):
                     sequence = message.metadata.sequence.stream
+                    if sequence != self._next:
+                        # The stream's limits removed messages while this reader followed it.
+                        await self._unsubscribe()
+                        raise self._discarded(self._next, sequence)
                     headers = message.headers or {}
                     event = None if headers.get(GAP) else decode(sequence, message.data)
                     self._buffer.append((sequence, event))
@@ -288,26 +313,52 @@ class JetStreamEventSource:
         events = [event for _, event in self._buffer if event is not None]
         return events[:limit]
 
-    async def _follow_from(self, start: int) -> None:
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    async def _fetch(self, count: int) -> list[Any]:
+        try:
+            messages: list[Any] = await self._subscription.fetch(count, timeout=_FETCH_TIMEOUT_S)
+            return messages
+        except Exception as error:
+            # An idle consumer expires on the server, and one made on a connection that has
+            # closed since cannot be fetched from: make a new one where this one stood.
+            log.debug("consumer lost (%r): following again from %d", error, self._next)
+            await self._subscribe(self._next)
+            retried: list[Any] = await self._subscription.fetch(count, timeout=_FETCH_TIMEOUT_S)
+            return retried
 
-        js = await self.jetstream.connected()
-        if self._subscription is not None:
-            try:
-                await self._subscription.unsubscribe()
-            except Exception:  # the consumer is gone already
-                log.debug("could not remove a consumer", exc_info=True)
-            self._subscription = None
+    async def _follow_from(self, start: int) -> None:
         first, last = await self.jetstream.bounds()
         if first > start and last >= start:
-            raise StoreUnavailable(
-                f"the JetStream stream {self.jetstream.stream} starts at position {first}:"
-                f" positions {start} to {first - 1} were discarded by its limits; rebuild the"
-                " projection from the write store, or keep the stream longer")
+            await self._unsubscribe()
+            raise self._discarded(start, first)
+        await self._subscribe(start)
+        self._buffer.clear()
+        self._next = start
+
+    async def _subscribe(self, start: int) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        await self._unsubscribe()
+        js = await self.jetstream.connected()
         self._subscription = await js.pull_subscribe(
             self.jetstream.subject, stream=self.jetstream.stream,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                   opt_start_seq=start, ack_policy=AckPolicy.NONE,
                                   inactive_threshold=300.0, mem_storage=True))
-        self._buffer.clear()
-        self._next = start
+
+    async def _unsubscribe(self) -> None:
+        """Drops the consumer, on the server too (an unsubscribe alone leaves it there)."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is None:
+            return
+        try:
+            await subscription.unsubscribe()
+            await self.jetstream.client.jetstream().delete_consumer(
+                self.jetstream.stream, subscription._consumer)
+        except Exception:  # the consumer or its connection is gone already
+            log.debug("could not remove a consumer", exc_info=True)
+
+    def _discarded(self, start: int, first: int) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the JetStream stream {self.jetstream.stream} starts at position {first}:"
+            f" positions {start} to {first - 1} were discarded by its limits; rebuild the"
+            " projection from the write store, or keep the stream longer")

@@ -1,9 +1,10 @@
-"""Redis Streams as the event feed: the entry id of each event is its log position.
+"""Redis Streams as the event feed: entry `<position>-0` holds the event at that position.
 
-`XADD key <position>-0` is refused unless the id is above the stream's last one, so racing
-relays never store a position twice or out of order, and a position the log never holds (a
-rolled-back append) simply has no entry. `XRANGE` reads after any position; `XREAD BLOCK`
-wakes the projectors.
+A script appends a batch only if the stream still ends where the relay read it, so racing
+relays never store a position twice, and a stream deleted under a relay is refilled from the
+start. A position the log never holds (a rolled-back append) gets an empty entry, so the
+entries are contiguous and a reader can tell trimmed entries from gaps. `XRANGE` reads after any
+position; `XREAD BLOCK` wakes the projectors.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ log = logging.getLogger("projectionist.feeds")
 
 DEFAULT_STREAM = "events"
 _BODY = b"e"
+
+# KEYS[1]: the stream; ARGV[1]: the position it must end at; then pairs of position, body.
+# Returns how many entries it added, or -1 when the stream ends elsewhere.
+_APPEND = """
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local last = 0
+if #top > 0 then last = tonumber(string.match(top[1][1], '^(%d+)')) end
+if last ~= tonumber(ARGV[1]) then return -1 end
+for i = 2, #ARGV, 2 do
+    redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'e', ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
+"""
 
 
 def _position(entry_id: bytes | str) -> int:
@@ -56,6 +70,7 @@ class RedisStream(Feed):
         self.client: Any = redis.Redis.from_url(server, **self._options)
         self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError,
                                                          redis.TimeoutError)
+        self._append = self.client.register_script(_APPEND)
         self._stop = threading.Event()
         self._waker: threading.Thread | None = None
 
@@ -80,24 +95,18 @@ class RedisStream(Feed):
         return _position(last[0][0]) if last else 0
 
     def publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
-        import redis
-
-        pipeline = self.client.pipeline(transaction=False)
+        entries: list[Any] = [last]
+        expected = last
         for event in events:
-            pipeline.xadd(self.key, {_BODY: encode(event)}, id=f"{event.position}-0")
+            for gap in range(expected + 1, event.position):
+                entries += [gap, b""]
+            entries += [event.position, encode(event)]
+            expected = event.position
         try:
-            results = pipeline.execute(raise_on_error=False)
+            added = self._append(keys=[self.key], args=entries)
         except self._errors as error:
             raise self._unavailable(error) from None
-        stored = overtaken = 0
-        for result in results:
-            if not isinstance(result, Exception):
-                stored += 1
-            elif isinstance(result, redis.ResponseError) and "equal or smaller" in str(result):
-                overtaken += 1
-            else:
-                raise StoreUnavailable(f"Redis refused an event: {result}")
-        return stored, overtaken > 0
+        return (0, True) if added < 0 else (len(events), False)
 
     def reader(self) -> RedisEventSource:
         return RedisEventSource(self)
@@ -126,11 +135,15 @@ class RedisStream(Feed):
                     self._stop.wait(1.0)
                     continue
                 for _key, entries in found or []:
-                    if entries:
-                        last = entries[-1][0].decode()
-                        first = _position(entries[0][0])
-                        recorded_at = decode(_position(last), entries[-1][1][_BODY]).recorded_at
-                        watch.advance(first, _position(last), recorded_at)
+                    if not entries:
+                        continue
+                    last = entries[-1][0].decode()
+                    bodies = [(entry_id, f[_BODY]) for entry_id, f in entries if f[_BODY]]
+                    if bodies:
+                        entry_id, body = bodies[-1]
+                        recorded_at = decode(_position(entry_id), body).recorded_at
+                        watch.advance(_position(bodies[0][0]), _position(entry_id),
+                                      recorded_at)
         finally:
             client.close()
 
@@ -150,29 +163,32 @@ class RedisEventSource:
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         client = self.feed.client
+        events: list[StoredEvent] = []
+        expected = after + 1
         try:
-            entries = client.xrange(self.feed.key, min=f"({after}-0", max="+", count=limit)
-            if entries and _position(entries[0][0]) > after + 1:
-                self._check_not_trimmed(after + 1)
+            while len(events) < limit:
+                entries = client.xrange(self.feed.key, min=f"{expected}-0", max="+",
+                                        count=limit - len(events))
+                if not entries:
+                    return events
+                for entry_id, fields in entries:
+                    position = _position(entry_id)
+                    if position != expected:
+                        # Entries are contiguous: a missing one was trimmed or deleted.
+                        raise self._trimmed(expected, position)
+                    body = fields[_BODY]
+                    if body:
+                        events.append(decode(position, body))
+                    expected = position + 1
         except self.feed._errors as error:
             raise self.feed._unavailable(error) from None
-        return [decode(_position(entry_id), fields[_BODY]) for entry_id, fields in entries]
+        return events
 
-    def _check_not_trimmed(self, wanted: int) -> None:
-        """A missing position is a gap of the log, unless trimming (which removes the oldest
-        entries) or XDEL took it."""
-        info = self.feed.client.xinfo_stream(self.feed.key)
-        first = info.get("first-entry")
-        start = _position(first[0]) if first else _position(info["last-generated-id"]) + 1
-        trimmed = int(info.get("entries-added", 0)) > int(info["length"]) and wanted < start
-        deleted = _position(info.get("max-deleted-entry-id") or b"0-0") >= wanted
-        if trimmed or deleted:
-            raise StoreUnavailable(
-                f"the Redis stream {self.feed.key} starts at position {start}: positions"
-                f" {wanted} to {start - 1} were trimmed away; rebuild the projection from the"
-                " write store, or trim the stream less")
+    def _trimmed(self, wanted: int, found: int) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the Redis stream {self.feed.key} lacks positions {wanted} to {found - 1}: they"
+            " were trimmed away; rebuild the projection from the write store, or trim the"
+            " stream less")
 
     def head(self) -> int:
         return self.feed.last_position()
-
-
