@@ -60,6 +60,10 @@ class Metrics:
         """Reports projection gauges from `status` at every scrape."""
         self.registry.register(_ProjectionCollector(status))
 
+    def watch_feed(self, relayed: Callable[[], int], head: Callable[[], int]) -> None:
+        """Reports how far this process's relay copied the log into the event feed."""
+        self.registry.register(_FeedCollector(relayed, head))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -100,6 +104,31 @@ class _ProjectionCollector(Collector):
             for name in STATES:
                 state.add_metric([*key, name], 1.0 if row.state == name else 0.0)
         yield from (position, head, lag_events, lag_seconds, dead, state)
+
+
+class _FeedCollector(Collector):
+    def __init__(self, relayed: Callable[[], int], head: Callable[[], int]) -> None:
+        self._relayed = relayed
+        self._head = head
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        relayed = self._relayed()
+        position = GaugeMetricFamily("projectionist_feed_position",
+                                     "The last log position this process's relay copied into"
+                                     " the event feed.")
+        position.add_metric([], relayed)
+        yield position
+        try:
+            head = self._head()
+        except Exception:  # the write store is down: report what is known
+            return
+        lag = GaugeMetricFamily("projectionist_feed_lag_events",
+                                "Events in the log not yet in the event feed.")
+        lag.add_metric([], max(0, head - relayed))
+        yield lag
 
 
 @contextmanager

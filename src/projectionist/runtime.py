@@ -140,8 +140,10 @@ class Runtime:
         if events is not None:
             self.feed = open_feed(events)
             if self.log is not None and "command" in self.roles:
-                self.relay = Relay(self.log, self.feed, self.watch, batch_size=batch_size,
-                                   poll_interval_s=poll_interval_s)
+                relay = self.relay = Relay(self.log, self.feed, self.watch,
+                                           batch_size=batch_size,
+                                           poll_interval_s=poll_interval_s)
+                self.metrics.watch_feed(lambda: relay.position, self.log.head)
             if "projector" in self.roles:
                 self.source = self.feed.reader()
         self.board = ProgressBoard()
@@ -187,8 +189,6 @@ class Runtime:
                 with self.store.schema() as connection:
                     idempotency.install(connection)
                     self.app.write_model.create_all(connection)
-        if self.feed is not None and self.relay is not None:
-            self.feed.ensure()
         if self.projector is not None or "query" in self.roles:
             self.checkpoints.install()
             self.dead_letters.install()
@@ -314,7 +314,10 @@ class Runtime:
                 if runner.serving:
                     self.board.advance(runner.name, runner.position)
                 elif not projector._swap(key, runner):
-                    progressed += 1  # the serving build moved on meanwhile: catch up again
+                    # The serving build (run by another process) moved on meanwhile: catch
+                    # up again, after a moment.
+                    progressed += 1
+                    time.sleep(0.01)
             if not progressed:
                 return total
 

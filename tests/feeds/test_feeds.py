@@ -353,3 +353,57 @@ def test_a_redis_stream_deleted_under_the_relay_is_filled_again(
             assert feed.reader().read(0, 100) == runtime.log.read(0, 100)
         finally:
             feed.close()
+
+
+def feed_gauges(runtime: Runtime) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(runtime.metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name.startswith("projectionist_feed_"):
+                found[sample.name] = sample.value
+    return found
+
+
+def test_commands_go_on_while_the_feed_is_down_and_the_relay_catches_up(
+    store_urls: tuple[str, str], events_url: str,
+) -> None:
+    """A command process starts and commits without its feed; /metrics shows the relay's lag;
+    once the feed is there, the relay copies what it missed."""
+    write, read = store_urls
+    down = events_url.replace(":4222", ":1").replace(":6379", ":1")
+    with Runtime(Notes().app, store=write, read_store=read, roles=["command"],
+                 events=down, poll_interval_s=0.05) as runtime:
+        for i in range(3):
+            runtime.execute(AddNote(stream="a", text=str(i)))
+        time.sleep(0.3)  # the relay has tried and failed meanwhile
+        assert feed_gauges(runtime) == {"projectionist_feed_position": 0.0,
+                                        "projectionist_feed_lag_events": 3.0}
+    with Runtime(Notes().app, store=write, read_store=read, roles=["command"],
+                 events=events_url, poll_interval_s=0.05) as runtime:
+        deadline = time.monotonic() + 10
+        while feed_gauges(runtime).get("projectionist_feed_lag_events") != 0.0:
+            assert time.monotonic() < deadline, feed_gauges(runtime)
+            time.sleep(0.02)
+        assert feed_gauges(runtime)["projectionist_feed_position"] == 3.0
+        feed = open_feed(events_url)
+        try:
+            assert [e.position for e in feed.reader().read(0, 10)] == [1, 2, 3]
+        finally:
+            feed.close()
+
+
+def test_a_projector_starts_while_its_feed_is_down(
+    store_urls: tuple[str, str], events_url: str,
+) -> None:
+    write, read = store_urls
+    down = events_url.replace(":4222", ":1").replace(":6379", ":1")
+    reader = Runtime(Notes().app, store=UNREACHABLE_STORE, read_store=read,
+                     roles=["projector", "query"], events=down, poll_interval_s=0.05)
+    try:
+        reader.start()
+        answer = reader.ask(CountNotes(stream="a"))
+        assert answer.data["count"] == 0
+    finally:
+        reader.stop()

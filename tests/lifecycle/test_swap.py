@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from projectionist import Runtime
 from tests.lifecycle.support import builds
-from tests.notes import AddNotes, CountNotes, Notes
+from tests.notes import AddNote, AddNotes, CountNotes, Notes
 
 
 def test_a_build_behind_the_serving_one_is_not_swapped_in_until_it_catches_up(
@@ -51,3 +53,58 @@ def test_behind_ok_swaps_a_build_that_is_behind(store_urls: tuple[str, str]) -> 
         answer = runtime.ask(CountNotes(stream="s"), min_position=added.position, wait_ms=10000)
         assert answer.data["count"] == 3
         assert answer.freshness.position >= added.position
+
+
+def test_a_build_swapped_in_behind_does_not_repeat_side_effects(
+    store_urls: tuple[str, str],
+) -> None:
+    """Swapped in behind the serving build (its patience ran out under load), the new build
+    applies the events in between to its tables, but their side effects already ran."""
+    from tests.lifecycle.apps import Mailer
+
+    write, read = store_urls
+    notes = Notes()
+    mailer = Mailer(notes)
+    runtime = Runtime(notes.app, store=write, read_store=read)  # no projector thread
+    try:
+        runtime.catch_up()
+        build = runtime.rebuild("mailer_mail")
+        runtime.execute(AddNotes(stream="s", texts=["a", "b"]))
+        projector = runtime.projector
+        assert projector is not None
+        serving = next(r for r in projector.runners.values()
+                       if r.name == "mailer_mail" and r.serving)
+        serving.run_until_caught_up()
+        assert mailer.sent == ["a", "b"]
+        new = projector.runners[("mailer_mail", build.generation)]
+        projector._swap_refused_at[("mailer_mail", build.generation)] = 0.0  # long ago
+        assert projector._swap(("mailer_mail", build.generation), new)
+        runtime.execute(AddNote(stream="s", text="c"))
+        runtime.catch_up()
+        assert mailer.sent == ["a", "b", "c"]
+    finally:
+        runtime.stop()
+
+
+def test_the_projector_thread_survives_an_unexpected_error(
+    store_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write, read = store_urls
+    with Runtime(Notes().app, store=write, read_store=read, poll_interval_s=0.05) as runtime:
+        projector = runtime.projector
+        assert projector is not None
+        step = projector.step
+        failures = []
+
+        def fails_once() -> int:
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("an unexpected failure")
+            return step()
+
+        monkeypatch.setattr(projector, "step", fails_once)
+        added = runtime.execute(AddNote(stream="s", text="after the failure"))
+        answer = runtime.ask(CountNotes(stream="s"), min_position=added.position, wait_ms=10000)
+        assert answer.data["count"] == 1
+        assert failures == [1]
+        assert projector.running

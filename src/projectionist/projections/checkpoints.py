@@ -7,6 +7,7 @@ build is a generation: its own tables (`<table>_g<generation>`) and its own chec
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from sqlalchemy.engine import Connection
 
 from ..errors import RebuildInProgress
 from ..stores import Store
+
+log = logging.getLogger("projectionist.projections")
 
 metadata = sa.MetaData()
 
@@ -41,6 +44,7 @@ projections_table = sa.Table(
 )
 
 BUILDING = "rebuilding"
+_DROP_ATTEMPTS = 5
 
 TablesOf = Callable[[int], list[str]]
 """The physical table names of a projection's generation."""
@@ -208,14 +212,31 @@ class Checkpoints:
         return old
 
     def drop(self, builds: list[Checkpoint]) -> None:
-        """Drops builds and their tables."""
+        """Drops builds and their tables, one table per transaction.
+
+        A runner of a retired build in another process may still hold locks on its tables
+        until it notices the swap; dropping them one at a time never deadlocks with it. A table
+        that cannot be dropped now is retried, then left with a warning that names it.
+        """
         if not builds:
             return
         t = projections_table
-        with self.store.schema() as connection:
-            for build in builds:
-                for table in build.table_names:
-                    connection.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+        for build in builds:
+            for table in build.table_names:
+                self._drop_table(table)
+            with self.store.schema() as connection:
                 connection.execute(sa.delete(t).where(t.c.name == build.name,
                                                       t.c.generation == build.generation))
 
+    def _drop_table(self, table: str) -> None:
+        for attempt in range(_DROP_ATTEMPTS):
+            try:
+                with self.store.schema() as connection:
+                    connection.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+                return
+            except Exception as error:
+                if attempt + 1 == _DROP_ATTEMPTS:
+                    log.warning("could not drop the retired table %s (drop it by hand): %s",
+                                table, error)
+                    return
+                time.sleep(0.2 * (attempt + 1))

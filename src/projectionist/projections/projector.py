@@ -231,8 +231,14 @@ class Projector:
         self._retry_at.pop(lease, None)
         if runner.serving:
             self.board.advance(runner.name, result.position)
-        elif result.caught_up and self._serving_caught_up(runner):
-            self._swap(key, runner)
+        elif result.caught_up:
+            try:
+                if self._serving_caught_up(runner):
+                    self._swap(key, runner)
+            except Exception as error:  # the read store is busy or down: swap later
+                self._retry_at[lease] = now + 1.0
+                log.warning("could not swap in build %d of %s yet: %s", runner.generation,
+                            runner.name, error)
         if result.head:
             self.watch.seen(result.head)
         return result.applied
@@ -273,6 +279,9 @@ class Projector:
             return False
         self._swap_refused_at.pop(key, None)
         runner.serving = True
+        # Swapped in behind the old build (after SWAP_PATIENCE_S): the events in between had
+        # their live-only effects from the old build already.
+        runner.live_after = max((b.position for b in old if b.active), default=0)
         for build in old:
             stale = self.runners.pop((build.name, build.generation), None)
             if stale is not None and self.leases is not None:
@@ -302,7 +311,12 @@ class Projector:
     def _loop(self) -> None:
         while not self._stop.is_set():
             generation = self.watch.generation
-            if self.step() == 0 and not self._stop.is_set():
+            try:
+                read = self.step()
+            except Exception:  # never let the thread die: log, wait, go on
+                log.exception("the projector loop failed; retrying")
+                read = 0
+            if read == 0 and not self._stop.is_set():
                 self.watch.wait(generation, self.poll_interval_s)
 
 

@@ -68,6 +68,8 @@ class ProjectionRunner:
         # A build that replaces an older version's (which no process advances any more) must
         # run live-only side effects for new events itself, or nobody would.
         self.live_while_building = False
+        # Live-only effects run for events after this position only (see Projector._swap).
+        self.live_after = 0
         self.log = log
         self.read_store = read_store
         self.registry = registry
@@ -200,7 +202,8 @@ class ProjectionRunner:
                                                                   self.generation)
             blocked = self._blocked or set()
             context = ApplyContext(connection, name, self.generation,
-                                   live_since=self._live_since(), caches=self._caches)
+                                   live_since=self._live_since(), live_after=self.live_after,
+                                   caches=self._caches)
             for record in events:
                 spec = handlers.get(record.type)
                 if spec is None:
@@ -275,7 +278,7 @@ class ProjectionRunner:
                         if spec is not None:
                             context = ApplyContext(
                                 connection, self.name, self.generation,
-                                live_since=self._live_since(),
+                                live_since=self._live_since(), live_after=self.live_after,
                             )
                             context.record = record
                             if not (spec.live_only and not context.live):

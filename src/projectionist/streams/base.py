@@ -90,11 +90,15 @@ class Relay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.position = 0
+        self._ensured = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def relay(self) -> int:
         """Publishes every event the log holds past the feed's end; returns how many."""
+        if not self._ensured:
+            self.feed.ensure()  # here rather than at start-up: commands need no feed
+            self._ensured = True
         last = self.feed.last_position()
         published = 0
         while True:
@@ -106,6 +110,7 @@ class Relay:
             published += stored
             # Overtaken: another relay published some first; go on from the feed's end.
             last = self.feed.last_position() if overtaken else events[-1].position
+            self.position = last
 
     def start(self) -> None:
         if self._thread is not None:

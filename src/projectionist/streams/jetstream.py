@@ -83,6 +83,7 @@ class JetStream(Feed):
         self._js: Any = None
         self._lock = asyncio.Lock()
         self._wake_callbacks: list[Callable[[Any], Awaitable[None]]] = []
+        self._subscribed: list[Callable[[Any], Awaitable[None]]] = []
         self.readers: weakref.WeakSet[JetStreamEventSource] = weakref.WeakSet()
         self._closed = False
 
@@ -121,8 +122,8 @@ class JetStream(Feed):
                     reconnect_time_wait=0.5, allow_reconnect=True, name="projectionist",
                     error_cb=_log_error)
                 self._js = self._nc.jetstream(timeout=self.timeout_s)
-                for callback in self._wake_callbacks:
-                    await self._nc.subscribe(self.subject, cb=callback)
+                self._subscribed = []
+                await self._subscribe_wake_ups()
             return self._js
 
     @property
@@ -223,7 +224,10 @@ class JetStream(Feed):
         return JetStreamEventSource(self)
 
     def wake_on_append(self, watch: LogWatch) -> None:
-        """Wakes this process's projector as each event is relayed (a plain subscription)."""
+        """Wakes this process's projector as each event is relayed (a plain subscription).
+
+        With NATS down, the subscription is made when a connection is (projectors poll
+        meanwhile)."""
 
         async def woken(message: Any) -> None:
             headers = message.headers or {}
@@ -234,11 +238,20 @@ class JetStream(Feed):
                               float(recorded_at) if recorded_at else time.time())
 
         async def subscribe() -> None:
-            # Kept, so that a new connection (after the old one gave up) subscribes again.
             self._wake_callbacks.append(woken)
-            await self.client.subscribe(self.subject, cb=woken)
+            await self._subscribe_wake_ups()
 
-        self.call(subscribe)
+        try:
+            self.call(subscribe)
+        except StoreUnavailable as down:
+            log.warning("no wake-ups from %r yet: %s", self, down)
+
+    async def _subscribe_wake_ups(self) -> None:
+        """Subscribes each wake-up callback not yet subscribed on the current connection."""
+        for callback in self._wake_callbacks:
+            if callback not in self._subscribed:
+                await self._nc.subscribe(self.subject, cb=callback)
+                self._subscribed.append(callback)
 
     def close(self) -> None:
         if self._closed:

@@ -116,7 +116,11 @@ class RedisStream(Feed):
             return
         self._stop.clear()
         # From the stream's end now, so no entry appended after this call goes unnoticed.
-        start = f"{self.last_position()}-0"
+        try:
+            start = f"{self.last_position()}-0"
+        except StoreUnavailable as down:
+            log.warning("no wake-ups from %r yet: %s", self, down)
+            start = "$"
         self._waker = threading.Thread(target=self._wake, args=(watch, start), daemon=True,
                                        name=f"projectionist-redis-{self.key}")
         self._waker.start()
