@@ -1,4 +1,4 @@
-"""`projectionist bench orders` and `projectionist bench http`."""
+"""`projectionist bench orders`, `bench http`, `bench rebuild` and `bench feeds`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from ..errors import ProjectionistError
 from . import report
 
 bench_cli = typer.Typer(
-    help="Run the benchmarks: the orders workload in-process, and the shop over HTTP.",
+    help="Run the benchmarks: the orders workload in-process, the shop over HTTP, rebuilds,"
+         " and the event feeds.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -30,6 +31,13 @@ class Backend(StrEnum):
 
     sqlite = "sqlite"
     postgresql = "postgresql"
+
+
+class Engine(StrEnum):
+    """The feed engines `bench feeds` can measure."""
+
+    nats = "nats"
+    redis = "redis"
 
 
 BackendOption = Annotated[Backend, typer.Option("--backend", help="The store to measure.")]
@@ -165,3 +173,47 @@ def rebuild(
                       f" {figures['events_per_s']:,} events/s")
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@bench_cli.command("feeds")
+def feeds(
+    backend: BackendOption = Backend.sqlite,
+    url: UrlOption = None,
+    events: Annotated[int, typer.Option("--events", min=1,
+                                        help="N: events to seed the log with.")] = 100_000,
+    commands: Annotated[int, typer.Option("--commands", min=1,
+                                          help="M: commands in the latency phase.")] = 200,
+    engine: Annotated[list[Engine] | None, typer.Option(
+        "--engine", help="A feed engine to measure; repeat for several (default: all).")
+    ] = None,
+    nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (JetStream on).")
+                        ] = "nats://127.0.0.1:4222",
+    redis_url: Annotated[str, typer.Option("--redis", help="The Redis server.")
+                         ] = "redis://127.0.0.1:6379/0",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1,
+                                            help="Events per rebuild batch.")] = 5000,
+    json_path: JsonOption = None,
+    directory: DirOption = None,
+) -> None:
+    """The log relayed to NATS JetStream and Redis Streams: relay, read back, rebuild from the
+    feed, and commit-to-visible latency through it; each beside the same without a feed."""
+    from .feeds import ENGINES, FeedsSettings, print_feeds, run_feeds
+
+    settings = FeedsSettings(
+        backend=backend.value, events=events, commands=commands,
+        engines=tuple(dict.fromkeys(e.value for e in engine)) if engine else ENGINES,
+        nats_url=nats_url, redis_url=redis_url, batch_size=batch_size, url=url,
+        directory=directory,
+    )
+    try:
+        result = run_feeds(settings, progress=lambda line: errors.print(f"[dim]{line}"))
+    except ProjectionistError as error:
+        errors.print(f"[bold red]benchmark failed:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    print_feeds(console, result)
+    if json_path is not None:
+        report.write_json(json_path, result)
+        console.print(f"figures written to {json_path}")
+    if not result["verification"]["passed"]:
+        errors.print("[bold red]the feeds do not mirror the log[/]")
+        raise typer.Exit(1)
