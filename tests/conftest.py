@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from projectionist import Runtime
 from shop import create_app
+from tests.lifecycle.support import Processes
 from tests.notes import Notes
 
 PG_ADMIN_URL = os.environ.get(
@@ -151,3 +152,13 @@ def notes_runtime(notes: Notes, store_urls: tuple[str, str]) -> Iterator[Runtime
     runtime.install()
     yield runtime
     runtime.stop()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """`projectionist` subprocesses for one test; each is stopped (or killed) at its end."""
+    pool = Processes(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class LogWatch:
@@ -58,6 +58,37 @@ class LogWatch:
             if self._generation == generation:
                 self._condition.wait(timeout_s)
             return self._generation
+
+
+class Worker:
+    """A daemon thread that runs a loop until stopped; stopping wakes it through the watch."""
+
+    def __init__(self, name: str, loop: Callable[[threading.Event], None],
+                 watch: LogWatch) -> None:
+        self.name = name
+        self._loop = loop
+        self._watch = watch
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self.stopping.clear()
+        self._thread = threading.Thread(target=self._loop, args=(self.stopping,),
+                                        name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.stopping.set()
+        self._watch.advance(0, 0, 0.0)  # wake the loop
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
 
 class ProgressBoard:

@@ -7,12 +7,9 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from tests.lifecycle.support import Processes
 
 NATS_URL = os.environ.get("PROJECTIONIST_TEST_NATS", "nats://127.0.0.1:4222")
 REDIS_URL = os.environ.get("PROJECTIONIST_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -67,12 +64,3 @@ def events_url(request: pytest.FixtureRequest) -> str:
     """Each feed engine in turn."""
     return str(request.getfixturevalue(f"{request.param}_url"))
 
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    """`projectionist` subprocesses, each stopped (or killed) at the test's end."""
-    pool = Processes(tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.stop_all()

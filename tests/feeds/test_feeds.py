@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -13,7 +14,7 @@ from projectionist import Runtime
 from projectionist.errors import ConfigurationError, StoreUnavailable
 from projectionist.eventlog import NewEvent
 from projectionist.signals import LogWatch
-from projectionist.streams import Relay, open_feed
+from projectionist.streams import Feed, Relay, open_feed
 from projectionist.streams.jetstream import GAP, POSITION, JetStream
 from tests.notes import AddNote, AddNotes, CountNotes, Notes
 
@@ -45,16 +46,20 @@ def rolled_back_append(runtime: Runtime) -> None:
         raise RuntimeError("roll back")
 
 
+def six_events_around_two_rolled_back_appends(runtime: Runtime) -> None:
+    runtime.execute(AddNotes(stream="a", texts=["1", "2", "3"]))
+    rolled_back_append(runtime)
+    runtime.execute(AddNotes(stream="b", texts=["4", "5"]))
+    rolled_back_append(runtime)
+    runtime.execute(AddNote(stream="a", text="6"))
+
+
 def test_the_feed_holds_each_position_once_in_order(
     store_urls: tuple[str, str], events_url: str,
 ) -> None:
     write, read = store_urls
     with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
-        runtime.execute(AddNotes(stream="a", texts=["1", "2", "3"]))
-        rolled_back_append(runtime)
-        runtime.execute(AddNotes(stream="b", texts=["4", "5"]))
-        rolled_back_append(runtime)
-        runtime.execute(AddNote(stream="a", text="6"))
+        six_events_around_two_rolled_back_appends(runtime)
         assert runtime.log is not None
         logged = runtime.log.read(0, 100)
         feed = open_feed(events_url)
@@ -81,11 +86,7 @@ def test_jetstream_fills_the_gaps_of_the_log_so_sequences_are_positions(
 ) -> None:
     write, read = store_urls
     with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
-        runtime.execute(AddNotes(stream="a", texts=["1", "2", "3"]))
-        rolled_back_append(runtime)
-        runtime.execute(AddNotes(stream="b", texts=["4", "5"]))
-        rolled_back_append(runtime)
-        runtime.execute(AddNote(stream="a", text="6"))
+        six_events_around_two_rolled_back_appends(runtime)
         assert runtime.log is not None
         real = {e.position for e in runtime.log.read(0, 100)}
         jetstream = JetStream(nats_url)
@@ -190,53 +191,47 @@ def test_a_projector_woken_by_the_stream_sees_a_commit_without_polling(
         writer.stop()
 
 
-def test_positions_jetstream_discarded_are_a_clear_error(
-    store_urls: tuple[str, str], nats_url: str,
-) -> None:
-    from nats.js.api import StreamConfig
+def keep_only(feed: Feed, count: int) -> None:
+    """Applies a retention limit to the feed, as an operator would: the oldest entries go."""
+    if isinstance(feed, JetStream):
+        jetstream = feed
 
+        async def limit() -> None:
+            js = await jetstream.connected()
+            config = (await js.stream_info(jetstream.stream)).config
+            config.max_msgs = count
+            await js.update_stream(config)
+
+        jetstream.call(limit)
+    else:
+        feed.client.xtrim(feed.key, maxlen=count,  # type: ignore[attr-defined]
+                          approximate=False)
+
+
+@contextmanager
+def relayed(store_urls: tuple[str, str], url: str) -> Iterator[tuple[Runtime, Feed, Relay]]:
+    """A command runtime of the notes app, a feed, and a relay between them (not started)."""
     write, read = store_urls
     with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
-        runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(10)]))
-        jetstream = JetStream(nats_url)
+        assert runtime.log is not None
+        feed = open_feed(url)
         try:
-            async def small_stream() -> Any:
-                js = await jetstream.connected()
-                return await js.add_stream(StreamConfig(
-                    name=jetstream.stream, subjects=[jetstream.subject], max_msgs=4))
-
-            jetstream.call(small_stream)
-            assert runtime.log is not None
-            Relay(runtime.log, jetstream, LogWatch()).relay()
-            source = jetstream.reader()
-            with pytest.raises(StoreUnavailable, match="starts at position 7: positions 1 to 6"
-                               " were discarded"):
-                source.read(0, 10)
-            assert [e.position for e in source.read(6, 10)] == [7, 8, 9, 10]
-        finally:
-            jetstream.close()
-
-
-def test_positions_redis_trimmed_are_a_clear_error(
-    store_urls: tuple[str, str], redis_url: str,
-) -> None:
-    from projectionist.streams.redis import RedisStream
-
-    write, read = store_urls
-    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
-        runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(10)]))
-        feed = RedisStream(redis_url)
-        try:
-            assert runtime.log is not None
-            Relay(runtime.log, feed, LogWatch()).relay()
-            feed.client.xtrim(feed.key, maxlen=4, approximate=False)
-            source = feed.reader()
-            with pytest.raises(StoreUnavailable, match="lacks positions 1 to 6: they were"
-                               " trimmed away"):
-                source.read(0, 10)
-            assert [e.position for e in source.read(6, 10)] == [7, 8, 9, 10]
+            yield runtime, feed, Relay(runtime.log, feed, LogWatch())
         finally:
             feed.close()
+
+
+def test_positions_the_feed_discarded_are_a_clear_error(
+    store_urls: tuple[str, str], events_url: str,
+) -> None:
+    with relayed(store_urls, events_url) as (runtime, feed, relay):
+        runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(10)]))
+        relay.relay()
+        keep_only(feed, 4)
+        source = feed.reader()
+        with pytest.raises(StoreUnavailable, match="positions 1 to 6"):
+            source.read(0, 10)
+        assert [e.position for e in source.read(6, 10)] == [7, 8, 9, 10]
 
 
 @pytest.mark.parametrize("url, message", [
@@ -271,88 +266,54 @@ def test_a_jetstream_reader_replaces_a_consumer_the_server_dropped(
 ) -> None:
     """An idle consumer expires on the server (after 5 minutes); the reader makes a new one
     where the old one stood."""
-    write, read = store_urls
-    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
-        assert runtime.log is not None
+    with relayed(store_urls, nats_url) as (runtime, feed, relay):
+        assert isinstance(feed, JetStream)
+        jetstream = feed
         runtime.execute(AddNotes(stream="a", texts=["1", "2"]))
-        jetstream = JetStream(nats_url)
-        try:
-            relay = Relay(runtime.log, jetstream, LogWatch())
-            jetstream.ensure()
-            relay.relay()
-            source = jetstream.reader()
-            assert [e.position for e in source.read(0, 10)] == [1, 2]
-            consumer = source._subscription._consumer
+        relay.relay()
+        source = jetstream.reader()
+        assert [e.position for e in source.read(0, 10)] == [1, 2]
+        consumer = source._subscription._consumer
 
-            async def drop() -> None:
-                js = await jetstream.connected()
-                await js.delete_consumer(jetstream.stream, consumer)
+        async def drop() -> None:
+            js = await jetstream.connected()
+            await js.delete_consumer(jetstream.stream, consumer)
 
-            jetstream.call(drop)
-            runtime.execute(AddNotes(stream="a", texts=["3", "4"]))
-            relay.relay()
-            assert [e.position for e in source.read(2, 10)] == [3, 4]
-        finally:
-            jetstream.close()
-            jetstream.close()  # twice is harmless
+        jetstream.call(drop)
+        runtime.execute(AddNotes(stream="a", texts=["3", "4"]))
+        relay.relay()
+        assert [e.position for e in source.read(2, 10)] == [3, 4]
+        jetstream.close()  # closing twice (here and on leaving) is harmless
 
 
 def test_entries_discarded_while_a_reader_follows_are_a_clear_error(
     store_urls: tuple[str, str], events_url: str,
 ) -> None:
-    from nats.js.api import StreamConfig
-
-    write, read = store_urls
-    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
-        assert runtime.log is not None
+    with relayed(store_urls, events_url) as (runtime, feed, relay):
         runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(4)]))
-        feed = open_feed(events_url)
-        try:
-            if isinstance(feed, JetStream):
-                jetstream = feed
-
-                async def small_stream() -> Any:
-                    js = await jetstream.connected()
-                    return await js.add_stream(StreamConfig(
-                        name=jetstream.stream, subjects=[jetstream.subject], max_msgs=5))
-
-                jetstream.call(small_stream)
-            relay = Relay(runtime.log, feed, LogWatch())
-            relay.relay()
-            source = feed.reader()
-            assert [e.position for e in source.read(0, 2)] == [1, 2]
-            runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(6)]))
-            relay.relay()
-            if not isinstance(feed, JetStream):
-                feed.client.xtrim(feed.key, maxlen=5,  # type: ignore[attr-defined]
-                                  approximate=False)
-            # 3, 4 (and 5) are gone, from the stream or from the JetStream reader's look-ahead:
-            # the reader says so rather than skip them.
-            with pytest.raises(StoreUnavailable, match=r"positions [35] to 5"):
-                source.read(2, 10)
-        finally:
-            feed.close()
+        relay.relay()
+        source = feed.reader()
+        assert [e.position for e in source.read(0, 2)] == [1, 2]
+        runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(6)]))
+        relay.relay()
+        keep_only(feed, 5)
+        # 3, 4 (and 5) are gone, from the stream or from the JetStream reader's look-ahead:
+        # the reader says so rather than skip them.
+        with pytest.raises(StoreUnavailable, match=r"positions [35] to 5"):
+            source.read(2, 10)
 
 
 def test_a_redis_stream_deleted_under_the_relay_is_filled_again(
     store_urls: tuple[str, str], redis_url: str,
 ) -> None:
-    from projectionist.streams.redis import RedisStream
-
-    write, read = store_urls
-    with Runtime(Notes().app, store=write, read_store=read, roles=["command"]) as runtime:
+    with relayed(store_urls, redis_url) as (runtime, feed, relay):
         assert runtime.log is not None
         runtime.execute(AddNotes(stream="a", texts=[str(i) for i in range(5)]))
-        feed = RedisStream(redis_url)
-        try:
-            relay = Relay(runtime.log, feed, LogWatch())
-            assert relay.relay() == 5
-            feed.client.delete(feed.key)
-            runtime.execute(AddNote(stream="a", text="6"))
-            assert relay.relay() == 6
-            assert feed.reader().read(0, 100) == runtime.log.read(0, 100)
-        finally:
-            feed.close()
+        assert relay.relay() == 5
+        feed.client.delete(feed.key)  # type: ignore[attr-defined]
+        runtime.execute(AddNote(stream="a", text="6"))
+        assert relay.relay() == 6
+        assert feed.reader().read(0, 100) == runtime.log.read(0, 100)
 
 
 def feed_gauges(runtime: Runtime) -> dict[str, float]:
@@ -397,7 +358,7 @@ def test_commands_go_on_while_the_feed_is_down_and_the_relay_catches_up(
 def test_a_projector_starts_while_its_feed_is_down(
     store_urls: tuple[str, str], events_url: str,
 ) -> None:
-    write, read = store_urls
+    _, read = store_urls
     down = events_url.replace(":4222", ":1").replace(":6379", ":1")
     reader = Runtime(Notes().app, store=UNREACHABLE_STORE, read_store=read,
                      roles=["projector", "query"], events=down, poll_interval_s=0.05)

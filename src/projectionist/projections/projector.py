@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from ..errors import HandlerFailed, StoreUnavailable
-from ..signals import LogWatch, ProgressBoard
+from ..signals import LogWatch, ProgressBoard, Worker
 from .checkpoints import Checkpoint, Checkpoints
 from .definition import Projection
 from .leases import Leases
@@ -57,8 +57,7 @@ class Projector:
         self.lease_retry_s = lease_retry_s
         self.runners: dict[tuple[str, int], ProjectionRunner] = {}
         self.paused = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("projectionist-projector", self._loop, watch)
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._next_lease_try: dict[str, float] = {}
@@ -161,19 +160,10 @@ class Projector:
     # The loop
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="projectionist-projector",
-                                        daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self.watch.advance(0, 0, 0.0)  # wake the loop
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._worker.stop(timeout_s)
         if self.leases is not None:
             for runner in list(self.runners.values()):
                 if self.leases.holds(runner.lease_name):
@@ -184,7 +174,7 @@ class Projector:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.running
 
     def step(self) -> int:
         """Runs one batch of every build that is due; returns how many events were read."""
@@ -308,15 +298,15 @@ class Projector:
             except Exception:  # the read store itself is down
                 log.debug("could not record the failure of %s", runner.name, exc_info=True)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _loop(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             generation = self.watch.generation
             try:
                 read = self.step()
             except Exception:  # never let the thread die: log, wait, go on
                 log.exception("the projector loop failed; retrying")
                 read = 0
-            if read == 0 and not self._stop.is_set():
+            if read == 0 and not stopping.is_set():
                 self.watch.wait(generation, self.poll_interval_s)
 
 

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from ..errors import ConfigurationError
 from ..eventlog import EventLog, EventSource
 from ..messages import StoredEvent
-from ..signals import LogWatch
+from ..signals import LogWatch, Worker
 
 log = logging.getLogger("projectionist.feeds")
 
@@ -91,8 +91,7 @@ class Relay:
         self.poll_interval_s = poll_interval_s
         self.position = 0
         self._ensured = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("projectionist-relay", self._loop, watch)
 
     def relay(self) -> int:
         """Publishes every event the log holds past the feed's end; returns how many."""
@@ -113,23 +112,14 @@ class Relay:
             self.position = last
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="projectionist-relay",
-                                        daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self.watch.advance(0, 0, 0.0)  # wake the loop
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._worker.stop(timeout_s)
 
-    def _loop(self) -> None:
+    def _loop(self, stopping: threading.Event) -> None:
         backoff = 0.0
-        while not self._stop.is_set():
+        while not stopping.is_set():
             generation = self.watch.generation
             try:
                 moved = self.relay()
@@ -138,7 +128,7 @@ class Relay:
                 backoff = min(5.0, backoff * 2 or 0.1)
                 log.warning("relaying events to %r failed (retry in %.1fs): %s",
                             self.feed, backoff, error)
-                self._stop.wait(backoff)
+                stopping.wait(backoff)
                 continue
-            if not moved and not self._stop.is_set():
+            if not moved and not stopping.is_set():
                 self.watch.wait(generation, self.poll_interval_s)
