@@ -273,7 +273,7 @@ def test_a_jetstream_reader_replaces_a_consumer_the_server_dropped(
         relay.relay()
         source = jetstream.reader()
         assert [e.position for e in source.read(0, 10)] == [1, 2]
-        consumer = source._subscription._consumer
+        consumer = source._consumer
 
         async def drop() -> None:
             js = await jetstream.connected()

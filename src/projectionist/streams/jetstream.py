@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -285,7 +286,7 @@ class JetStreamEventSource:
 
     def __init__(self, jetstream: JetStream) -> None:
         self.jetstream = jetstream
-        self._subscription: Any = None
+        self._consumer: str | None = None
         self._buffer: deque[tuple[int, StoredEvent | None]] = deque()
         self._next = 0  # the sequence the consumer delivers next
         self._lock = threading.Lock()
@@ -301,7 +302,7 @@ class JetStreamEventSource:
     async def _read(self, after: int, limit: int) -> list[StoredEvent]:
         start = after + 1
         buffered_from = self._buffer[0][0] if self._buffer else self._next
-        if self._subscription is None or not buffered_from <= start <= self._next:
+        if self._consumer is None or not buffered_from <= start <= self._next:
             await self._follow_from(start)
         while self._buffer and self._buffer[0][0] < start:
             self._buffer.popleft()
@@ -313,7 +314,7 @@ class JetStreamEventSource:
             while wanted < limit and self._next <= last:
                 count = min(_FETCH_MAX, last - self._next + 1, max(limit - wanted, 16))
                 for message in await self._fetch(count):
-                    sequence = message.metadata.sequence.stream
+                    sequence = _stream_sequence(message.reply)
                     if sequence != self._next:
                         # The stream's limits removed messages while this reader followed it.
                         await self._unsubscribe()
@@ -327,16 +328,49 @@ class JetStreamEventSource:
         return events[:limit]
 
     async def _fetch(self, count: int) -> list[Any]:
-        try:
-            messages: list[Any] = await self._subscription.fetch(count, timeout=_FETCH_TIMEOUT_S)
-            return messages
-        except Exception as error:
-            # An idle consumer expires on the server, and one made on a connection that has
-            # closed since cannot be fetched from: make a new one where this one stood.
-            log.debug("consumer lost (%r): following again from %d", error, self._next)
+        messages = await self._pull(count)
+        if messages is None:
+            # An idle consumer expires on the server (and one may be deleted by hand): make a
+            # new one where this one stood.
+            log.debug("consumer lost: following again from %d", self._next)
             await self._subscribe(self._next)
-            retried: list[Any] = await self._subscription.fetch(count, timeout=_FETCH_TIMEOUT_S)
-            return retried
+            messages = await self._pull(count)
+            if messages is None:
+                raise StoreUnavailable(f"no JetStream consumer answers on {self.jetstream!r}")
+        return messages
+
+    async def _pull(self, count: int) -> list[Any] | None:
+        """Up to `count` messages from the consumer, in one pull request answered into a
+        callback (far cheaper than a fetch that awaits each message); None if it is gone."""
+        nc = self.jetstream.client
+        inbox = nc.new_inbox()
+        got: list[Any] = []
+        done = asyncio.Event()
+        lost = False
+
+        async def collect(message: Any) -> None:
+            nonlocal lost
+            status = (message.headers or {}).get("Status")
+            if status:  # 404/408: no more messages for now; 409, 503: no such consumer
+                lost = status in ("409", "503")
+                done.set()
+                return
+            got.append(message)
+            if len(got) >= count:
+                done.set()
+
+        subscription = await nc.subscribe(inbox, cb=collect)
+        try:
+            await nc.publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{self.jetstream.stream}.{self._consumer}",
+                json.dumps({"batch": count, "no_wait": True}).encode(), reply=inbox)
+            try:
+                await asyncio.wait_for(done.wait(), _FETCH_TIMEOUT_S)
+            except TimeoutError:
+                lost = not got
+        finally:
+            await subscription.unsubscribe()
+        return None if lost and not got else got
 
     async def _follow_from(self, start: int) -> None:
         first, last = await self.jetstream.bounds()
@@ -348,25 +382,27 @@ class JetStreamEventSource:
         self._next = start
 
     async def _subscribe(self, start: int) -> None:
+        """A new ephemeral consumer from `start`: no acks, in memory, gone after 5 idle
+        minutes."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         await self._unsubscribe()
         js = await self.jetstream.connected()
-        self._subscription = await js.pull_subscribe(
-            self.jetstream.subject, stream=self.jetstream.stream,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                  opt_start_seq=start, ack_policy=AckPolicy.NONE,
-                                  inactive_threshold=300.0, mem_storage=True))
+        name = f"projectionist-{uuid.uuid4().hex}"
+        await js.add_consumer(self.jetstream.stream, ConsumerConfig(
+            name=name, filter_subject=self.jetstream.subject,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+            ack_policy=AckPolicy.NONE, inactive_threshold=300.0, mem_storage=True))
+        self._consumer = name
 
     async def _unsubscribe(self) -> None:
-        """Drops the consumer, on the server too (an unsubscribe alone leaves it there)."""
-        subscription, self._subscription = self._subscription, None
-        if subscription is None:
+        """Deletes the consumer on the server."""
+        name, self._consumer = self._consumer, None
+        if name is None:
             return
         try:
-            await subscription.unsubscribe()
-            await self.jetstream.client.jetstream().delete_consumer(
-                self.jetstream.stream, subscription._consumer)
+            js = await self.jetstream.connected()
+            await js.delete_consumer(self.jetstream.stream, name)
         except Exception:  # the consumer or its connection is gone already
             log.debug("could not remove a consumer", exc_info=True)
 
@@ -375,3 +411,11 @@ class JetStreamEventSource:
             f"the JetStream stream {self.jetstream.stream} starts at position {first}:"
             f" positions {start} to {first - 1} were discarded by its limits; rebuild the"
             " projection from the write store, or keep the stream longer")
+
+
+def _stream_sequence(reply: str) -> int:
+    """The stream sequence in a JetStream message's reply subject:
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...` or, with a domain and account
+    hash, `$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<stream seq>...`."""
+    tokens = reply.split(".")
+    return int(tokens[5] if len(tokens) == 9 else tokens[7])
