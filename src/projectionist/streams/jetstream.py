@@ -307,23 +307,23 @@ class JetStreamEventSource:
         while self._buffer and self._buffer[0][0] < start:
             self._buffer.popleft()
         wanted = sum(1 for _, event in self._buffer if event is not None)
-        if wanted < limit:
-            first, last = await self.jetstream.bounds()
-            if first > self._next and last >= self._next:
-                raise self._discarded(self._next, first)
-            while wanted < limit and self._next <= last:
-                count = min(_FETCH_MAX, last - self._next + 1, max(limit - wanted, 16))
-                for message in await self._fetch(count):
-                    sequence = _stream_sequence(message.reply)
-                    if sequence != self._next:
-                        # The stream's limits removed messages while this reader followed it.
-                        await self._unsubscribe()
-                        raise self._discarded(self._next, sequence)
-                    headers = message.headers or {}
-                    event = None if headers.get(GAP) else decode(sequence, message.data)
-                    self._buffer.append((sequence, event))
-                    self._next = sequence + 1
-                    wanted += event is not None
+        while wanted < limit:
+            # A no-wait pull answers at once with what the stream holds, up to `count`.
+            count = min(_FETCH_MAX, max(limit - wanted, 16))
+            messages = await self._fetch(count)
+            for message in messages:
+                sequence = _stream_sequence(message.reply)
+                if sequence != self._next:
+                    # The stream's limits removed messages this reader had not read yet.
+                    await self._unsubscribe()
+                    raise self._discarded(self._next, sequence)
+                headers = message.headers or {}
+                event = None if headers.get(GAP) else decode(sequence, message.data)
+                self._buffer.append((sequence, event))
+                self._next = sequence + 1
+                wanted += event is not None
+            if len(messages) < count:
+                break
         events = [event for _, event in self._buffer if event is not None]
         return events[:limit]
 
