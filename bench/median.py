@@ -16,6 +16,8 @@ ORDERS = ("raw_tx_per_s", "write_cmds_per_s", "write_vs_raw", "write_cpu_us_per_
 HTTP = ("query_p99_ms_at_rate", "query_p99_ms_at_rate_under_writes", "reads_per_s",
         "reads_per_s_under_writes", "read_ratio_under_writes", "commands_per_s_under_reads",
         "errors")
+FEEDS = ("relay_events_per_s", "read_events_per_s", "rebuild_events_per_s", "visible_p50_ms",
+         "visible_p99_ms")
 
 
 def main(paths: list[str]) -> int:
@@ -32,6 +34,9 @@ def main(paths: list[str]) -> int:
     if benchmark == "orders":
         rows = [(key, [r.get(key) for r in results]) for key in ORDERS]
         rows.append(("load_average_1m", [r["host"].get("load_average_1m") for r in results]))
+    elif benchmark == "feeds":
+        rows = [(f"{source}.{key}", [r["sources"].get(source, {}).get(key) for r in results])
+                for source in ("log", "nats", "redis") for key in FEEDS]
     else:
         rows = [(key, [r["summary"].get(key) for r in results]) for key in HTTP]
     for key, values in rows:
