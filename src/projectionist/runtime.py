@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -172,7 +173,8 @@ class Runtime:
             embedded = "projector" in self.roles
             self.queries = QueryBus(
                 app, self.read_store, self.checkpoints,
-                watch=self.watch if embedded or "command" in self.roles else None,
+                watch=(self.watch if embedded or "command" in self.roles or events is not None
+                       else None),
                 board=self.board if embedded else None, metrics=self.metrics,
             )
         self.metrics.watch_projections(self.status)
@@ -232,10 +234,17 @@ class Runtime:
             elif self.store is not None and not self.store.is_sqlite:
                 self._listen(self.store, EVENTS_CHANNEL, self._notified_event)
             self.projector.start()
-        elif self.queries is not None and not self.read_store.is_sqlite:
-            queries = self.queries
-            self._listen(self.read_store, CHECKPOINT_CHANNEL,
-                         lambda _payload: queries.checkpoint_moved())
+        elif self.queries is not None:
+            if self.feed is not None:
+                # The feed tells a query-only process the head, so answers state the lag of
+                # events relayed but not applied, even with every projector down.
+                self.feed.wake_on_append(self.watch)
+                with contextlib.suppress(StoreUnavailable):
+                    self.head()
+            if not self.read_store.is_sqlite:
+                queries = self.queries
+                self._listen(self.read_store, CHECKPOINT_CHANNEL,
+                             lambda _payload: queries.checkpoint_moved())
         return self
 
     def stop(self) -> None:
@@ -395,6 +404,10 @@ class Runtime:
             head = self.source.head()
             self.watch.seen(head)
             return head
+        if self.feed is not None:
+            head = self.feed.last_position()
+            self.watch.seen(head)
+            return head
         return self.watch.head
 
     def status(self) -> list[ProjectionStatus]:
@@ -403,7 +416,7 @@ class Runtime:
         Only reads: before any projector created the read store's tables, the list is empty.
         """
         try:
-            head = self.head() if self.source is not None else 0
+            head = self.head() if self.source is not None or self.feed is not None else 0
         except (StoreUnavailable, *_MISSING_TABLE):  # report what the read side knows
             head = 0
         now = time.time()

@@ -368,3 +368,41 @@ def test_a_projector_starts_while_its_feed_is_down(
         assert answer.data["count"] == 0
     finally:
         reader.stop()
+
+
+def test_a_query_process_on_a_feed_states_the_lag_while_no_projector_runs(
+    store_urls: tuple[str, str], events_url: str,
+) -> None:
+    """With every projector down, answers still say how far behind they are: the query
+    process learns the head from the feed, not only from the checkpoints."""
+    write, read = store_urls
+    writer = Runtime(Notes().app, store=write, read_store=read, roles=["command"],
+                     events=events_url, poll_interval_s=0.05)
+    projector = Runtime(Notes().app, store=UNREACHABLE_STORE, read_store=read,
+                        roles=["projector"], events=events_url, poll_interval_s=0.05)
+    reader = Runtime(Notes().app, store=UNREACHABLE_STORE, read_store=read, roles=["query"],
+                     events=events_url)
+    try:
+        writer.start()
+        projector.start()
+        first = writer.execute(AddNote(stream="a", text="applied"))
+        reader.start()
+        assert reader.ask(CountNotes(stream="a"), min_position=first.position,
+                          wait_ms=10000).data["count"] == 1
+        projector.stop()
+        later = writer.execute(AddNotes(stream="a", texts=["x", "y", "z"]))
+        deadline = time.monotonic() + 10
+        while True:
+            answer = reader.ask(CountNotes(stream="a"))
+            if answer.freshness.head == later.position or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert answer.data["count"] == 1
+        assert answer.freshness.position == first.position
+        assert answer.freshness.head == later.position
+        assert answer.freshness.lag_events == later.position - first.position
+        assert {row.name: row.head for row in reader.status()}["note_counts"] == later.position
+    finally:
+        reader.stop()
+        projector.stop()
+        writer.stop()
