@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -406,3 +407,24 @@ def test_a_query_process_on_a_feed_states_the_lag_while_no_projector_runs(
         reader.stop()
         projector.stop()
         writer.stop()
+
+
+def test_a_relay_refuses_a_feed_that_mirrors_another_log(
+    store_urls: tuple[str, str], events_url: str, tmp_path: Path,
+) -> None:
+    with relayed(store_urls, events_url) as (runtime, feed, relay):
+        runtime.execute(AddNotes(stream="a", texts=["1", "2", "3"]))
+        assert relay.relay() == 3
+        for texts in (["x"], ["x", "y", "z", "w"]):  # a log behind the feed, one ahead of it
+            other = Runtime(Notes().app, store=f"sqlite:///{tmp_path / f'{len(texts)}.db'}",
+                            roles=["command"])
+            try:
+                other.execute(AddNotes(stream="b", texts=texts))
+                assert other.log is not None
+                with pytest.raises(ConfigurationError, match="does not mirror this event log"):
+                    Relay(other.log, feed, LogWatch()).relay()
+            finally:
+                other.stop()
+        # The log it mirrors goes on as before.
+        runtime.execute(AddNote(stream="a", text="4"))
+        assert Relay(runtime.log, feed, LogWatch()).relay() == 1  # type: ignore[arg-type]

@@ -41,6 +41,10 @@ class Feed(ABC):
         took, whether another relay had appended some of them first)."""
 
     @abstractmethod
+    def event_at(self, position: int) -> StoredEvent | None:
+        """The event the feed holds at `position`; None for a gap or a missing entry."""
+
+    @abstractmethod
     def reader(self) -> EventSource:
         """What a projection runner reads its events from."""
 
@@ -97,6 +101,7 @@ class Relay:
         """Publishes every event the log holds past the feed's end; returns how many."""
         if not self._ensured:
             self.feed.ensure()  # here rather than at start-up: commands need no feed
+            self._check_mirrors_the_log()
             self._ensured = True
         last = self.feed.last_position()
         published = 0
@@ -110,6 +115,23 @@ class Relay:
             # Overtaken: another relay published some first; go on from the feed's end.
             last = self.feed.last_position() if overtaken else events[-1].position
             self.position = last
+
+    def _check_mirrors_the_log(self) -> None:
+        """Refuses a feed whose end is not this log's: another app's stream, or a log that was
+        reset or restored from an older backup. Relaying on would skip or mix events."""
+        last = self.feed.last_position()
+        if last == 0:
+            return
+        logged = self.log.read(last - 1, 1)
+        held = self.feed.event_at(last)
+        same = (held is not None and logged and logged[0].position == last
+                and (logged[0].stream, logged[0].version, logged[0].metadata)
+                == (held.stream, held.version, held.metadata))
+        if not same:
+            raise ConfigurationError(
+                f"{self.feed!r} does not mirror this event log: its last entry, position"
+                f" {last}, is not the log's event at that position (another app's stream, or"
+                " a log reset or restored since); give this log a stream of its own")
 
     def start(self) -> None:
         self._worker.start()
@@ -126,8 +148,9 @@ class Relay:
                 backoff = 0.0
             except Exception as error:
                 backoff = min(5.0, backoff * 2 or 0.1)
-                log.warning("relaying events to %r failed (retry in %.1fs): %s",
-                            self.feed, backoff, error)
+                level = logging.ERROR if isinstance(error, ConfigurationError) else logging.WARNING
+                log.log(level, "relaying events to %r failed (retry in %.1fs): %s",
+                        self.feed, backoff, error)
                 stopping.wait(backoff)
                 continue
             if not moved and not stopping.is_set():

@@ -221,6 +221,20 @@ class JetStream(Feed):
         finally:
             await subscription.unsubscribe()
 
+    def event_at(self, position: int) -> StoredEvent | None:
+        from nats.js.errors import NotFoundError
+
+        async def get() -> StoredEvent | None:
+            try:
+                message = await self._js.get_msg(self.stream, position)
+            except NotFoundError:
+                return None
+            if (message.headers or {}).get(GAP) or not message.data:
+                return None
+            return decode(position, message.data)
+
+        return self.call(get)
+
     def reader(self) -> JetStreamEventSource:
         return JetStreamEventSource(self)
 

@@ -108,6 +108,14 @@ class RedisStream(Feed):
             raise self._unavailable(error) from None
         return (0, True) if added < 0 else (len(events), False)
 
+    def event_at(self, position: int) -> StoredEvent | None:
+        try:
+            entries = self.client.xrange(self.key, min=f"{position}-0", max=f"{position}-0")
+        except self._errors as error:
+            raise self._unavailable(error) from None
+        body = entries[0][1][_BODY] if entries else b""
+        return decode(position, body) if body else None
+
     def reader(self) -> RedisEventSource:
         return RedisEventSource(self)
 
