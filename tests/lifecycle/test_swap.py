@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from projectionist import Runtime
@@ -9,11 +12,23 @@ from tests.lifecycle.support import builds
 from tests.notes import AddNote, AddNotes, CountNotes, Notes
 
 
+@contextmanager
+def idle_runtime(store_urls: tuple[str, str]) -> Iterator[Runtime]:
+    """A runtime whose projector thread is not started: the test moves every build itself."""
+    write, read = store_urls
+    runtime = Runtime(Notes().app, store=write, read_store=read)
+    try:
+        runtime.install()
+        yield runtime
+    finally:
+        runtime.stop()
+
+
 def test_a_build_behind_the_serving_one_is_not_swapped_in_until_it_catches_up(
     store_urls: tuple[str, str],
 ) -> None:
-    write, read = store_urls
-    with Runtime(Notes().app, store=write, read_store=read) as runtime:
+    _, read = store_urls
+    with idle_runtime(store_urls) as runtime:
         for i in range(6):
             runtime.execute(AddNotes(stream=f"s{i % 2}", texts=["a", "b"]))
         runtime.catch_up()
@@ -39,8 +54,7 @@ def test_a_build_behind_the_serving_one_is_not_swapped_in_until_it_catches_up(
 def test_behind_ok_swaps_a_build_that_is_behind(store_urls: tuple[str, str]) -> None:
     """The way out when the serving build keeps running ahead: the answer steps back and says
     so in its freshness, and a read with min_position waits for the new build."""
-    write, read = store_urls
-    with Runtime(Notes().app, store=write, read_store=read) as runtime:
+    with idle_runtime(store_urls) as runtime:
         added = runtime.execute(AddNotes(stream="s", texts=["a", "b", "c"]))
         runtime.catch_up()
         build = runtime.rebuild("note_counts")
