@@ -428,3 +428,29 @@ def test_a_relay_refuses_a_feed_that_mirrors_another_log(
         # The log it mirrors goes on as before.
         runtime.execute(AddNote(stream="a", text="4"))
         assert Relay(runtime.log, feed, LogWatch()).relay() == 1  # type: ignore[arg-type]
+
+
+def test_a_jetstream_pull_cut_short_loses_no_event(
+    store_urls: tuple[str, str], nats_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The consumer takes no acks: what it sent to a pull that gave up counts as delivered.
+    The reader notices and follows again from where it stands."""
+    import projectionist.streams.jetstream as jetstream_module
+
+    with relayed(store_urls, nats_url) as (runtime, feed, relay):
+        assert runtime.log is not None
+        for i in range(20):
+            runtime.execute(AddNotes(stream=f"s{i}", texts=["x" * 190] * 50))
+        relay.relay()
+        logged = runtime.log.read(0, 1000)
+        source = feed.reader()
+        monkeypatch.setattr(jetstream_module, "_FETCH_TIMEOUT_S", 0.0005)  # a slow link
+        try:
+            early = source.read(0, 1000)
+        except StoreUnavailable:
+            early = []
+        monkeypatch.setattr(jetstream_module, "_FETCH_TIMEOUT_S", 2.0)
+        assert len(early) < len(logged), "the pull was not cut short"
+        assert early == logged[:len(early)]
+        rest = source.read(early[-1].position if early else 0, 1000)
+        assert early + rest == logged

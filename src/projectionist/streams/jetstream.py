@@ -14,6 +14,7 @@ instead of the write store; it needs no connection to the write store at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -47,6 +48,7 @@ _FETCH_MAX = 1000
 # Fetches ask only for messages the stream holds, so they arrive at once: a longer wait means
 # the consumer is gone.
 _FETCH_TIMEOUT_S = 2.0
+_CONSUMER_IDLE_S = 300.0
 
 
 async def _log_error(error: Exception) -> None:
@@ -268,6 +270,10 @@ class JetStream(Feed):
                 await self._nc.subscribe(self.subject, cb=callback)
                 self._subscribed.append(callback)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         if self._closed:
             return
@@ -294,15 +300,21 @@ class JetStreamEventSource:
 
     Each reader (one per projection build) reads through an ephemeral pull consumer that starts
     at the position asked for and follows on while reads move forward; fetched messages are
-    kept until a read passes them, so a look-ahead of one event costs nothing. A consumer the
-    server dropped (idle, or its connection closed) is replaced where it stood.
+    kept until a read passes them, so a look-ahead of one event costs nothing. The consumer
+    takes no acks, so a message it sent counts as delivered: whenever a pull may have lost some
+    (it ended early, or was cancelled), or the consumer is gone or about to expire, the reader
+    makes a new one where it stands.
     """
 
     def __init__(self, jetstream: JetStream) -> None:
         self.jetstream = jetstream
         self._consumer: str | None = None
+        self._max_batch = _FETCH_MAX
         self._buffer: deque[tuple[int, StoredEvent | None]] = deque()
         self._next = 0  # the sequence the consumer delivers next
+        self._suspect = False  # a pull did not finish cleanly: the consumer may have skipped
+        self._pulled_at = 0.0
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
         jetstream.readers.add(self)
 
@@ -318,13 +330,17 @@ class JetStreamEventSource:
         buffered_from = self._buffer[0][0] if self._buffer else self._next
         if self._consumer is None or not buffered_from <= start <= self._next:
             await self._follow_from(start)
+        elif (self._suspect
+              or time.monotonic() - self._pulled_at > _CONSUMER_IDLE_S * 0.8):
+            await self._subscribe(self._next)  # keeps what is buffered
         while self._buffer and self._buffer[0][0] < start:
             self._buffer.popleft()
         wanted = sum(1 for _, event in self._buffer if event is not None)
+        refollowed = False
         while wanted < limit:
             # A no-wait pull answers at once with what the stream holds, up to `count`.
-            count = min(_FETCH_MAX, max(limit - wanted, 16))
-            messages = await self._fetch(count)
+            count = min(self._max_batch, max(limit - wanted, 16))
+            messages, complete = await self._pull(count)
             for message in messages:
                 sequence = _stream_sequence(message.reply)
                 if sequence != self._next:
@@ -336,55 +352,67 @@ class JetStreamEventSource:
                 self._buffer.append((sequence, event))
                 self._next = sequence + 1
                 wanted += event is not None
-            if len(messages) < count:
-                break
+            if complete:
+                if len(messages) == count:
+                    continue
+                break  # the server says the consumer is at the stream's end
+            # The pull ended early (the consumer is gone, or the answer was slow): the stream's
+            # bounds tell whether messages were discarded or the consumer fell behind.
+            first, last = await self.jetstream.bounds()
+            if first > self._next and last >= self._next:
+                await self._unsubscribe()
+                raise self._discarded(self._next, first)
+            if last < self._next:
+                break  # caught up
+            if refollowed:
+                raise StoreUnavailable(
+                    f"the JetStream consumer of {self.jetstream!r} stopped at {self._next - 1}"
+                    f" while the stream holds {last}")
+            # The consumer lost messages or is gone: a new one where this reader stands.
+            log.debug("following %r again from %d", self.jetstream, self._next)
+            await self._subscribe(self._next)
+            refollowed = True
         events = [event for _, event in self._buffer if event is not None]
         return events[:limit]
 
-    async def _fetch(self, count: int) -> list[Any]:
-        messages = await self._pull(count)
-        if messages is None:
-            # An idle consumer expires on the server (and one may be deleted by hand): make a
-            # new one where this one stood.
-            log.debug("consumer lost: following again from %d", self._next)
-            await self._subscribe(self._next)
-            messages = await self._pull(count)
-            if messages is None:
-                raise StoreUnavailable(f"no JetStream consumer answers on {self.jetstream!r}")
-        return messages
-
-    async def _pull(self, count: int) -> list[Any] | None:
-        """Up to `count` messages from the consumer, in one pull request answered into a
-        callback (far cheaper than a fetch that awaits each message); None if it is gone."""
+    async def _pull(self, count: int) -> tuple[list[Any], bool]:
+        """Up to `count` messages in one no-wait pull request answered into a callback (far
+        cheaper than nats-py's fetch, which awaits each message): (messages, whether the pull
+        ended cleanly, with all `count` or with the server's word that there are no more)."""
         nc = self.jetstream.client
         inbox = nc.new_inbox()
         got: list[Any] = []
         done = asyncio.Event()
-        lost = False
+        ended: list[str] = []
 
         async def collect(message: Any) -> None:
-            nonlocal lost
-            status = (message.headers or {}).get("Status")
-            if status:  # 404/408: no more messages for now; 409, 503: no such consumer
-                lost = status in ("409", "503")
+            headers = message.headers or {}
+            status = headers.get("Status")
+            if status:
+                ended.append(f"{status} {headers.get('Description', '')}".strip())
                 done.set()
                 return
             got.append(message)
             if len(got) >= count:
                 done.set()
 
+        self._suspect = True  # until this pull ends cleanly, even if it is cancelled
         subscription = await nc.subscribe(inbox, cb=collect)
         try:
             await nc.publish(
                 f"$JS.API.CONSUMER.MSG.NEXT.{self.jetstream.stream}.{self._consumer}",
                 json.dumps({"batch": count, "no_wait": True}).encode(), reply=inbox)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), _FETCH_TIMEOUT_S)
-            except TimeoutError:
-                lost = not got
         finally:
             await subscription.unsubscribe()
-        return None if lost and not got else got
+        self._pulled_at = time.monotonic()
+        status = ended[0] if ended else ""
+        if status.startswith("409") and "Consumer Deleted" not in status:
+            raise StoreUnavailable(f"JetStream refused a pull of {count}: {status}")
+        complete = len(got) == count or status.startswith(("404", "408"))
+        self._suspect = not complete
+        return got, complete
 
     async def _follow_from(self, start: int) -> None:
         first, last = await self.jetstream.bounds()
@@ -396,22 +424,36 @@ class JetStreamEventSource:
         self._next = start
 
     async def _subscribe(self, start: int) -> None:
-        """A new ephemeral consumer from `start`: no acks, in memory, gone after 5 idle
-        minutes."""
+        """A new ephemeral consumer from `start`: no acks, in memory, gone after
+        _CONSUMER_IDLE_S idle (and deleted with this reader)."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import APIError
 
         await self._unsubscribe()
         js = await self.jetstream.connected()
         name = f"projectionist-{uuid.uuid4().hex}"
-        await js.add_consumer(self.jetstream.stream, ConsumerConfig(
-            name=name, filter_subject=self.jetstream.subject,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-            ack_policy=AckPolicy.NONE, inactive_threshold=300.0, mem_storage=True))
+        try:
+            info = await js.add_consumer(self.jetstream.stream, ConsumerConfig(
+                name=name, filter_subject=self.jetstream.subject,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                ack_policy=AckPolicy.NONE, inactive_threshold=_CONSUMER_IDLE_S,
+                mem_storage=True))
+        except APIError as error:  # the stream was deleted, for one
+            raise StoreUnavailable(
+                f"JetStream could not follow {self.jetstream!r} from {start}: {error}") from None
         self._consumer = name
+        self._max_batch = min(_FETCH_MAX, getattr(info.config, "max_batch", None) or _FETCH_MAX)
+        self._suspect = False
+        self._pulled_at = time.monotonic()
+        # A reader dropped with its build takes its consumer with it.
+        self._finalizer = weakref.finalize(self, _delete_consumer, self.jetstream, name)
 
     async def _unsubscribe(self) -> None:
         """Deletes the consumer on the server."""
         name, self._consumer = self._consumer, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         if name is None:
             return
         try:
@@ -425,6 +467,19 @@ class JetStreamEventSource:
             f"the JetStream stream {self.jetstream.stream} starts at position {first}:"
             f" positions {start} to {first - 1} were discarded by its limits; rebuild the"
             " projection from the write store, or keep the stream longer")
+
+
+def _delete_consumer(jetstream: JetStream, name: str) -> None:
+    """Deletes a consumer whose reader is gone, without waiting (from any thread)."""
+    if jetstream.closed:
+        return
+
+    async def delete() -> None:
+        with contextlib.suppress(Exception):
+            await jetstream._js.delete_consumer(jetstream.stream, name)
+
+    with contextlib.suppress(RuntimeError):  # the loop has stopped
+        asyncio.run_coroutine_threadsafe(delete(), jetstream._loop)
 
 
 def _stream_sequence(reply: str) -> int:
