@@ -309,7 +309,7 @@ class JetStreamEventSource:
     def __init__(self, jetstream: JetStream) -> None:
         self.jetstream = jetstream
         self._consumer: str | None = None
-        self._max_batch = _FETCH_MAX
+        self._max_batch = self._batch_limit = _FETCH_MAX
         self._buffer: deque[tuple[int, StoredEvent | None]] = deque()
         self._next = 0  # the sequence the consumer delivers next
         self._suspect = False  # a pull did not finish cleanly: the consumer may have skipped
@@ -354,6 +354,7 @@ class JetStreamEventSource:
                 wanted += event is not None
             if complete:
                 if len(messages) == count:
+                    self._max_batch = min(self._batch_limit, self._max_batch * 2)
                     continue
                 break  # the server says the consumer is at the stream's end
             # The pull ended early (the consumer is gone, or the answer was slow): the stream's
@@ -365,6 +366,8 @@ class JetStreamEventSource:
             if last < self._next:
                 break  # caught up
             if refollowed:
+                # Twice short: maybe a link too slow for this batch size; smaller ones next.
+                self._max_batch = max(16, self._max_batch // 2)
                 raise StoreUnavailable(
                     f"the JetStream consumer of {self.jetstream!r} stopped at {self._next - 1}"
                     f" while the stream holds {last}")
@@ -442,7 +445,9 @@ class JetStreamEventSource:
             raise StoreUnavailable(
                 f"JetStream could not follow {self.jetstream!r} from {start}: {error}") from None
         self._consumer = name
-        self._max_batch = min(_FETCH_MAX, getattr(info.config, "max_batch", None) or _FETCH_MAX)
+        self._batch_limit = min(_FETCH_MAX,
+                                getattr(info.config, "max_batch", None) or _FETCH_MAX)
+        self._max_batch = min(self._max_batch, self._batch_limit)
         self._suspect = False
         self._pulled_at = time.monotonic()
         # A reader dropped with its build takes its consumer with it.
