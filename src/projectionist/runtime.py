@@ -402,13 +402,12 @@ class Runtime:
         """The log's head, from the log (or the relayed stream) where this process reads it."""
         if self.source is not None:
             head = self.source.head()
-            self.watch.seen(head)
-            return head
-        if self.feed is not None:
+        elif self.feed is not None:
             head = self.feed.last_position()
-            self.watch.seen(head)
-            return head
-        return self.watch.head
+        else:
+            return self.watch.head
+        self.watch.seen(head)
+        return head
 
     def status(self) -> list[ProjectionStatus]:
         """Every build of every projection: state, position, head, lag, dead letters.

@@ -44,7 +44,7 @@ from ..streams.jetstream import JetStream
 from ..streams.redis import RedisStream
 from . import report
 from .databases import BenchDatabases
-from .rebuild import _seed
+from .rebuild import seed_shop_log
 
 Progress = Callable[[str], None]
 
@@ -116,7 +116,7 @@ def run_feeds(settings: FeedsSettings, progress: Progress | None = None) -> dict
                 log = seeder.log
                 say(f"seeding the log with {settings.events:,} shop events")
                 began = time.perf_counter()
-                seeded = _seed(seeder, settings.events, None)
+                seeded = seed_shop_log(seeder, settings.events, None)
                 result["seed_events_per_s"] = round(seeded / (time.perf_counter() - began))
                 head = log.head()
 

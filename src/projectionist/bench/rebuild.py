@@ -45,7 +45,7 @@ def run_rebuild(settings: RebuildSettings,
         try:
             runtime.install()
             began = time.perf_counter()
-            seeded = _seed(runtime, settings.events, progress)
+            seeded = seed_shop_log(runtime, settings.events, progress)
             seed_s = time.perf_counter() - began
             results = {}
             for name in settings.projections:
@@ -66,8 +66,10 @@ def run_rebuild(settings: RebuildSettings,
     }
 
 
-def _seed(runtime: Runtime, total: int,
-          progress: Callable[[str, int, int], None] | None) -> int:
+def seed_shop_log(runtime: Runtime, total: int,
+                  progress: Callable[[str, int, int], None] | None) -> int:
+    """Appends `total` shop events straight to the log (no commands, no write model); returns
+    how many it appended."""
     from shop.messages import Line, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 
     assert runtime.store is not None and runtime.log is not None

@@ -269,7 +269,7 @@ class CommandBus:
             with self.store.write() as connection:
                 pruned = idempotency.prune(connection, expired_before)
             total += pruned
-            if pruned < idempotency._PRUNE_BATCH:
+            if pruned < idempotency.PRUNE_BATCH:
                 return total
 
     def _prune_now_and_then(self) -> None:

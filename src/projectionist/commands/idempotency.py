@@ -27,7 +27,7 @@ _by_age = sa.Index("projectionist_idempotency_created_at", idempotency_table.c.c
 
 DEFAULT_TTL_S = 7 * 86400.0
 """How long an answer is kept for retries by default: a week."""
-_PRUNE_BATCH = 1000
+PRUNE_BATCH = 1000
 
 MAX_KEY_LENGTH = 200
 
@@ -92,6 +92,6 @@ def prune(connection: Connection, expired_before: float) -> int:
     """Deletes up to a batch of expired answers; returns how many."""
     t = idempotency_table
     expired = (sa.select(t.c.key).where(t.c.created_at < expired_before)
-               .limit(_PRUNE_BATCH).scalar_subquery())
+               .limit(PRUNE_BATCH).scalar_subquery())
     result = connection.execute(sa.delete(t).where(t.c.key.in_(expired)))
     return int(result.rowcount or 0)

@@ -133,7 +133,9 @@ class JetStream(Feed):
     def client(self) -> Any:
         return self._nc
 
-    def ensure_stream(self) -> None:
+    # Feed
+
+    def ensure(self) -> None:
         """Creates the stream if it does not exist (file storage, kept until deleted)."""
         from nats.js.api import StorageType, StreamConfig
         from nats.js.errors import NotFoundError
@@ -161,16 +163,9 @@ class JetStream(Feed):
         state = info.state
         return int(state.first_seq), int(state.last_seq)
 
-    def last_sequence(self) -> int:
-        return self.call(self.bounds)[1]
-
-    # Feed
-
-    def ensure(self) -> None:
-        self.ensure_stream()
-
     def last_position(self) -> int:
-        return self.last_sequence()
+        """The stream's last sequence, which is a log position."""
+        return self.call(self.bounds)[1]
 
     def publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
         return self.call(partial(self._publish, last, events))
@@ -323,7 +318,7 @@ class JetStreamEventSource:
             return self.jetstream.call(lambda: self._read(after, limit))
 
     def head(self) -> int:
-        return self.jetstream.last_sequence()
+        return self.jetstream.last_position()
 
     async def _read(self, after: int, limit: int) -> list[StoredEvent]:
         start = after + 1
