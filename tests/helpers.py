@@ -68,6 +68,14 @@ def projectionist_executable() -> str:
     return found
 
 
+def projectionist_command() -> list[str]:
+    """The installed console script, run by this interpreter (its pid is the process's)."""
+    script = Path(sys.executable).with_name("projectionist")
+    if script.is_file():
+        return [sys.executable, str(script)]
+    return [sys.executable, "-c", "from projectionist.cli import main; main()"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

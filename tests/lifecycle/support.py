@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,18 +20,13 @@ import uvicorn
 from projectionist import Runtime, TokenAuthority
 from projectionist.http import create_http_app
 from shop import OrderLineIn, PayOrder, PlaceOrder, RegisterProduct, RestockProduct
+from tests.helpers import free_port, projectionist_command
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "lifecycle-tests-secret-" + "x" * 40
 AUTHORITY = TokenAuthority([SECRET])
 ADMIN_TOKEN = AUTHORITY.issue(["admin", "commands:*", "queries:*"], subject="ops", ttl_s=3600)
 READY_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def bearer(token: str = ADMIN_TOKEN) -> dict[str, str]:
@@ -49,14 +42,6 @@ def process_env() -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def projectionist_command() -> list[str]:
-    """The installed console script, run by this interpreter (its pid is the process's)."""
-    script = Path(sys.executable).with_name("projectionist")
-    if script.is_file():
-        return [sys.executable, str(script)]
-    return [sys.executable, "-c", "from projectionist.cli import main; main()"]
 
 
 def run_cli(*args: str, cwd: Path, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:

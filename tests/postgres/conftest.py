@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ import sqlalchemy as sa
 
 from projectionist import TokenAuthority
 from tests.conftest import PG_ADMIN_URL, PostgresDatabases
+from tests.helpers import free_port, projectionist_command
 
 pytest.register_assert_rewrite("tests.postgres.shopcheck")
 
@@ -30,24 +29,10 @@ STAFF_TOKEN = AUTHORITY.issue(["commands:*", "queries:*", "admin"], subject="sta
 READY_TIMEOUT_S = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def database_name(url: str) -> str:
     name = sa.engine.make_url(url).database
     assert name
     return name
-
-
-def projectionist_command() -> list[str]:
-    """The installed console script, run by this interpreter (so its pid is the server's)."""
-    script = Path(sys.executable).with_name("projectionist")
-    if script.is_file():
-        return [sys.executable, str(script)]
-    return [sys.executable, "-c", "from projectionist.cli import main; main()"]
 
 
 def process_env(app_name: str, **extra: str) -> dict[str, str]:

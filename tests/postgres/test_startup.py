@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PG_ADMIN_URL
-from tests.postgres.conftest import Servers, free_port, process_env, projectionist_command
+from tests.helpers import free_port, projectionist_command
+from tests.postgres.conftest import Servers, process_env
 
 SERVER = PG_ADMIN_URL.rsplit("/", 1)[0]
 
