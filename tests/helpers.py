@@ -3,15 +3,18 @@ and starting the command line."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -80,6 +83,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class ServeSubprocess:
+    """`projectionist serve` on a free port, run in `cwd` with its output in files there."""
+
+    STARTUP_TIMEOUT_S = 30.0
+
+    def __init__(self, cwd: Path, args: Sequence[str], env: Mapping[str, str]) -> None:
+        self.cwd = cwd
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path = cwd / "serve.stdout"
+        self.stderr_path = cwd / "serve.stderr"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [projectionist_executable(), "serve", "--port", str(self.port), *args],
+                cwd=cwd, env=dict(env), stdout=out, stderr=err,
+            )
+
+    def wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + self.STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"projectionist serve exited with {self.process.returncode}:\n"
+                            f"{self.stderr}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"projectionist serve did not answer /healthz in {self.STARTUP_TIMEOUT_S}"
+                    f" s:\n{self.stderr}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
 
 
 def uid(prefix: str) -> str:

@@ -6,14 +6,12 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from tests.helpers import free_port, projectionist_executable, uid
+from tests.helpers import ServeSubprocess, projectionist_executable, uid
 
 from projectionist import TokenAuthority
 
@@ -28,9 +26,6 @@ WRITE_TABLES = {
     "orders": "order_id",
     "order_lines": "order_id, line_no",
 }
-STARTUP_TIMEOUT_S = 30.0
-
-
 
 
 def server_env(secret: str = SECRET) -> dict[str, str]:
@@ -49,55 +44,11 @@ def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
     )
 
 
-
-
-
-
-class Server:
+class Server(ServeSubprocess):
     """A running `projectionist serve` process, its working directory and its output."""
 
     def __init__(self, cwd: Path, *args: str, secret: str = SECRET) -> None:
-        self.cwd = cwd
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout_path = cwd / "serve.stdout"
-        self.stderr_path = cwd / "serve.stderr"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                [projectionist_executable(), "serve", "--port", str(self.port), *args],
-                cwd=cwd, env=server_env(secret), stdout=out, stderr=err,
-            )
-
-    def wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"projectionist serve exited with {self.process.returncode}:\n"
-                            f"{self.stderr}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"projectionist serve did not answer /healthz in {STARTUP_TIMEOUT_S} s:\n"
-                    f"{self.stderr}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        super().__init__(cwd, args, server_env(secret))
 
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         """Every row of a write-store table, read with sqlite3 beside the server."""

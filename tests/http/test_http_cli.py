@@ -9,7 +9,8 @@ from pathlib import Path
 
 import jwt
 import pytest
-from shop_server import PROJECTIONS, Api, Server, free_port, run_cli, server_env, uid
+from shop_server import PROJECTIONS, Api, Server, run_cli, server_env, uid
+from tests.helpers import free_port
 
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 STATUS_FIELDS = {"name", "version", "state", "position", "head", "lag_events", "lag_ms",

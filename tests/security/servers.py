@@ -2,84 +2,46 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
 from projectionist import TokenAuthority
-from tests.helpers import free_port, projectionist_executable, uid
+from tests.helpers import ServeSubprocess, uid
 
 SECRET = "security-tests-current-secret-0123456789abcdef"
 OLD_SECRET = "security-tests-previous-secret-0123456789abcd"
 ADMIN_SCOPES = ("admin", "commands:*", "queries:*")
-STARTUP_TIMEOUT_S = 30.0
 FUZZED: dict[str, int] = {}
 """Requests sent by each fuzzer in this session, for the terminal summary."""
 
 
-
-
-
-
-
-
-class Server:
+class Server(ServeSubprocess):
     """A running `projectionist serve` of the shop on given stores, with its output in files."""
 
     def __init__(self, cwd: Path, *, store: str | None = None, read_store: str | None = None,
                  env: Mapping[str, str] | None = None) -> None:
-        self.cwd = cwd
         self.store = store or f"sqlite:///{cwd / 'projectionist.db'}"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout_path = cwd / "serve.stdout"
-        self.stderr_path = cwd / "serve.stderr"
-        args = ["serve", "--port", str(self.port), "--store", self.store]
+        args = ["--store", self.store]
         if read_store is not None:
             args += ["--read-store", read_store]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTIONIST_")}
         environment.update(env if env is not None else {"PROJECTIONIST_SECRET": SECRET})
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen([projectionist_executable(), *args], cwd=cwd,
-                                            env=environment, stdout=out, stderr=err)
+        super().__init__(cwd, args, environment)
         self._engine: sa.Engine | None = None
 
-    def wait_until_healthy(self) -> Server:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"projectionist serve exited with {self.process.returncode}:\n"
-                            f"{self.stderr}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"projectionist serve did not answer /healthz in {STARTUP_TIMEOUT_S} s:\n"
-                    f"{self.stderr}")
+    def wait_until_healthy(self) -> Server:  # type: ignore[override]
+        super().wait_until_healthy()
+        return self
 
     def stop(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        super().stop()
 
     def assert_no_server_errors(self) -> None:
         logged = self.stderr
