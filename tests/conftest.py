@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import Runtime
-from shop import create_app
+from projectionist_examples.shop import create_app
 from tests.lifecycle.support import Processes
 from tests.notes import Notes
 

@@ -25,16 +25,10 @@ from .errors import (
     Unauthenticated,
 )
 from .messages import Command, Event, EventMetadata, Query, Registry, StoredEvent
-from .projections import (
-    ApplyContext,
-    DocumentCollection,
-    Documents,
-    Page,
-    Projection,
-    ViewTable,
-)
-from .queries import Answer, Freshness, ReadContext
-from .runtime import ProjectionStatus, Runtime
+from .projections import ApplyContext, Projection, ProjectionStatus, State
+from .queries import Answer, Freshness
+from .readstore import DocumentCollection, Documents, Page, ReadContext, ViewTable
+from .runtime import Role, Runtime
 
 __version__ = "0.1.0"
 
@@ -76,8 +70,10 @@ __all__ = [
     "RecordedEvent",
     "Refused",
     "Registry",
+    "Role",
     "RoleNotServed",
     "Runtime",
+    "State",
     "StoreUnavailable",
     "StoredEvent",
     "TokenAuthority",

@@ -8,21 +8,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
+from .edge import Policy
 from .errors import ConfigurationError, NotRegistered
 from .messages import Command, Event, Query, Registry
 from .projections.definition import Projection
 
 if TYPE_CHECKING:
-    from .auth import Principal
     from .commands.unit_of_work import UnitOfWork
-    from .queries.context import ReadContext
+    from .readstore.context import ReadContext
 
 C = TypeVar("C", bound=Command)
 Q = TypeVar("Q", bound=Query)
 
-Policy = Callable[["Principal", Any], Any]
-"""Sees the principal and the message; raises Forbidden or returns False to refuse. It may
-return a narrowed message (for example a query limited to the caller's own data)."""
+__all__ = ["App", "CommandRegistration", "Policy", "QueryRegistration"]
 
 
 @dataclass(frozen=True, slots=True)

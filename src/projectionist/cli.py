@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -19,12 +20,15 @@ from rich.table import Table
 
 from .app import App
 from .auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled
-from .bench.cli import bench_cli
 from .errors import ProjectionistError, RebuildInProgress
-from .projections.checkpoints import Checkpoint
+from .readstore.checkpoints import Checkpoint, State
 from .runtime import DEFAULT_STORE, ROLES, Runtime
 
-DEFAULT_APP = "shop:app"
+DEFAULT_APP = "shop"
+APPS_GROUP = "projectionist.apps"
+"""Entry points naming apps by a short name (the bundled demos: shop)."""
+PLUGINS_GROUP = "projectionist.cli"
+"""Entry points adding subcommands (the benchmarks: bench)."""
 
 cli = typer.Typer(
     name="projectionist",
@@ -33,11 +37,11 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-cli.add_typer(bench_cli, name="bench")
 console = Console()
 errors = Console(stderr=True)
 
-AppOption = Annotated[str, typer.Argument(help="The app, as module:attribute.")]
+AppOption = Annotated[str, typer.Argument(
+    help="The app, as module:attribute, or the short name of an installed one (shop).")]
 StoreOption = Annotated[
     str, typer.Option("--store", envvar="PROJECTIONIST_STORE", help="Write store URL.")
 ]
@@ -56,7 +60,18 @@ EventsOption = Annotated[
 
 
 def load_app(path: str) -> App:
-    """The App at `module:attribute`."""
+    """The App at `module:attribute`, or the installed app of that short name."""
+    if ":" not in path:
+        named = importlib.metadata.entry_points(group=APPS_GROUP).select(name=path)
+        for entry_point in named:
+            app = entry_point.load()
+            if not isinstance(app, App):
+                raise ProjectionistError(f"the app {path!r} is not a projectionist App")
+            return app
+        if path in _BUNDLED_APPS:
+            raise ProjectionistError(
+                f"the demo app {path!r} is not installed: pip install 'projectionist[examples]'"
+                " from the repository")
     module_name, _, attribute = path.partition(":")
     if not module_name:
         raise ProjectionistError(f"{path!r} is not an app path; use module:attribute")
@@ -69,6 +84,9 @@ def load_app(path: str) -> App:
     if not isinstance(app, App):
         raise ProjectionistError(f"{path!r} is not a projectionist App")
     return app
+
+
+_BUNDLED_APPS = ("shop",)
 
 
 def secret_directory(store: str) -> Path:
@@ -166,11 +184,11 @@ def status(
                    "dead letters"):
         text = column in ("name", "state")
         table.add_column(column, justify="left" if text else "right", no_wrap=text)
-    colors = {"live": "green", "catching_up": "yellow", "rebuilding": "cyan", "stalled": "red",
-              "failed": "bold red"}
+    colors = {State.LIVE: "green", State.CATCHING_UP: "yellow", State.REBUILDING: "cyan",
+              State.STALLED: "red", State.FAILED: "bold red"}
     for row in rows:
         label = row.state if row.active else f"{row.state} (next)"
-        table.add_row(row.name, str(row.version), f"[{colors.get(row.state, 'white')}]{label}",
+        table.add_row(row.name, str(row.version), f"[{colors[row.state]}]{label}",
                       str(row.position), str(row.head), str(row.lag_events),
                       f"{row.lag_ms:.0f}", str(row.dead_letters))
     console.print(table)
@@ -212,26 +230,18 @@ def rebuild(
                        TextColumn("{task.fields[rate]:>9,.0f} events/s"), TimeElapsedColumn(),
                        TextColumn("ETA"), TimeRemainingColumn())
             began = time.perf_counter()
+            projector = runtime.projector
+            assert projector is not None
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task(name, total=None, rate=0.0)
-                projector = runtime.projector
-                assert projector is not None
-                done = False
-                while not done:
-                    # Keep the serving build up to date too (when no server runs it), so the
-                    # swap never waits on it.
-                    serving = projector.serving_runner(name)
-                    if serving is not None:
-                        projector.step_build(name, serving.generation)
-                    if projector.step_build(name, build.generation) == 0:
-                        time.sleep(0.05)
-                    row = next((r for r in runtime.status()
-                                if r.name == name and r.generation == build.generation), None)
-                    done = row is None or row.active
-                    if row is not None:
-                        elapsed = max(1e-6, time.perf_counter() - began)
-                        progress.update(task, completed=row.position, total=max(row.head, 1),
-                                        rate=row.position / elapsed)
+
+                def show(row: Checkpoint) -> None:
+                    elapsed = max(1e-6, time.perf_counter() - began)
+                    head = max(row.head, runtime.high_water.head, 1)
+                    progress.update(task, completed=row.position, total=head,
+                                    rate=row.position / elapsed)
+
+                projector.run_until_serving(name, build.generation, progress=show)
             elapsed = time.perf_counter() - began
             console.print(f"[green]done[/]: {name} build {build.generation} serves now"
                           f" ({elapsed:.1f}s)")
@@ -339,6 +349,22 @@ def _friendly_errors() -> Iterator[None]:
     except ProjectionistError as error:
         errors.print(f"[bold red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+@cli.command(
+    "bench", add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def bench(context: typer.Context) -> None:
+    """Run the benchmarks (installed with pip install 'projectionist[bench]')."""
+    found = importlib.metadata.entry_points(group=PLUGINS_GROUP).select(name="bench")
+    plugin = next(iter(found), None)
+    if plugin is None:
+        errors.print("[bold red]error:[/] the benchmarks are not installed: pip install"
+                      " 'projectionist[bench]' from the repository", soft_wrap=True)
+        raise typer.Exit(2)
+    command = typer.main.get_command(plugin.load())
+    command.main(args=context.args, prog_name="projectionist bench")
 
 
 def main() -> None:

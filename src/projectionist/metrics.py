@@ -12,11 +12,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .errors import ProjectionistError
+from .readstore.checkpoints import State
 
 if TYPE_CHECKING:
-    from .runtime import ProjectionStatus
+    from .projections.status import ProjectionStatus
 
-STATES = ("live", "catching_up", "rebuilding", "stalled", "failed")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     5.0, 10.0, 30.0)
 
@@ -101,8 +101,8 @@ class _ProjectionCollector(Collector):
             lag_events.add_metric(key, row.lag_events)
             lag_seconds.add_metric(key, row.lag_ms / 1000.0)
             dead.add_metric(key, row.dead_letters)
-            for name in STATES:
-                state.add_metric([*key, name], 1.0 if row.state == name else 0.0)
+            for name in State:
+                state.add_metric([*key, name.value], 1.0 if row.state is name else 0.0)
         yield from (position, head, lag_events, lag_seconds, dead, state)
 
 

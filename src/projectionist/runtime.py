@@ -1,82 +1,51 @@
-"""The Runtime: an App bound to its stores, running the roles this process takes."""
+"""The Runtime: an App bound to its stores, running the roles this process takes.
+
+Composition only: each role has one builder that wires its parts (stores, the event log or a
+feed, buses, the projector, wake-ups); the rules live in the rooms of their concepts.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-from sqlalchemy import exc as sa_exc
 
 from .app import App
 from .auth import SYSTEM, Principal
+from .backends import open_event_log, open_feed
 from .commands import idempotency
 from .commands.dispatch import CommandBus, CommandResult
 from .commands.unit_of_work import RecordedEvent
-from .errors import (
-    ConfigurationError,
-    HandlerFailed,
-    NotRegistered,
-    RoleNotServed,
-    StoreUnavailable,
-)
-from .eventlog import EventLog, EventSource, open_event_log
-from .eventlog.postgres import CHANNEL as EVENTS_CHANNEL
+from .errors import ConfigurationError, NotRegistered, RoleNotServed, StoreUnavailable
+from .eventlog import EventLog, EventSource
+from .feeds import Feed, Relay
 from .messages import Command, Query
 from .metrics import Metrics
-from .notifications import PostgresListener
-from .projections.checkpoints import Checkpoint, Checkpoints
-from .projections.dead_letters import DeadLetter, DeadLetters
 from .projections.definition import Projection
-from .projections.leases import Leases
 from .projections.projector import Projector
-from .projections.runner import CHECKPOINT_CHANNEL, ProjectionRunner
+from .projections.runner import ProjectionRunner
+from .projections.status import ProjectionStatus, StatusReader
 from .queries.dispatch import Answer, QueryBus
-from .queries.freshness import measure
-from .signals import LogWatch, ProgressBoard
-from .stores import Store
-from .streams import Feed, Relay, open_feed
+from .readstore.checkpoints import Checkpoint, Checkpoints
+from .readstore.dead_letters import DeadLetter, DeadLetters
+from .readstore.leases import Leases
+from .stores import MISSING_TABLE_ERRORS, Store
+from .wakeups import HighWater, ProgressBoard, WakeupSource
 
-log = logging.getLogger("projectionist")
-
-# A table the framework has not created yet (no projector has run against this store).
-_MISSING_TABLE = (sa_exc.ProgrammingError, sa_exc.OperationalError)
-
-ROLES = ("command", "projector", "query")
 DEFAULT_STORE = "sqlite:///projectionist.db"
 
 
-@dataclass(frozen=True, slots=True)
-class ProjectionStatus:
-    """One projection version as `projectionist status` and `/projections` show it."""
+class Role(StrEnum):
+    """What a process does; one process may take any of them (all three by default)."""
 
-    name: str
-    version: int
-    state: str
-    position: int
-    head: int
-    lag_events: int
-    lag_ms: float
-    dead_letters: int
-    active: bool
-    generation: int
+    COMMAND = "command"
+    PROJECTOR = "projector"
+    QUERY = "query"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "state": self.state,
-            "position": self.position,
-            "head": self.head,
-            "lag_events": self.lag_events,
-            "lag_ms": self.lag_ms,
-            "dead_letters": self.dead_letters,
-        }
+
+ROLES = tuple(Role)
 
 
 def default_read_store(store_url: str) -> str:
@@ -87,16 +56,16 @@ def default_read_store(store_url: str) -> str:
     return store_url
 
 
-def parse_roles(roles: str | Iterable[str]) -> tuple[str, ...]:
+def parse_roles(roles: str | Iterable[str]) -> tuple[Role, ...]:
     """Validated roles from 'command,query' or a list."""
     items = roles.split(",") if isinstance(roles, str) else list(roles)
     chosen = tuple(dict.fromkeys(r.strip() for r in items if r.strip()))
-    unknown = [r for r in chosen if r not in ROLES]
+    unknown = [r for r in chosen if r not in Role.__members__.values()]
     if unknown or not chosen:
         raise ConfigurationError(
             f"unknown role {', '.join(unknown) or '(none)'}; roles are {', '.join(ROLES)}"
         )
-    return chosen
+    return tuple(Role(r) for r in chosen)
 
 
 class Runtime:
@@ -119,67 +88,99 @@ class Runtime:
     ) -> None:
         self.app = app
         self.roles = parse_roles(roles)
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
         store_url = store or DEFAULT_STORE
         read_url = read_store or default_read_store(store_url)
-        # Projectors fed by a relayed stream (`events`) never touch the write store.
-        needs_write_store = "command" in self.roles or (
-            "projector" in self.roles and events is None)
+        # Projectors fed by a feed (`events`) never touch the write store.
+        needs_write_store = Role.COMMAND in self.roles or (
+            Role.PROJECTOR in self.roles and events is None)
         self.store: Store | None = (
             Store(store_url, pool_size=pool_size) if needs_write_store else None
         )
         # A read model can always be rebuilt from the log, and its rows commit with their
         # checkpoint: losing the last transactions to a power cut only means replaying them.
         # So a SQLite read store skips the fsync per commit (WAL, synchronous=NORMAL).
-        self.read_store = Store(read_url, pool_size=pool_size,
-                                durable=read_url == store_url)
+        self.read_store = Store(read_url, pool_size=pool_size, durable=read_url == store_url)
         self.log: EventLog | None = open_event_log(self.store) if self.store else None
-        self.metrics = Metrics()
-        self.watch = LogWatch()
-        self.feed: Feed | None = None
-        self.relay: Relay | None = None
+        self.feed: Feed | None = open_feed(events) if events is not None else None
+        # Where this process learns the log's head: the log, or the feed its projectors read.
         self.source: EventSource | None = self.log
-        if events is not None:
-            self.feed = open_feed(events)
-            if self.log is not None and "command" in self.roles:
-                relay = self.relay = Relay(self.log, self.feed, self.watch,
-                                           batch_size=batch_size,
-                                           poll_interval_s=poll_interval_s)
-                self.metrics.watch_feed(lambda: relay.position, self.log.head)
-            if "projector" in self.roles:
-                self.source = self.feed.reader()
+        self.metrics = Metrics()
+        self.high_water = HighWater()
         self.board = ProgressBoard()
         self.checkpoints = Checkpoints(self.read_store)
-        self.batch_size = batch_size
-        self.poll_interval_s = poll_interval_s
-        self.commands: CommandBus | None = None
-        if "command" in self.roles:
-            assert self.store is not None and self.log is not None
-            self.commands = CommandBus(app, self.store, self.log, on_commit=self._committed,
-                                       metrics=self.metrics,
-                                       idempotency_ttl_s=idempotency_ttl_s)
         self.dead_letters = DeadLetters(self.read_store)
+        self.statuses = StatusReader(self.read_store, self.checkpoints, self.dead_letters,
+                                     self.high_water, stall_after_s=stall_after_s)
+        self.wakeups: list[WakeupSource] = []
+        self.relay: Relay | None = None
+        self.commands: CommandBus | None = None
         self.leases: Leases | None = None
         self.projector: Projector | None = None
-        if "projector" in self.roles:
-            self.leases = Leases(self.read_store, ttl_s=lease_ttl_s)
-            self.projector = Projector(
-                list(app.projections.values()), make_runner=self._make_runner,
-                checkpoints=self.checkpoints, watch=self.watch, board=self.board,
-                leases=self.leases, poll_interval_s=poll_interval_s,
-            )
-        self.stall_after_s = stall_after_s
         self.queries: QueryBus | None = None
-        if "query" in self.roles:
-            embedded = "projector" in self.roles
-            self.queries = QueryBus(
-                app, self.read_store, self.checkpoints,
-                watch=(self.watch if embedded or "command" in self.roles or events is not None
-                       else None),
-                board=self.board if embedded else None, metrics=self.metrics,
-            )
+        if Role.COMMAND in self.roles:
+            self._build_command_role(idempotency_ttl_s)
+        if Role.PROJECTOR in self.roles:
+            self._build_projector_role(lease_ttl_s)
+        if Role.QUERY in self.roles:
+            self._build_query_role()
         self.metrics.watch_projections(self.status)
         self._installed = False
-        self._listeners: list[PostgresListener] = []
+
+    # One builder per role
+
+    def _build_command_role(self, idempotency_ttl_s: float | None) -> None:
+        assert self.store is not None and self.log is not None
+        self.commands = CommandBus(self.app, self.store, self.log, on_commit=self._committed,
+                                   metrics=self.metrics, idempotency_ttl_s=idempotency_ttl_s)
+        if self.feed is not None:
+            relay = self.relay = Relay(self.log, self.feed, self.high_water,
+                                       batch_size=self.batch_size,
+                                       poll_interval_s=self.poll_interval_s)
+            self.metrics.watch_feed(lambda: relay.position, self.log.head)
+
+    def _build_projector_role(self, lease_ttl_s: float) -> None:
+        self.leases = Leases(self.read_store, ttl_s=lease_ttl_s)
+        self.projector = Projector(
+            list(self.app.projections.values()), make_runner=self._make_runner,
+            checkpoints=self.checkpoints, high_water=self.high_water, board=self.board,
+            leases=self.leases, poll_interval_s=self.poll_interval_s,
+        )
+        if self.feed is not None:
+            self.source = self.feed.reader()
+        # The log's head comes from the feed or from the log; appends of other processes
+        # wake the projector through the backend that carries them.
+        source = self.feed.wakeups(self.high_water) if self.feed is not None else (
+            self.log.wakeups(self.high_water) if self.log is not None else None)
+        if source is not None:
+            self.wakeups.append(source)
+
+    def _build_query_role(self) -> None:
+        self.queries = QueryBus(self.app, self.read_store, self.checkpoints,
+                                high_water=self.high_water, board=self.board,
+                                metrics=self.metrics)
+        if self.projector is not None:
+            return  # queries wait on this process's own projector
+        if self.feed is not None:
+            # The feed tells a query-only process the head, so answers state the lag of
+            # events relayed but not applied, even with every projector down.
+            self.wakeups.append(self.feed.wakeups(self.high_water))
+        source = self.checkpoints.wakeups(self.board)
+        if source is not None:
+            self.wakeups.append(source)
+
+    def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
+        # Each build reads a feed through a reader of its own, which follows its position.
+        source: EventSource | None = self.feed.reader() if self.feed is not None else self.log
+        assert source is not None
+        return ProjectionRunner(
+            projection, build, log=source, read_store=self.read_store,
+            registry=self.app.registry, checkpoints=self.checkpoints,
+            dead_letters=self.dead_letters, batch_size=self.batch_size, metrics=self.metrics,
+        )
+
+    # Lifetime
 
     def install(self) -> None:
         """Creates the framework's tables and the app's tables, if they do not exist."""
@@ -187,70 +188,41 @@ class Runtime:
             return
         if self.store is not None and self.log is not None:
             self.log.install()
-            if "command" in self.roles:
+            if self.commands is not None:
                 with self.store.schema() as connection:
                     idempotency.install(connection)
                     self.app.write_model.create_all(connection)
-        if self.projector is not None or "query" in self.roles:
+        if self.projector is not None or self.queries is not None:
             self.checkpoints.install()
             self.dead_letters.install()
         if self.projector is not None:
             assert self.leases is not None
             self.leases.install()
             self.projector.reconcile()
-        elif "query" in self.roles:
-            self._install_views()
+        elif self.queries is not None:
+            # A query process may start before any projector created the read models.
+            for projection in self.app.projections.values():
+                self.checkpoints.install_serving(projection.name, projection.version,
+                                                 projection.physical_tables)
         self._installed = True
 
-    def _install_views(self) -> None:
-        # A query process may start before any projector created the read models.
-        for projection in self.app.projections.values():
-            build = self.checkpoints.serving(
-                projection.name, projection.version,
-                [t.name for t in projection.physical_tables(1)],
-            )
-            with self.read_store.schema() as connection:
-                for table in projection.physical_tables(build.generation):
-                    table.create(connection, checkfirst=True)
-
-    def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
-        assert self.source is not None
-        # Each build reads a feed through a reader of its own, which follows its position.
-        source = self.feed.reader() if self.feed is not None else self.source
-        return ProjectionRunner(
-            projection, build, log=source, read_store=self.read_store,
-            registry=self.app.registry, checkpoints=self.checkpoints,
-            dead_letters=self.dead_letters, batch_size=self.batch_size, metrics=self.metrics,
-        )
-
     def start(self) -> Runtime:
-        """Installs, then starts the projector thread if this process runs that role."""
+        """Installs, then starts this process's background work: relay, wake-ups, projector."""
         self.install()
         if self.relay is not None:
             self.relay.start()
+        for source in self.wakeups:
+            source.start()
         if self.projector is not None:
-            if self.feed is not None:
-                self.feed.wake_on_append(self.watch)
-            elif self.store is not None and not self.store.is_sqlite:
-                self._listen(self.store, EVENTS_CHANNEL, self._notified_event)
             self.projector.start()
-        elif self.queries is not None:
-            if self.feed is not None:
-                # The feed tells a query-only process the head, so answers state the lag of
-                # events relayed but not applied, even with every projector down.
-                self.feed.wake_on_append(self.watch)
-                with contextlib.suppress(StoreUnavailable):
-                    self.head()
-            if not self.read_store.is_sqlite:
-                queries = self.queries
-                self._listen(self.read_store, CHECKPOINT_CHANNEL,
-                             lambda _payload: queries.checkpoint_moved())
+        elif self.queries is not None and self.feed is not None:
+            with contextlib.suppress(StoreUnavailable):
+                self.head()
         return self
 
     def stop(self) -> None:
-        for listener in self._listeners:
-            listener.stop()
-        self._listeners.clear()
+        for source in self.wakeups:
+            source.stop()
         if self.projector is not None:
             self.projector.stop()
         if self.relay is not None:
@@ -266,6 +238,8 @@ class Runtime:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+    # Commands and queries
 
     def execute(
         self,
@@ -296,39 +270,16 @@ class Runtime:
         self.install()
         return self.queries.ask(query, principal, min_position=min_position, wait_ms=wait_ms)
 
+    # Projections
+
     def catch_up(self) -> int:
         """Applies every pending event to every build, in this thread; returns the count.
 
-        Swaps in rebuilds that catch up. Handler failures are retried and parked as the
-        projection's `on_error` says, without waiting for the backoff.
+        See `Projector.catch_up`.
         """
         projector = self._projector()
         self.install()
-        total = 0
-        while True:
-            projector.reconcile()
-            progressed = 0
-            for key, runner in list(projector.runners.items()):
-                for _ in range(runner.max_attempts + 1):
-                    try:
-                        total_before = total
-                        total += runner.run_until_caught_up()
-                        progressed += total - total_before
-                        break
-                    except HandlerFailed as failure:
-                        if runner.projection.on_error == "stop":
-                            self.checkpoints.mark(runner.name, runner.generation,
-                                                  state="failed", error=failure.detail)
-                            raise
-                if runner.serving:
-                    self.board.advance(runner.name, runner.position)
-                elif not projector._swap(key, runner):
-                    # The serving build (run by another process) moved on meanwhile: catch
-                    # up again, after a moment.
-                    progressed += 1
-                    time.sleep(0.01)
-            if not progressed:
-                return total
+        return projector.catch_up()
 
     @property
     def runners(self) -> list[ProjectionRunner]:
@@ -342,11 +293,10 @@ class Runtime:
 
     def pause_projector(self) -> None:
         """Stops applying events until `resume_projector` (lag builds up meanwhile)."""
-        self._projector().paused.set()
+        self._projector().pause()
 
     def resume_projector(self) -> None:
-        self._projector().paused.clear()
-        self.watch.advance(0, 0, 0.0)
+        self._projector().resume()
 
     def rebuild(self, name: str) -> Checkpoint:
         """Starts a blue/green rebuild; the serving build answers queries until the swap.
@@ -358,10 +308,7 @@ class Runtime:
         projection = self._projection(name)
         if self.projector is not None:
             return self.projector.rebuild(name)
-        return self.checkpoints.start_build(
-            name, projection.version,
-            lambda generation: [t.name for t in projection.physical_tables(generation)],
-        )
+        return self.checkpoints.start_build(name, projection.version, projection.table_names)
 
     def list_dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         """Unresolved dead letters, of one projection or all."""
@@ -370,7 +317,7 @@ class Runtime:
         try:
             with self.read_store.read() as connection:
                 return self.dead_letters.open(connection, name)
-        except _MISSING_TABLE:
+        except MISSING_TABLE_ERRORS:
             return []
 
     def retry_dead_letters(self, name: str) -> tuple[int, int]:
@@ -378,14 +325,7 @@ class Runtime:
         self._projection(name)
         projector = self._projector()
         self.install()
-        projector.reconcile()
-        applied = failed = 0
-        for runner in [r for r in projector.runners.values() if r.name == name]:
-            done, left = runner.retry_parked()
-            applied += done
-            failed += left
-        self.watch.advance(0, 0, 0.0)
-        return applied, failed
+        return projector.retry_parked(name)
 
     def _projection(self, name: str) -> Projection:
         try:
@@ -398,15 +338,17 @@ class Runtime:
             raise RoleNotServed("this process does not run the projector role")
         return self.projector
 
+    # Where things stand
+
     def head(self) -> int:
-        """The log's head, from the log (or the relayed stream) where this process reads it."""
+        """The log's head, from the log (or the feed) where this process reads it."""
         if self.source is not None:
             head = self.source.head()
         elif self.feed is not None:
             head = self.feed.last_position()
         else:
-            return self.watch.head
-        self.watch.seen(head)
+            return self.high_water.head
+        self.high_water.seen(head)
         return head
 
     def status(self) -> list[ProjectionStatus]:
@@ -416,46 +358,9 @@ class Runtime:
         """
         try:
             head = self.head() if self.source is not None or self.feed is not None else 0
-        except (StoreUnavailable, *_MISSING_TABLE):  # report what the read side knows
+        except (StoreUnavailable, *MISSING_TABLE_ERRORS):  # report what the read side knows
             head = 0
-        now = time.time()
-        try:
-            with self.read_store.read() as connection:
-                rows = self.checkpoints.all(connection)
-                dead = self.dead_letters.counts(connection)
-        except _MISSING_TABLE:
-            return []
-        result = []
-        for row in rows:
-            freshness = measure([row], self.watch, now)
-            row_head = max(freshness.head, head)
-            lag_events = max(0, row_head - row.position)
-            state = row.state
-            if state in ("live", "catching_up"):
-                state = "live" if lag_events == 0 else "catching_up"
-                # Stalled: behind, with neither a recent move nor a recent event to excuse it.
-                if (lag_events and now - row.updated_at > self.stall_after_s
-                        and freshness.lag_ms > self.stall_after_s * 1000):
-                    state = "stalled"
-            result.append(
-                ProjectionStatus(
-                    name=row.name, version=row.version, state=state, position=row.position,
-                    head=row_head, lag_events=lag_events, lag_ms=freshness.lag_ms,
-                    dead_letters=dead.get((row.name, row.generation), 0), active=row.active,
-                    generation=row.generation,
-                )
-            )
-        return result
-
-    def _listen(self, store: Store, channel: str, callback: Callable[[str], None]) -> None:
-        listener = PostgresListener(store.url, channel, callback)
-        listener.start()
-        self._listeners.append(listener)
-
-    def _notified_event(self, payload: str) -> None:
-        if payload.isdigit():
-            position = int(payload)
-            self.watch.advance(position, position, time.time())
+        return self.statuses.read(head)
 
     def _committed(self, events: list[RecordedEvent], recorded_at: float) -> None:
-        self.watch.advance(events[0].position, events[-1].position, recorded_at)
+        self.high_water.advance(events[0].position, events[-1].position, recorded_at)

@@ -17,9 +17,8 @@ from sqlalchemy.pool import StaticPool
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
 
 _BEGIN_MODE = "projectionist_begin"
-# Advisory lock keys: arbitrary constants, fixed so that every process agrees on them.
 SCHEMA_LOCK_KEY = 7_311_201_001
-APPEND_LOCK_KEY = 7_311_201_002
+"""The advisory lock of schema changes: an arbitrary constant that every process agrees on."""
 
 
 class Store:
@@ -111,6 +110,16 @@ def translate_errors(url: str) -> Iterator[None]:
                 f"the store {redact(url)} is unavailable: {first_line(error.orig)}"
             ) from error
         raise
+
+
+MISSING_TABLE_ERRORS = (sa.exc.ProgrammingError, OperationalError)
+"""What a read raises on a table that no process has created yet."""
+
+
+def missing_table(error: sa.exc.DBAPIError) -> bool:
+    """True for a read of a table that does not exist (or no longer does)."""
+    return (getattr(error.orig, "sqlstate", None) == "42P01"
+            or "no such table" in str(error.orig))
 
 
 def first_line(error: object) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from projectionist.bench.http import HttpSettings, run_http
+from projectionist_bench.http import HttpSettings, run_http
 from tests.conftest import PG_ADMIN_URL, require_postgres
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from projectionist.bench import OrdersSettings, run_orders
 from projectionist.cli import cli
+from projectionist_bench import OrdersSettings, run_orders
 from tests.conftest import PG_ADMIN_URL, require_postgres
 
 FIGURES = ("raw_tx_per_s", "write_cmds_per_s", "write8_cmds_per_s", "catchup_events_per_s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from projectionist.bench.workload import (
+from projectionist_bench.workload import (
     AddOrderNote,
     DeliverOrder,
     ExpectedReadModel,

@@ -14,8 +14,8 @@ from projectionist import (
     Refused,
     Runtime,
 )
-from shop import PlaceOrder, RegisterProduct, RestockProduct
-from shop.write_model import orders, stock
+from projectionist_examples.shop import PlaceOrder, RegisterProduct, RestockProduct
+from projectionist_examples.shop.write_model import orders, stock
 from tests.notes import AddNote, AddNotes, ClaimName, Notes
 
 

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import CommandResult, IdempotencyKeyReused, Principal, Refused, Runtime
-from shop import PlaceOrder, RegisterProduct, RestockProduct, create_app
-from shop.write_model import stock
+from projectionist_examples.shop import PlaceOrder, RegisterProduct, RestockProduct, create_app
+from projectionist_examples.shop.write_model import stock
 
 CLERK = Principal(subject="clerk", scopes=frozenset({"commands:*"}))
 OTHER_CLERK = Principal(subject="other", scopes=frozenset({"commands:*"}))

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from projectionist import Principal, Runtime
 from projectionist.commands.idempotency import idempotency_table
-from shop import RegisterProduct, RestockProduct, create_app
+from projectionist_examples.shop import RegisterProduct, RestockProduct, create_app
 
 CLERK = Principal(subject="clerk", scopes=frozenset({"commands:*"}))
 
@@ -75,7 +75,7 @@ def test_a_command_process_prunes_without_being_asked(store_urls: tuple[str, str
                         idempotency_key="old")
         age(runtime, "old", 7200)
         assert runtime.commands is not None
-        runtime.commands._next_prune = 0.0  # as when the prune interval has passed
+        runtime.commands.prune_interval_s = 0.0  # as when the prune interval has passed
         runtime.execute(RestockProduct(sku="a", quantity=1))
         deadline = time.monotonic() + 10
         while "old" in stored_keys(runtime) and time.monotonic() < deadline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from projectionist import Forbidden, Principal, Runtime
-from shop import ProductCatalog, RegisterProduct, RestockProduct, SalesReport
+from projectionist_examples.shop import ProductCatalog, RegisterProduct, RestockProduct, SalesReport
 from tests.notes import CountNotes, GuardedNote
 
 

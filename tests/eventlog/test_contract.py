@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import ConcurrencyError, Refused, Runtime, StoredEvent
-from projectionist.eventlog import EventLog, NewEvent, open_event_log
+from projectionist.backends import open_event_log
+from projectionist.eventlog import EventLog, NewEvent
 from projectionist.stores import Store
 from tests.notes import AddNote, AddNotes, Notes
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from projectionist import Runtime
+from projectionist.backends import open_feed
 from projectionist.errors import ConfigurationError, StoreUnavailable
 from projectionist.eventlog import NewEvent
-from projectionist.signals import LogWatch
-from projectionist.streams import Feed, Relay, open_feed
-from projectionist.streams.jetstream import GAP, POSITION, JetStream
+from projectionist.feeds import Feed, Relay
+from projectionist.feeds.jetstream import GAP, POSITION, JetStream
+from projectionist.wakeups import HighWater
 from tests.notes import AddNote, AddNotes, CountNotes, Notes
 
 UNREACHABLE_STORE = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
@@ -66,7 +67,7 @@ def test_the_feed_holds_each_position_once_in_order(
         feed = open_feed(events_url)
         try:
             feed.ensure()
-            relay = Relay(runtime.log, feed, LogWatch(), batch_size=2)
+            relay = Relay(runtime.log, feed, HighWater(), batch_size=2)
             assert relay.relay() == 6
             assert relay.relay() == 0  # nothing twice
             head = runtime.log.head()
@@ -93,7 +94,7 @@ def test_jetstream_fills_the_gaps_of_the_log_so_sequences_are_positions(
         jetstream = JetStream(nats_url)
         try:
             jetstream.ensure()
-            Relay(runtime.log, jetstream, LogWatch(), batch_size=2).relay()
+            Relay(runtime.log, jetstream, HighWater(), batch_size=2).relay()
             messages = stream_messages(jetstream)
             head = runtime.log.head()
             assert [sequence for sequence, _ in messages] == list(range(1, head + 1))
@@ -120,7 +121,7 @@ def test_relays_racing_each_other_never_publish_a_position_twice(
         feeds = [open_feed(events_url) for _ in range(3)]
         try:
             feeds[0].ensure()
-            relays = [Relay(log, feed, LogWatch(), batch_size=7) for feed in feeds]
+            relays = [Relay(log, feed, HighWater(), batch_size=7) for feed in feeds]
             published = [0] * len(relays)
 
             def run(index: int) -> None:
@@ -217,7 +218,7 @@ def relayed(store_urls: tuple[str, str], url: str) -> Iterator[tuple[Runtime, Fe
         assert runtime.log is not None
         feed = open_feed(url)
         try:
-            yield runtime, feed, Relay(runtime.log, feed, LogWatch())
+            yield runtime, feed, Relay(runtime.log, feed, HighWater())
         finally:
             feed.close()
 
@@ -422,12 +423,12 @@ def test_a_relay_refuses_a_feed_that_mirrors_another_log(
                 other.execute(AddNotes(stream="b", texts=texts))
                 assert other.log is not None
                 with pytest.raises(ConfigurationError, match="does not mirror this event log"):
-                    Relay(other.log, feed, LogWatch()).relay()
+                    Relay(other.log, feed, HighWater()).relay()
             finally:
                 other.stop()
         # The log it mirrors goes on as before.
         runtime.execute(AddNote(stream="a", text="4"))
-        assert Relay(runtime.log, feed, LogWatch()).relay() == 1  # type: ignore[arg-type]
+        assert Relay(runtime.log, feed, HighWater()).relay() == 1  # type: ignore[arg-type]
 
 
 def test_a_jetstream_pull_cut_short_loses_no_event(
@@ -435,7 +436,7 @@ def test_a_jetstream_pull_cut_short_loses_no_event(
 ) -> None:
     """The consumer takes no acks: what it sent to a pull that gave up counts as delivered.
     The reader notices and follows again from where it stands."""
-    import projectionist.streams.jetstream as jetstream_module
+    import projectionist.feeds.jetstream as jetstream_module
 
     with relayed(store_urls, nats_url) as (runtime, feed, relay):
         assert runtime.log is not None

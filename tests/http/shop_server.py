@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.helpers import ServeSubprocess, projectionist_executable, uid
 
 from projectionist import TokenAuthority
+from tests.helpers import ServeSubprocess, projectionist_executable, uid
 
 SECRET = "projectionist-http-tests-secret-0123456789abcdef"
 STAFF_SCOPES = ("commands:*", "queries:*")

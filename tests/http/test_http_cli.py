@@ -10,6 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 from shop_server import PROJECTIONS, Api, Server, run_cli, server_env, uid
+
 from tests.helpers import free_port
 
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")

@@ -19,7 +19,13 @@ import uvicorn
 
 from projectionist import Runtime, TokenAuthority
 from projectionist.http import create_http_app
-from shop import OrderLineIn, PayOrder, PlaceOrder, RegisterProduct, RestockProduct
+from projectionist_examples.shop import (
+    OrderLineIn,
+    PayOrder,
+    PlaceOrder,
+    RegisterProduct,
+    RestockProduct,
+)
 from tests.helpers import free_port, projectionist_command
 
 REPO = Path(__file__).resolve().parents[2]

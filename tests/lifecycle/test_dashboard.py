@@ -99,7 +99,7 @@ def test_the_dashboard_renders_every_projection_with_its_state_in_chromium(
     backend: str, store_urls: tuple[str, str], processes: Processes
 ) -> None:
     write, read = store_urls
-    stores = ("shop:app", "--store", write, "--read-store", read)
+    stores = ("shop", "--store", write, "--read-store", read)
     # Commands and queries only: with no projector running, lag builds up on purpose.
     server = processes.serve("front", *stores, "--roles", "command,query")
     for i in range(3):
@@ -154,7 +154,7 @@ def test_the_dashboard_needs_a_token_with_admin_or_queries_scope(
     store_urls: tuple[str, str], processes: Processes
 ) -> None:
     write, read = store_urls
-    server = processes.serve("front", "shop:app", "--store", write, "--read-store", read,
+    server = processes.serve("front", "shop", "--store", write, "--read-store", read,
                              "--roles", "query")
     anonymous = httpx.get(f"{server.url}/dashboard")
     assert anonymous.status_code == 401

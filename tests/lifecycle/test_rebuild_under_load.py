@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from projectionist import RebuildInProgress, Runtime
-from shop import CustomerDashboard, ProductCatalog, create_app
+from projectionist_examples.shop import CustomerDashboard, ProductCatalog, create_app
 from tests.helpers import wait_for
 from tests.lifecycle.support import (
     Hammer,
@@ -111,7 +111,7 @@ def test_rebuild_over_http_while_queries_and_commands_run(
     store_urls: tuple[str, str], processes: Processes
 ) -> None:
     write, read = store_urls
-    server = processes.serve("shop", "shop:app", "--store", write, "--read-store", read,
+    server = processes.serve("shop", "shop", "--store", write, "--read-store", read,
                              "--batch-size", "5")
     # The log: 60 products, stocked, and 60 orders, half of them paid.
     position = 0

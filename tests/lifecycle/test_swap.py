@@ -90,9 +90,7 @@ def test_a_build_swapped_in_behind_does_not_repeat_side_effects(
                        if r.name == "mailer_mail" and r.serving)
         serving.run_until_caught_up()
         assert mailer.sent == ["a", "b"]
-        new = projector.runners[("mailer_mail", build.generation)]
-        projector._swap_refused_at[("mailer_mail", build.generation)] = 0.0  # long ago
-        assert projector._swap(("mailer_mail", build.generation), new)
+        assert projector.swap("mailer_mail", build.generation, force=True)
         runtime.execute(AddNote(stream="s", text="c"))
         runtime.catch_up()
         assert mailer.sent == ["a", "b", "c"]

@@ -26,8 +26,8 @@ from projectionist import (
     ReadContext,
     UnitOfWork,
 )
-from shop import create_app
-from shop.messages import (
+from projectionist_examples.shop import create_app
+from projectionist_examples.shop.messages import (
     OrderCancelled,
     OrderPaid,
     OrderPlaced,

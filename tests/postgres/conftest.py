@@ -127,7 +127,7 @@ class Servers:
         self.started: list[Server] = []
 
     def start(self, name: str, *, roles: str, store: str, read_store: str,
-              app: str = "shop:app", extra: Sequence[str] = (), wait: bool = True) -> Server:
+              app: str = "shop", extra: Sequence[str] = (), wait: bool = True) -> Server:
         args = [app, "--roles", roles, "--store", store, "--read-store", read_store, *extra]
         server = Server(name, args, self.workdir)
         self.started.append(server)

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from projectionist import Refused, Runtime, StoreUnavailable
-from shop import (
+from projectionist_examples.shop import (
     CancelOrder,
     OrderLineIn,
     PayOrder,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from projectionist import EventMetadata, Runtime
-from projectionist.eventlog import EventLog, NewEvent, open_event_log
+from projectionist.backends import open_event_log
+from projectionist.eventlog import EventLog, NewEvent
 from projectionist.messages import encode_event
 from projectionist.stores import Store
 from tests.helpers import wait_for

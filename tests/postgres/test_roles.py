@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import Runtime
-from shop import RegisterProduct, create_app
+from projectionist_examples.shop import RegisterProduct, create_app
 from tests.conftest import PostgresDatabases
 from tests.postgres.conftest import Admin, Server, Servers, database_name
 from tests.postgres.shopcheck import Ask, assert_read_models_match

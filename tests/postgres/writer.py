@@ -7,7 +7,7 @@ import json
 import sys
 
 from projectionist import Runtime
-from shop import create_app
+from projectionist_examples.shop import create_app
 from tests.postgres.shopcheck import run_workload
 
 

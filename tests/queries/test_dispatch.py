@@ -14,7 +14,7 @@ from projectionist import (
     ReadContext,
     Runtime,
 )
-from shop import ListOrders, SalesReport
+from projectionist_examples.shop import ListOrders, SalesReport
 from tests.notes import CountNotes, Notes
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from projectionist import Freshness, Runtime
-from shop import ProductCatalog, RegisterProduct, RestockProduct
+from projectionist_examples.shop import ProductCatalog, RegisterProduct, RestockProduct
 from tests.notes import AddNote, CountBoth, CountNotes, FindNotes, Notes
 
 
@@ -95,7 +95,7 @@ def test_answer_serializes_data_and_freshness(shop_runtime: Runtime) -> None:
 @pytest.fixture
 def query_only(shop_runtime: Runtime, store_urls: tuple[str, str]) -> Iterator[Runtime]:
     """A second process on the same read store that runs only the query role."""
-    from shop import create_app
+    from projectionist_examples.shop import create_app
 
     runtime = Runtime(create_app(), store=store_urls[0], read_store=store_urls[1],
                       roles="query")

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from projectionist import InvalidMessage, NotFresh, Runtime
-from shop import ProductCatalog, RegisterProduct, RestockProduct
+from projectionist_examples.shop import ProductCatalog, RegisterProduct, RestockProduct
 
 
 def register(runtime: Runtime, sku: str = "a") -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from projectionist import EventMetadata, Forbidden, Refused, Runtime, TokenAuthority
 from projectionist.messages import Command
-from shop import (
+from projectionist_examples.shop import (
     CancelOrder,
     PayOrder,
     PlaceOrder,

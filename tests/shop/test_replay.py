@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from projectionist import Command, NotFound, Refused, Runtime
-from shop import (
+from projectionist_examples.shop import (
     CancelOrder,
     CustomerDashboard,
     GetOrder,
@@ -26,7 +26,7 @@ from shop import (
     ShipOrder,
     create_app,
 )
-from shop.write_model import order_lines, orders, stock
+from projectionist_examples.shop.write_model import order_lines, orders, stock
 from tests.helpers import read_model_rows
 
 SKUS = ["a", "b", "c"]

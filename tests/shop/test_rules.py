@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import Command, Forbidden, NotFound, Principal, Refused, Runtime
-from shop import (
+from projectionist_examples.shop import (
     CancelOrder,
     CustomerDashboard,
     GetOrder,
@@ -22,7 +22,7 @@ from shop import (
     SalesReport,
     ShipOrder,
 )
-from shop.write_model import stock
+from projectionist_examples.shop.write_model import stock
 
 STAFF = Principal(subject="staff", scopes=frozenset({"queries:*"}))
 C1 = Principal(subject="c1", scopes=frozenset({"customer", "queries:*"}))

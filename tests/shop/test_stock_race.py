@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import Refused, Runtime
-from shop import (
+from projectionist_examples.shop import (
     CancelOrder,
     PayOrder,
     PlaceOrder,
@@ -20,7 +20,7 @@ from shop import (
     RestockProduct,
     create_app,
 )
-from shop.write_model import order_lines, orders, stock
+from projectionist_examples.shop.write_model import order_lines, orders, stock
 
 PROCESSES = 4
 THREADS = 16

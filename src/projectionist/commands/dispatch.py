@@ -10,15 +10,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
+from .. import edge
 from ..app import App
 from ..auth import Principal
 from ..errors import (
     ConcurrencyError,
-    Forbidden,
     InvalidMessage,
     ProjectionistError,
     Refused,
@@ -32,11 +31,10 @@ from . import idempotency
 from .group_commit import GroupCommit, Ticket
 from .unit_of_work import RecordedEvent, UnitOfWork
 
-audit = logging.getLogger("projectionist.audit")
 log = logging.getLogger("projectionist.commands")
 
 PRUNE_INTERVAL_S = 60.0
-"""How often a command process deletes expired idempotency answers."""
+"""How often a command process deletes expired idempotency answers, by default."""
 
 _LOCK_CONFLICT_ATTEMPTS = 3
 
@@ -84,7 +82,8 @@ class CommandBus:
     ) -> None:
         self.metrics = metrics or Metrics()
         self.idempotency_ttl_s = idempotency_ttl_s
-        self._next_prune = 0.0
+        self.prune_interval_s = PRUNE_INTERVAL_S
+        self._pruned_at: float | None = None
         self._pruning = threading.Lock()
         self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
             self._run_batch, max_batch=max_batch, fits=_fits)
@@ -95,30 +94,7 @@ class CommandBus:
 
     def parse(self, type_name: str, body: Mapping[str, Any] | bytes | str) -> Command:
         """Validates a command body against its type's schema."""
-        command_type = self.app.command_registration(type_name).command_type
-        try:
-            if isinstance(body, bytes | str):
-                # JSON has its own types: "5" and true are not integers.
-                return command_type.model_validate_json(body, strict=True)
-            return command_type.model_validate(body)
-        except ValidationError as error:
-            raise InvalidMessage(describe_validation(error), error.errors(include_url=False)
-                                 ) from None
-
-    def authorize(self, command: Command, principal: Principal) -> Command:
-        """The command as the principal may send it; Forbidden otherwise."""
-        registration = self.app.command_registration(command.type_name)
-        if not principal.may_command(command.type_name):
-            raise Forbidden(
-                f"the token lacks the scope commands:{command.type_name} (or commands:*)"
-            )
-        if registration.policy is not None:
-            verdict = registration.policy(principal, command)
-            if verdict is False:
-                raise Forbidden(f"the policy of {command.type_name} refuses this subject")
-            if isinstance(verdict, Command):
-                return verdict
-        return command
+        return edge.validate(self.app.command_registration(type_name).command_type, body)
 
     def execute(
         self,
@@ -134,24 +110,21 @@ class CommandBus:
 
     def _execute(self, command: Command, principal: Principal, idempotency_key: str | None,
                  correlation_id: str | None) -> CommandResult:
-        try:
-            command = self.authorize(command, principal)
-        except Forbidden as refusal:
-            audit_refusal(principal, command.type_name, refusal)
-            raise
+        registration = self.app.command_registration(command.type_name)
+        command = edge.authorize(principal, edge.Kind.COMMAND, command, registration.policy)
         key = digest = None
         if idempotency_key is not None:
             key = idempotency.scoped_key(principal.subject, idempotency_key)
             digest = idempotency.request_hash(command)
         request = _Request(
             command=command, principal=principal,
-            handler=self.app.command_registration(command.type_name).handler,
+            handler=registration.handler,
             key=key, digest=digest, correlation_id=correlation_id,
         )
         try:
             return self._group.submit(request)
         except Refused as refusal:
-            audit_refusal(principal, command.type_name, refusal)
+            edge.audit_refusal(principal, edge.Kind.COMMAND, command.type_name, refusal)
             raise
 
     def _run_batch(self, tickets: Sequence[Ticket[_Request, CommandResult]]) -> None:
@@ -276,9 +249,10 @@ class CommandBus:
         """Prunes expired keys at most once a minute, in a thread of its own, so no command
         waits for it."""
         now = time.monotonic()
-        if not self.idempotency_ttl_s or now < self._next_prune:
+        if not self.idempotency_ttl_s or (
+                self._pruned_at is not None and now - self._pruned_at < self.prune_interval_s):
             return
-        self._next_prune = now + PRUNE_INTERVAL_S
+        self._pruned_at = now
         if not self._pruning.acquire(blocking=False):
             return
 
@@ -340,27 +314,3 @@ def _fits(batch: Sequence[Ticket[_Request, CommandResult]],
     # One idempotency key at most once per batch: the second must see the first's answer.
     key = ticket.item.key
     return key is None or all(other.item.key != key for other in batch)
-
-
-def audit_refusal(principal: Principal, type_name: str, error: ProjectionistError) -> None:
-    """Logs a refused command on `projectionist.audit`: subject, type and reason, no token."""
-    # Business refusals are routine; authorization refusals deserve attention.
-    level = logging.WARNING if isinstance(error, Forbidden) else logging.INFO
-    audit.log(level, "command refused: subject=%s command=%s reason=%s",
-              principal.subject, type_name, error.detail)
-
-
-
-def describe_validation(error: ValidationError) -> str:
-    """One sentence per problem: what was expected, and where (`$.lines[2].quantity`)."""
-    parts = []
-    for item in error.errors(include_url=False)[:10]:
-        location = "$" + "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
-        )
-        parts.append(f"{item['msg']} - at `{location}`")
-    more = len(error.errors()) - 10
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
-

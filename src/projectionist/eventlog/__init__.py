@@ -1,5 +1,5 @@
 """The event log: append-only, a global position per event, a version per stream."""
 
-from .base import EventLog, EventSource, NewEvent, open_event_log
+from .base import EventLog, EventSource, NewEvent
 
-__all__ = ["EventLog", "EventSource", "NewEvent", "open_event_log"]
+__all__ = ["EventLog", "EventSource", "NewEvent"]

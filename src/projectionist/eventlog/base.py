@@ -10,9 +10,9 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..errors import ConfigurationError
 from ..messages import StoredEvent
 from ..stores import Store
+from ..wakeups import HighWater, WakeupSource
 from .schema import COLUMNS
 
 _READ_STREAM = sa.text(
@@ -84,18 +84,6 @@ class EventLog(ABC):
     def head(self) -> int:
         """The highest position a reader may see now; 0 for an empty log."""
 
-    def notify(self, connection: Connection, position: int) -> None:  # noqa: B027
-        """Tells other processes, at commit, that the log reached `position` (optional)."""
-
-
-def open_event_log(store: Store) -> EventLog:
-    """The event log backend for the store's database."""
-    if store.is_sqlite:
-        from .sqlite import SQLiteEventLog
-
-        return SQLiteEventLog(store)
-    if store.dialect == "postgresql":
-        from .postgres import PostgresEventLog
-
-        return PostgresEventLog(store)
-    raise ConfigurationError(f"no event log backend for {store.dialect!r}")
+    def wakeups(self, high_water: HighWater) -> WakeupSource | None:
+        """What tells this process of appends made by other processes; None: poll only."""
+        return None

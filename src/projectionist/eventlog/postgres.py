@@ -23,6 +23,7 @@ sends the NOTIFY that wakes projectors at commit. An append is one round trip.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -31,11 +32,15 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConcurrencyError
 from ..messages import StoredEvent
-from ..stores import APPEND_LOCK_KEY
+from ..wakeups import HighWater
+from ..wakeups.postgres import Listener
 from .base import EventLog, NewEvent
 from .schema import COLUMNS, events_table, metadata
 
 CHANNEL = "projectionist_events"
+"""The NOTIFY channel of appends; its payload is the last position appended."""
+APPEND_LOCK_KEY = 7_311_201_002
+"""The advisory lock of appends: an arbitrary constant that every process agrees on."""
 
 _TRIGGERS = (
     f"""CREATE OR REPLACE FUNCTION projectionist_events_lock() RETURNS trigger
@@ -109,6 +114,16 @@ class PostgresEventLog(EventLog):
             # another command has taken `version`, so the stream is at least there.
             raise ConcurrencyError(stream, version - 1, version) from error
         return [int(p) for p in result.scalars()]
+
+    def wakeups(self, high_water: HighWater) -> Listener:
+        """Advances `high_water` at each append that commits, in any process."""
+
+        def appended(payload: str) -> None:
+            if payload.isdigit():
+                position = int(payload)
+                high_water.advance(position, position, time.time())
+
+        return Listener(self.store.url, CHANNEL, appended)
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         with self.store.read() as connection:

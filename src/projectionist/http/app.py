@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from .. import edge
 from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
-from ..commands.dispatch import audit_refusal
-from ..errors import Forbidden, InvalidMessage, NotRegistered
+from ..errors import InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
 from .operations import LagHistory, operation_routes
@@ -24,8 +24,8 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 200
 # Visible ASCII, spaces only inside: HTTP trims the ends of a header value.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 MAX_POSITION = 10**18 - 1
-_RESERVED_PARAMS = ("min_position", "wait_ms")
 
 
 def create_http_app(
@@ -128,10 +128,7 @@ def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_byt
     def route(name: str) -> Any:
         async def handle(request: Request) -> JSONResponse:
             who = principal(request)
-            if not who.may_command(name):
-                refusal = Forbidden(f"the token lacks the scope commands:{name} (or commands:*)")
-                audit_refusal(who, name, refusal)
-                raise refusal
+            edge.check_scope(who, edge.Kind.COMMAND, name)
             key = _idempotency_key(request)
             command = bus.parse(name, await _read_body(request, max_body_bytes))
             result = await run_in_threadpool(bus.execute, command, who, idempotency_key=key)
@@ -180,8 +177,7 @@ def _query_routes(api: FastAPI, runtime: Runtime, principal: Any,
     def route(name: str) -> Any:
         async def handle(request: Request) -> JSONResponse:
             who = principal(request)
-            if not who.may_query(name):
-                raise Forbidden(f"the token lacks the scope queries:{name} (or queries:*)")
+            edge.check_scope(who, edge.Kind.QUERY, name)
             params: dict[str, str] = {}
             for key, value in request.query_params.multi_items():
                 if key in params:
@@ -231,9 +227,10 @@ def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+    if len(key) > MAX_IDEMPOTENCY_KEY or not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidMessage(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            " (spaces only inside)"
         )
     return key
 

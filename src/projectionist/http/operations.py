@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from .. import edge
 from ..auth import Principal
-from ..errors import Forbidden
+from ..readstore.checkpoints import State
 from ..runtime import Runtime
 from .dashboard import DASHBOARD_HTML
 
@@ -36,6 +37,11 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "schema": {"$ref": "#/components/schemas/Error"}}}}
         for status in statuses
     }
+
+
+def _route(request: Request) -> str:
+    """The route's template (never the raw path, which the client chose) for audit lines."""
+    return str(getattr(request.scope.get("route"), "path", "operations"))
 
 
 class LagHistory:
@@ -82,14 +88,12 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
 
     def watcher(request: Request) -> Principal:
         who = principal(request)
-        if not (who.is_admin or who.has("queries:*")):
-            raise Forbidden("this needs the scope admin or queries:*")
+        edge.require(who, "admin", "queries:*", operation=_route(request))
         return who
 
     def admin(request: Request) -> Principal:
         who = principal(request)
-        if not who.is_admin:
-            raise Forbidden("this needs the scope admin")
+        edge.require(who, "admin", operation=_route(request))
         return who
 
     @api.get("/healthz", tags=["operations"])
@@ -114,8 +118,7 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
             body["generation"] = row.generation
             body["active"] = row.active
             if not row.active:
-                body["state"] = "rebuilding"
-                body["progress"] = round(row.position / row.head, 4) if row.head else 0.0
+                body["progress"] = row.progress
             listed.append(body)
         return listed
 
@@ -133,7 +136,7 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
         build = await run_in_threadpool(runtime.rebuild, name)
         return JSONResponse(
             {"name": build.name, "version": build.version, "generation": build.generation,
-             "state": "rebuilding"},
+             "state": State.REBUILDING.value},
             status_code=202,
         )
 

@@ -1,15 +1,7 @@
-"""Projections: definitions, the runner, checkpoints and document views."""
+"""Projections: definitions, the runner of one build, the projector of them all, and status."""
 
-from .context import ApplyContext, ViewContext
-from .definition import DocumentCollection, Projection, ViewTable
-from .documents import Documents, Page
+from .context import ApplyContext
+from .definition import Projection
+from .status import ProjectionStatus, State
 
-__all__ = [
-    "ApplyContext",
-    "DocumentCollection",
-    "Documents",
-    "Page",
-    "Projection",
-    "ViewContext",
-    "ViewTable",
-]
+__all__ = ["ApplyContext", "Projection", "ProjectionStatus", "State"]

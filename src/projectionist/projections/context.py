@@ -1,56 +1,17 @@
-"""What projection handlers and query handlers see: read-model tables of the right version."""
+"""What a projection handler sees: its build's tables, the event applied, and whether it is live."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, overload
+from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..errors import ConfigurationError
 from ..messages import EventMetadata, StoredEvent
-from .definition import DocumentCollection, ViewTable
-from .documents import DocumentCache, Documents
-from .rows import Number, RowWrites
-
-
-class ViewContext:
-    """Resolves declared tables and collections to the version this context works on."""
-
-    def __init__(self, connection: Connection, generations: Mapping[str, int],
-                 caches: Mapping[str, DocumentCache] | None = None) -> None:
-        self.connection = connection
-        self._generations = generations
-        self._caches = caches or {}
-        self._documents: dict[int, Documents] = {}
-
-    @overload
-    def __getitem__(self, handle: ViewTable) -> sa.Table: ...
-
-    @overload
-    def __getitem__(self, handle: DocumentCollection) -> Documents: ...
-
-    def __getitem__(self, handle: ViewTable | DocumentCollection) -> sa.Table | Documents:
-        generation = self._generations.get(handle.projection.name)
-        if generation is None:
-            raise ConfigurationError(
-                f"{handle!r} belongs to projection {handle.projection.name!r}, which this"
-                f" handler does not read; list it in reads="
-            )
-        if isinstance(handle, ViewTable):
-            return handle.physical(generation)
-        documents = self._documents.get(id(handle))
-        if documents is None:
-            documents = Documents(self.connection, handle, handle.physical(generation),
-                                  self._caches.get(handle.name))
-            self._documents[id(handle)] = documents
-        return documents
-
-    def flush(self) -> None:
-        """Writes what the document caches hold."""
-        for documents in self._documents.values():
-            documents.flush()
+from ..readstore.context import ViewContext
+from ..readstore.documents import DocumentCache
+from ..readstore.rows import Number, RowWrites
+from ..readstore.tables import ViewTable
 
 
 class ApplyContext(ViewContext):

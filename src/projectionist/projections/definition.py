@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 
 from ..errors import ConfigurationError
 from ..messages import Event
+from ..readstore.tables import DocumentCollection, ViewTable
 
 if TYPE_CHECKING:
     from .context import ApplyContext
@@ -21,90 +21,6 @@ ON_ERROR = ("park-stream", "park", "stop")
 """What a runner does with an event whose handler keeps failing: park it and hold back the
 rest of its stream (the default), park only it, or stop the projection."""
 Handler = Callable[[Any, "ApplyContext"], None]
-
-INDEX_TYPES: Mapping[type, type[sa.types.TypeEngine[Any]]] = {
-    str: sa.String,
-    int: sa.BigInteger,
-    float: sa.Float,
-    bool: sa.Boolean,
-}
-
-
-def physical_name(name: str, generation: int) -> str:
-    """The table name of one generation (one build) of a read-model table."""
-    return f"{name}_g{generation}"
-
-
-class _Stored(ABC):
-    """Storage a projection declares once and creates again for each build (generation)."""
-
-    def __init__(self, projection: Projection, name: str) -> None:
-        self.projection = projection
-        self.name = name
-        self._tables: dict[int, sa.Table] = {}
-
-    def physical(self, generation: int) -> sa.Table:
-        """The SQLAlchemy table of one generation."""
-        table = self._tables.get(generation)
-        if table is None:
-            table = self._table(physical_name(self.name, generation))
-            self._tables[generation] = table
-        return table
-
-    @abstractmethod
-    def _table(self, name: str) -> sa.Table:
-        """A new SQLAlchemy table of this storage, named `name`."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.projection.name}.{self.name})"
-
-
-class ViewTable(_Stored):
-    """A SQL table of a projection, declared once and created per build."""
-
-    def __init__(self, projection: Projection, name: str, columns: tuple[sa.Column[Any], ...],
-                 indexes: tuple[tuple[str, ...], ...]) -> None:
-        super().__init__(projection, name)
-        self._columns = columns
-        self._indexes = indexes
-
-    def _table(self, name: str) -> sa.Table:
-        table = sa.Table(name, sa.MetaData(), *(column._copy() for column in self._columns))
-        for columns in self._indexes:
-            sa.Index(f"ix_{name}_{'_'.join(columns)}", *(table.c[c] for c in columns))
-        return table
-
-
-class DocumentCollection(_Stored):
-    """A key → JSON document view with declared, indexed fields; needs no SQL from its user."""
-
-    def __init__(self, projection: Projection, name: str, indexes: Mapping[str, type]) -> None:
-        for field, python_type in indexes.items():
-            if python_type not in INDEX_TYPES:
-                raise ConfigurationError(
-                    f"index {field!r} of documents {name!r} has type {python_type.__name__};"
-                    f" use one of {', '.join(t.__name__ for t in INDEX_TYPES)}"
-                )
-            if not field.isidentifier():
-                raise ConfigurationError(f"index name {field!r} must be an identifier")
-        super().__init__(projection, name)
-        self.indexes = dict(indexes)
-
-    def _table(self, name: str) -> sa.Table:
-        table = sa.Table(
-            name,
-            sa.MetaData(),
-            sa.Column("key", sa.String, primary_key=True),
-            sa.Column("doc", sa.Text, nullable=False),
-            *(
-                sa.Column(f"ix_{field}", INDEX_TYPES[python_type], nullable=True)
-                for field, python_type in self.indexes.items()
-            ),
-        )
-        for field in self.indexes:
-            sa.Index(f"ix_{name}_{field}", table.c[f"ix_{field}"], table.c.key)
-        return table
-
 
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
@@ -165,7 +81,7 @@ class Projection:
               indexes: tuple[tuple[str, ...], ...] = ()) -> ViewTable:
         """Declares a SQL table of this projection; handlers write it with SQLAlchemy."""
         self._check_free(name)
-        table = ViewTable(self, name, columns, indexes)
+        table = ViewTable(self.name, name, columns, indexes)
         self.tables[name] = table
         return table
 
@@ -173,7 +89,7 @@ class Projection:
                   ) -> DocumentCollection:
         """Declares a document collection of this projection, queryable by its indexes."""
         self._check_free(name)
-        collection = DocumentCollection(self, name, indexes or {})
+        collection = DocumentCollection(self.name, name, indexes or {})
         self.collections[name] = collection
         return collection
 
@@ -182,6 +98,10 @@ class Projection:
         return [t.physical(generation) for t in self.tables.values()] + [
             c.physical(generation) for c in self.collections.values()
         ]
+
+    def table_names(self, generation: int) -> list[str]:
+        """The names of every table of one generation of this projection."""
+        return [table.name for table in self.physical_tables(generation)]
 
     @property
     def event_types(self) -> list[type[Event]]:

@@ -13,11 +13,11 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from ..errors import HandlerFailed, StoreUnavailable
-from ..signals import LogWatch, ProgressBoard, Worker
-from .checkpoints import Checkpoint, Checkpoints
+from ..errors import HandlerFailed, NotRegistered, StoreUnavailable
+from ..readstore.checkpoints import BuildGone, Checkpoint, Checkpoints, State
+from ..readstore.leases import Leases
+from ..wakeups import HighWater, ProgressBoard, Worker
 from .definition import Projection
-from .leases import Leases
 from .runner import CheckpointMoved, ProjectionRunner
 
 log = logging.getLogger("projectionist.projections")
@@ -37,7 +37,7 @@ class Projector:
         *,
         make_runner: RunnerFactory,
         checkpoints: Checkpoints,
-        watch: LogWatch,
+        high_water: HighWater,
         board: ProgressBoard,
         leases: Leases | None = None,
         poll_interval_s: float = 0.5,
@@ -48,7 +48,7 @@ class Projector:
         self.projections = {p.name: p for p in projections}
         self.make_runner = make_runner
         self.checkpoints = checkpoints
-        self.watch = watch
+        self.high_water = high_water
         self.board = board
         self.leases = leases
         self.poll_interval_s = poll_interval_s
@@ -57,7 +57,7 @@ class Projector:
         self.lease_retry_s = lease_retry_s
         self.runners: dict[tuple[str, int], ProjectionRunner] = {}
         self.paused = threading.Event()
-        self._worker = Worker("projectionist-projector", self._loop, watch)
+        self._worker = Worker("projectionist-projector", self._loop, high_water)
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._next_lease_try: dict[str, float] = {}
@@ -83,7 +83,7 @@ class Projector:
             active = next((row for row in builds if row.active), None)
             if active is None:
                 active = self.checkpoints.serving(
-                    projection.name, projection.version, _tables_of(projection)(1))
+                    projection.name, projection.version, projection.table_names(1))
             if active.version == projection.version:
                 wanted[(projection.name, active.generation)] = (projection, active)
             elif active.version > projection.version:
@@ -98,7 +98,7 @@ class Projector:
                 log.info("%s changed from version %d to %d: rebuilding it beside the old one",
                          projection.name, active.version, projection.version)
                 current = [self.checkpoints.start_build(
-                    projection.name, projection.version, _tables_of(projection))]
+                    projection.name, projection.version, projection.table_names)]
             replacing = active.version < projection.version
             for row in current:
                 wanted[(projection.name, row.generation)] = (projection, row)
@@ -120,11 +120,110 @@ class Projector:
 
     def rebuild(self, name: str) -> Checkpoint:
         """Starts a blue/green rebuild of a projection; RebuildInProgress if one runs."""
-        projection = self.projections[name]
-        build = self.checkpoints.start_build(name, projection.version, _tables_of(projection))
+        projection = self.projection(name)
+        build = self.checkpoints.start_build(name, projection.version, projection.table_names)
         self.reconcile()
-        self.watch.advance(0, 0, 0.0)  # wake the loop
+        self.high_water.wake()
         return build
+
+    def projection(self, name: str) -> Projection:
+        """The projection of this name; NotRegistered if there is none."""
+        try:
+            return self.projections[name]
+        except KeyError:
+            raise NotRegistered(f"there is no projection named {name!r}") from None
+
+    def pause(self) -> None:
+        """Stops applying events until `resume` (lag builds up meanwhile)."""
+        self.paused.set()
+
+    def resume(self) -> None:
+        self.paused.clear()
+        self.high_water.wake()
+
+    def catch_up(self) -> int:
+        """Runs every build in this thread until none has more to apply; returns the count.
+
+        Swaps in the builds that catch up. Handler failures are retried and parked as the
+        projection's `on_error` says, without waiting for the backoff; with `on_error="stop"`
+        the failure is recorded and raised.
+        """
+        total = 0
+        while True:
+            self.reconcile()
+            progressed = 0
+            for key, runner in list(self.runners.items()):
+                for _ in range(runner.max_attempts + 1):
+                    try:
+                        applied = runner.run_until_caught_up()
+                        total += applied
+                        progressed += applied
+                        break
+                    except HandlerFailed as failure:
+                        if runner.projection.on_error == "stop":
+                            self.checkpoints.mark(runner.name, runner.generation,
+                                                  state=State.FAILED, error=failure.detail)
+                            raise
+                if runner.serving:
+                    self.board.advance(runner.name, runner.position)
+                elif not self._swap(key, runner):
+                    # The serving build (run by another process) moved on meanwhile: catch
+                    # up again, after a moment.
+                    progressed += 1
+                    time.sleep(0.01)
+            if not progressed:
+                return total
+
+    def run_until_serving(self, name: str, generation: int, *,
+                          progress: Callable[[Checkpoint], None] | None = None,
+                          timeout_s: float | None = None) -> Checkpoint | None:
+        """Runs one build in this thread until it serves; the build as it was swapped in.
+
+        Each round applies a batch of the build and one of the serving build (the swap waits
+        for it when no other process runs it), then reads the build's checkpoint: done when it
+        serves, or None when it is gone (another process dropped it). `progress` sees the
+        checkpoint after each round. TimeoutError past `timeout_s`.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            serving = self.serving_runner(name)
+            if serving is not None and serving.generation != generation:
+                self.step_build(name, serving.generation)
+            read = self.step_build(name, generation)
+            with self.checkpoints.store.read() as connection:
+                build = self.checkpoints.load(connection, name, generation)
+            if build is None or build.active:
+                return build
+            if progress is not None:
+                progress(build)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"build {generation} of {name} stood at position"
+                                   f" {build.position} after {timeout_s:g} s")
+            if read == 0:
+                time.sleep(0.05)
+
+    def retry_parked(self, name: str) -> tuple[int, int]:
+        """Applies a projection's parked events again, in order; (applied, still parked)."""
+        self.projection(name)
+        self.reconcile()
+        applied = failed = 0
+        for runner in [r for r in self.runners.values() if r.name == name]:
+            done, left = runner.retry_parked()
+            applied += done
+            failed += left
+        self.high_water.wake()
+        return applied, failed
+
+    def swap(self, name: str, generation: int, *, force: bool = False) -> bool:
+        """Swaps a caught-up build of this process in; with `force`, even while the serving
+        build is ahead of it. False when refused or when this process does not run it."""
+        key = (name, generation)
+        runner = self.runners.get(key)
+        if runner is None:
+            return False
+        if force:
+            self._swap_refused_at[key] = -SWAP_PATIENCE_S
+        return self._swap(key, runner)
 
     # Leases
 
@@ -230,7 +329,7 @@ class Projector:
                 log.warning("could not swap in build %d of %s yet: %s", runner.generation,
                             runner.name, error)
         if result.head:
-            self.watch.seen(result.head)
+            self.high_water.seen(result.head)
         return result.applied
 
     def _serving_caught_up(self, runner: ProjectionRunner) -> bool:
@@ -256,15 +355,26 @@ class Projector:
         return next((r for r in self.runners.values() if r.name == name and r.serving), None)
 
     def _swap(self, key: tuple[str, int], runner: ProjectionRunner) -> bool:
-        """Swaps a caught-up build in; False while the serving build is still ahead of it.
+        """Swaps a caught-up build in; False while the serving build is still ahead of it, True
+        once it serves (or is gone, swapped out or dropped by another process).
 
         After SWAP_PATIENCE_S of refusals (a serving build that keeps moving ahead under
         load), it swaps anyway: answers then state the older position they stand at.
         """
         now = time.monotonic()
         waiting_since = self._swap_refused_at.setdefault(key, now)
-        old = self.checkpoints.swap(runner.name, runner.generation,
-                                    behind_ok=now - waiting_since > SWAP_PATIENCE_S)
+        try:
+            old = self.checkpoints.swap(runner.name, runner.generation,
+                                        behind_ok=now - waiting_since > SWAP_PATIENCE_S)
+        except BuildGone:
+            # Another process swapped it out or dropped it: this process stops running it.
+            log.info("%s: build %d is gone; this process stops running it", runner.name,
+                     runner.generation)
+            self.runners.pop(key, None)
+            self._swap_refused_at.pop(key, None)
+            if self.leases is not None:
+                self.leases.release(runner.lease_name)
+            return True
         if old is None:
             return False
         self._swap_refused_at.pop(key, None)
@@ -293,25 +403,18 @@ class Projector:
                    and error.attempts >= runner.max_attempts)
         if stopped or not isinstance(error, HandlerFailed):
             try:
-                self.checkpoints.mark(runner.name, runner.generation, state="failed",
+                self.checkpoints.mark(runner.name, runner.generation, state=State.FAILED,
                                       error="".join(traceback.format_exception_only(error)))
             except Exception:  # the read store itself is down
                 log.debug("could not record the failure of %s", runner.name, exc_info=True)
 
     def _loop(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
-            generation = self.watch.generation
+            generation = self.high_water.generation
             try:
                 read = self.step()
             except Exception:  # never let the thread die: log, wait, go on
                 log.exception("the projector loop failed; retrying")
                 read = 0
             if read == 0 and not stopping.is_set():
-                self.watch.wait(generation, self.poll_interval_s)
-
-
-def _tables_of(projection: Projection) -> Callable[[int], list[str]]:
-    def tables(generation: int) -> list[str]:
-        return [table.name for table in projection.physical_tables(generation)]
-
-    return tables
+                self.high_water.wait(generation, self.poll_interval_s)

@@ -14,15 +14,12 @@ from ..errors import HandlerFailed, StoreUnavailable
 from ..eventlog import EventSource
 from ..messages import Registry, StoredEvent
 from ..metrics import Metrics
+from ..readstore.checkpoints import Checkpoint, Checkpoints, State
+from ..readstore.dead_letters import DeadLetters
+from ..readstore.documents import DocumentCache
 from ..stores import Store
-from .checkpoints import Checkpoint, Checkpoints
 from .context import ApplyContext
-from .dead_letters import DeadLetters
 from .definition import Projection
-from .documents import DocumentCache
-
-CHECKPOINT_CHANNEL = "projectionist_checkpoints"
-_NOTIFY = sa.text(f"SELECT pg_notify('{CHECKPOINT_CHANNEL}', :payload)")
 
 
 class CheckpointMoved(Exception):
@@ -68,7 +65,7 @@ class ProjectionRunner:
         # A build that replaces an older version's (which no process advances any more) must
         # run live-only side effects for new events itself, or nobody would.
         self.live_while_building = False
-        # Live-only effects run for events after this position only (see Projector._swap).
+        # Live-only effects run for events after this position only (see Projector.swap).
         self.live_after = 0
         self.log = log
         self.read_store = read_store
@@ -224,17 +221,15 @@ class ProjectionRunner:
 
     def _advance(self, connection: sa.Connection, expected: int, position: int, head: int,
                  next_at: float | None) -> None:
-        state = "rebuilding"
+        state = State.REBUILDING
         if self.serving:
-            state = "live" if next_at is None else "catching_up"
+            state = State.LIVE if next_at is None else State.CATCHING_UP
         moved = self.checkpoints.advance(
             connection, self.name, self.generation, expected=expected, position=position,
             head=head, next_at=next_at, state=state, epoch=self._epoch,
         )
         if not moved:
             raise CheckpointMoved(f"the checkpoint of {self.name} g{self.generation} moved")
-        if not self.read_store.is_sqlite:
-            connection.execute(_NOTIFY, {"payload": f"{self.name}:{position}"})
 
     def _failed(self, record: StoredEvent, error: Exception, *, head: int,
                 next_at: float | None) -> BatchResult:

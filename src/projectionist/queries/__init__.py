@@ -1,7 +1,7 @@
-"""The query side: dispatch, freshness, read contexts."""
+"""The query side: dispatch, freshness, waiting for a position."""
 
-from .context import ReadContext
+from ..readstore.context import ReadContext
+from ..readstore.freshness import Freshness
 from .dispatch import Answer, QueryBus
-from .freshness import Freshness
 
 __all__ = ["Answer", "Freshness", "QueryBus", "ReadContext"]

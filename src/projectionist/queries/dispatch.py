@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, is_dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 
+from .. import edge
 from ..app import App, QueryRegistration
 from ..auth import Principal
-from ..commands.dispatch import describe_validation
-from ..errors import Forbidden, InvalidMessage, NotFresh, StoreUnavailable
+from ..errors import InvalidMessage, NotFresh, StoreUnavailable
 from ..messages import Query
 from ..metrics import Metrics, observe
-from ..projections.checkpoints import Checkpoints
-from ..projections.documents import Page
-from ..signals import LogWatch, ProgressBoard
-from ..stores import Store, first_line
-from .context import ReadContext
-from .freshness import Freshness, measure
-
-audit = logging.getLogger("projectionist.audit")
+from ..readstore.checkpoints import Checkpoints
+from ..readstore.context import ReadContext
+from ..readstore.documents import Page
+from ..readstore.freshness import Freshness, measure
+from ..stores import Store, first_line, missing_table
+from ..wakeups import HighWater, ProgressBoard
 
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 30000
@@ -53,7 +49,7 @@ class QueryBus:
         read_store: Store,
         checkpoints: Checkpoints,
         *,
-        watch: LogWatch | None = None,
+        high_water: HighWater | None = None,
         board: ProgressBoard | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -61,30 +57,12 @@ class QueryBus:
         self.app = app
         self.read_store = read_store
         self.checkpoints = checkpoints
-        self.watch = watch
-        self.board = board
-        self._checkpoint_moved = threading.Condition()
+        self.high_water = high_water
+        self.board = board or ProgressBoard()
 
     def parse(self, type_name: str, params: Mapping[str, Any]) -> Query:
         """Validates query parameters against the query type's schema."""
-        query_type = self.app.query_registration(type_name).query_type
-        try:
-            return query_type.model_validate(dict(params))
-        except ValidationError as error:
-            raise InvalidMessage(describe_validation(error), error.errors(include_url=False)
-                                 ) from None
-
-    def authorize(self, query: Query, principal: Principal) -> Query:
-        registration = self.app.query_registration(query.type_name)
-        if not principal.may_query(query.type_name):
-            raise Forbidden(f"the token lacks the scope queries:{query.type_name} (or queries:*)")
-        if registration.policy is not None:
-            verdict = registration.policy(principal, query)
-            if verdict is False:
-                raise Forbidden(f"the policy of {query.type_name} refuses this subject")
-            if isinstance(verdict, Query):
-                return verdict
-        return query
+        return edge.validate(self.app.query_registration(type_name).query_type, dict(params))
 
     def ask(
         self,
@@ -100,13 +78,8 @@ class QueryBus:
 
     def _ask(self, query: Query, principal: Principal, min_position: int | None,
              wait_ms: int | None) -> Answer:
-        try:
-            query = self.authorize(query, principal)
-        except Forbidden as refusal:
-            audit.warning("query refused: subject=%s query=%s reason=%s",
-                          principal.subject, query.type_name, refusal.detail)
-            raise
         registration = self.app.query_registration(query.type_name)
+        query = edge.authorize(principal, edge.Kind.QUERY, query, registration.policy)
         names = [p.name for p in registration.reads]
         if min_position is None:
             if wait_ms is not None:
@@ -138,14 +111,14 @@ class QueryBus:
 
     def freshness(self, names: list[str]) -> Freshness:
         with self.read_store.read() as connection:
-            return measure(self.checkpoints.active(connection, names).values(), self.watch)
+            return measure(self.checkpoints.active(connection, names).values(), self.high_water)
 
     def _read(self, registration: QueryRegistration, query: Query, principal: Principal,
               names: list[str]) -> Answer:
         try:
             return self._read_once(registration, query, principal, names)
         except sa.exc.DBAPIError as error:
-            if not _missing_table(error):
+            if not missing_table(error):
                 raise
             # A swap dropped the build this read chose between its checkpoint read and its
             # table reads (PostgreSQL reads each statement at a new snapshot): read again.
@@ -168,36 +141,24 @@ class QueryBus:
                 # A parameter the database refuses to compare with (PostgreSQL and NUL).
                 raise InvalidMessage(f"{query.type_name} has a value the store cannot"
                                      f" search for: {first_line(error.orig)}") from error
-            freshness = measure(active.values(), self.watch)
+            freshness = measure(active.values(), self.high_water)
         return Answer(data, freshness)
 
     def _wait_for(self, names: list[str], position: int, timeout_s: float) -> bool:
         board = self.board
         deadline = time.monotonic() + timeout_s
-        if (board is not None and all(board.knows(name) for name in names)
+        if (all(board.knows(name) for name in names)
                 and board.wait_until(names, position, timeout_s)):
             return True
         # The projections run in another process (or have since moved to one): watch their
-        # checkpoints, woken by checkpoint_moved() where the read store notifies, polling
-        # otherwise.
+        # checkpoints, woken by the read store's wake-ups where it has them, polling otherwise.
         while True:
             if self.freshness(names).position >= position:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            with self._checkpoint_moved:
-                self._checkpoint_moved.wait(min(_POLL_S, remaining))
-
-    def checkpoint_moved(self) -> None:
-        """Wakes the queries waiting for a position (called on a read-store notification)."""
-        with self._checkpoint_moved:
-            self._checkpoint_moved.notify_all()
-
-
-def _missing_table(error: sa.exc.DBAPIError) -> bool:
-    return (getattr(error.orig, "sqlstate", None) == "42P01"
-            or "no such table" in str(error.orig))
+            board.wait_moved(min(_POLL_S, remaining))
 
 
 def to_jsonable(data: Any) -> Any:

@@ -15,12 +15,12 @@ from typing import Annotated
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ..app import App
-from ..commands.unit_of_work import UnitOfWork
-from ..errors import Refused
-from ..messages import Command, Event
-from ..projections.context import ApplyContext
-from ..projections.definition import Projection
+from projectionist.app import App
+from projectionist.commands.unit_of_work import UnitOfWork
+from projectionist.errors import Refused
+from projectionist.messages import Command, Event
+from projectionist.projections.context import ApplyContext
+from projectionist.projections.definition import Projection
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Cents = Annotated[int, Field(ge=0, le=10**12)]

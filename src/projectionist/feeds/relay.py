@@ -1,101 +1,31 @@
-"""Feeds: the event log mirrored into a distributed engine, one entry per position.
-
-A command process relays what it commits; projector processes elsewhere read their events from
-the feed instead of the write store, so they scale out and keep working while it is down.
-"""
+"""The relay: copies the event log into a feed, in a background thread, as commands commit."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from abc import ABC, abstractmethod
 
 from ..errors import ConfigurationError
-from ..eventlog import EventLog, EventSource
-from ..messages import StoredEvent
-from ..signals import LogWatch, Worker
+from ..eventlog import EventLog
+from ..wakeups import HighWater, Worker
+from .base import Feed
 
 log = logging.getLogger("projectionist.feeds")
-
-
-class Feed(ABC):
-    """A copy of the event log in NATS JetStream or Redis, keyed by log position.
-
-    Appends name the position they expect to follow, and the engine refuses one that does not:
-    relays in several processes may run at once and each position is still held once, in
-    order.
-    """
-
-    @abstractmethod
-    def ensure(self) -> None:
-        """Creates the feed if it does not exist."""
-
-    @abstractmethod
-    def last_position(self) -> int:
-        """The position of the feed's last entry; 0 when empty."""
-
-    @abstractmethod
-    def publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
-        """Appends `events`, which follow position `last` in the log: (how many the feed
-        took, whether another relay had appended some of them first)."""
-
-    @abstractmethod
-    def event_at(self, position: int) -> StoredEvent | None:
-        """The event the feed holds at `position`; None for a gap or a missing entry."""
-
-    @abstractmethod
-    def reader(self) -> EventSource:
-        """What a projection runner reads its events from."""
-
-    @abstractmethod
-    def wake_on_append(self, watch: LogWatch) -> None:
-        """Advances `watch` whenever an event arrives, so a projector need not poll."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Releases connections and threads."""
-
-
-def open_feed(url: str) -> Feed:
-    """The feed an events URL names: nats:// (JetStream) or redis:// (Redis Streams)."""
-    scheme = url.partition("://")[0]
-    if scheme in ("nats", "tls"):
-        from .jetstream import JetStream
-
-        return JetStream(url)
-    if scheme in ("redis", "rediss"):
-        from .redis import RedisStream
-
-        return RedisStream(url)
-    raise ConfigurationError(
-        f"an events URL starts with nats:// (JetStream) or redis:// (Redis Streams), not {url!r}")
-
-
-def encode(event: StoredEvent) -> bytes:
-    return json.dumps([event.stream, event.version, event.type, event.schema_version,
-                       event.data, event.metadata, event.recorded_at]).encode()
-
-
-def decode(position: int, body: bytes) -> StoredEvent:
-    stream, version, type_, schema_version, data, metadata, recorded_at = json.loads(body)
-    return StoredEvent(position, stream, version, type_, schema_version, data, metadata,
-                       recorded_at)
 
 
 class Relay:
     """Copies the event log into a feed, in a background thread, as commands commit."""
 
-    def __init__(self, log: EventLog, feed: Feed, watch: LogWatch, *,
+    def __init__(self, log: EventLog, feed: Feed, high_water: HighWater, *,
                  batch_size: int = 1000, poll_interval_s: float = 0.5) -> None:
         self.log = log
         self.feed = feed
-        self.watch = watch
+        self.high_water = high_water
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.position = 0
         self._ensured = False
-        self._worker = Worker("projectionist-relay", self._loop, watch)
+        self._worker = Worker("projectionist-relay", self._loop, high_water)
 
     def relay(self) -> int:
         """Publishes every event the log holds past the feed's end; returns how many."""
@@ -142,7 +72,7 @@ class Relay:
     def _loop(self, stopping: threading.Event) -> None:
         backoff = 0.0
         while not stopping.is_set():
-            generation = self.watch.generation
+            generation = self.high_water.generation
             try:
                 moved = self.relay()
                 backoff = 0.0
@@ -154,4 +84,4 @@ class Relay:
                 stopping.wait(backoff)
                 continue
             if not moved and not stopping.is_set():
-                self.watch.wait(generation, self.poll_interval_s)
+                self.high_water.wait(generation, self.poll_interval_s)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..messages import StoredEvent
-from ..signals import LogWatch
+from ..wakeups import HighWater, WakeupSource
 from .base import Feed, decode, encode
 
 log = logging.getLogger("projectionist.feeds")
@@ -71,8 +71,6 @@ class RedisStream(Feed):
         self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError,
                                                          redis.TimeoutError)
         self._append = self.client.register_script(_APPEND)
-        self._stop = threading.Event()
-        self._waker: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"RedisStream({self._shown}, key={self.key})"
@@ -119,31 +117,62 @@ class RedisStream(Feed):
     def reader(self) -> RedisEventSource:
         return RedisEventSource(self)
 
-    def wake_on_append(self, watch: LogWatch) -> None:
-        if self._waker is not None:
+    @property
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """The client's errors of a lost or refused connection."""
+        return self._errors
+
+    def blocking_client(self) -> Any:
+        """A client of its own for blocking reads, which hold their connection while they wait."""
+        import redis
+
+        return redis.Redis.from_url(self._server, **{**self._options, "socket_timeout": None})
+
+    def wakeups(self, high_water: HighWater) -> RedisWakeups:
+        return RedisWakeups(self, high_water)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisWakeups(WakeupSource):
+    """Wakes this process's projector as entries arrive: XREAD BLOCK in a thread of its own."""
+
+    def __init__(self, feed: RedisStream, high_water: HighWater) -> None:
+        self.feed = feed
+        self.high_water = high_water
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
             return
         self._stop.clear()
         # From the stream's end now, so no entry appended after this call goes unnoticed.
         try:
-            start = f"{self.last_position()}-0"
+            start = f"{self.feed.last_position()}-0"
         except StoreUnavailable as down:
-            log.warning("no wake-ups from %r yet: %s", self, down)
+            log.warning("no wake-ups from %r yet: %s", self.feed, down)
             start = "$"
-        self._waker = threading.Thread(target=self._wake, args=(watch, start), daemon=True,
-                                       name=f"projectionist-redis-{self.key}")
-        self._waker.start()
+        self._thread = threading.Thread(target=self._run, args=(start,), daemon=True,
+                                        name=f"projectionist-redis-{self.feed.key}")
+        self._thread.start()
 
-    def _wake(self, watch: LogWatch, last: str) -> None:
-        import redis
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.feed.timeout_s)
+            self._thread = None
 
+    def _run(self, last: str) -> None:
+        feed = self.feed
         # A connection of its own: XREAD BLOCK holds it while it waits.
-        client: Any = redis.Redis.from_url(self._server,
-                                           **{**self._options, "socket_timeout": None})
+        client = feed.blocking_client()
         try:
             while not self._stop.is_set():
                 try:
-                    found = client.xread({self.key: last}, block=500, count=1000)
-                except self._errors:
+                    found = client.xread({feed.key: last}, block=500, count=1000)
+                except feed.connection_errors:
                     self._stop.wait(1.0)
                     continue
                 for _key, entries in found or []:
@@ -154,17 +183,10 @@ class RedisStream(Feed):
                     if bodies:
                         entry_id, body = bodies[-1]
                         recorded_at = decode(_position(entry_id), body).recorded_at
-                        watch.advance(_position(bodies[0][0]), _position(entry_id),
-                                      recorded_at)
+                        self.high_water.advance(_position(bodies[0][0]), _position(entry_id),
+                                                recorded_at)
         finally:
             client.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._waker is not None:
-            self._waker.join(self.timeout_s)
-            self._waker = None
-        self.client.close()
 
 
 class RedisEventSource:

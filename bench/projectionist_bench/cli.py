@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..errors import ProjectionistError
+from projectionist.errors import ProjectionistError
+
 from . import report
 
 bench_cli = typer.Typer(
@@ -107,7 +108,7 @@ def http(
     seed_orders: Annotated[int, typer.Option("--seed-orders", min=1)] = 500,
     app_path: Annotated[str, typer.Option("--app", help="The app, as module:attribute;"
                                                         " its commands must be the shop's.")
-                        ] = "shop:app",
+                        ] = "shop",
     auth: Annotated[bool, typer.Option("--auth/--no-auth",
                                        help="Bearer tokens on every request.")] = True,
     json_path: JsonOption = None,

@@ -11,12 +11,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import RebuildInProgress
 from ..stores import Store
+from ..wakeups import ProgressBoard, WakeupSource
+from ..wakeups.postgres import Listener
 
 log = logging.getLogger("projectionist.projections")
 
@@ -43,8 +46,28 @@ projections_table = sa.Table(
     sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
 )
 
-BUILDING = "rebuilding"
+CHANNEL = "projectionist_checkpoints"
+"""The NOTIFY channel of checkpoint moves (PostgreSQL); its payload is `name:position`."""
+_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :payload)")
 _DROP_ATTEMPTS = 5
+
+
+class State(StrEnum):
+    """The state of a projection build.
+
+    A checkpoint stores `LIVE`, `CATCHING_UP`, `REBUILDING` or `FAILED`; `STALLED` is never
+    stored: `projections.status` derives it from a checkpoint that stopped moving.
+    """
+
+    LIVE = "live"
+    CATCHING_UP = "catching_up"
+    REBUILDING = "rebuilding"
+    STALLED = "stalled"
+    FAILED = "failed"
+
+
+class BuildGone(LookupError):
+    """The build asked for is no longer in the checkpoint table (swapped out or dropped)."""
 
 TablesOf = Callable[[int], list[str]]
 """The physical table names of a projection's generation."""
@@ -63,10 +86,13 @@ class Checkpoint:
     updated_at: float
     created_at: float
     active: bool
-    state: str
+    state: State
     error: str | None
     tables: str
     epoch: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", State(self.state))
 
     @property
     def table_names(self) -> list[str]:
@@ -92,7 +118,17 @@ class Checkpoints:
             if row is not None:
                 return Checkpoint(*row)
             return self._create(connection, name, 1, version, tables, active=True,
-                                state="catching_up")
+                                state=State.CATCHING_UP)
+
+    def install_serving(self, name: str, version: int,
+                        tables_of: Callable[[int], list[sa.Table]]) -> Checkpoint:
+        """The serving build of a projection, its tables created if missing (a query process
+        may start before any projector did)."""
+        build = self.serving(name, version, [t.name for t in tables_of(1)])
+        with self.store.schema() as connection:
+            for table in tables_of(build.generation):
+                table.create(connection, checkfirst=True)
+        return build
 
     def start_build(self, name: str, version: int, tables_of: TablesOf) -> Checkpoint:
         """A new build of a projection, next to the one serving; refused if one is running."""
@@ -104,10 +140,11 @@ class Checkpoints:
                 raise RebuildInProgress(f"a rebuild of {name} is already running")
             generation = max((row.generation for row in rows), default=0) + 1
             return self._create(connection, name, generation, version, tables_of(generation),
-                                active=not rows, state=BUILDING if rows else "catching_up")
+                                active=not rows,
+                                state=State.REBUILDING if rows else State.CATCHING_UP)
 
     def _create(self, connection: Connection, name: str, generation: int, version: int,
-                tables: list[str], *, active: bool, state: str) -> Checkpoint:
+                tables: list[str], *, active: bool, state: State) -> Checkpoint:
         now = time.time()
         connection.execute(sa.insert(projections_table).values(
             name=name, generation=generation, version=version, position=0, head=0,
@@ -145,11 +182,15 @@ class Checkpoints:
         position: int,
         head: int,
         next_at: float | None,
-        state: str,
+        state: State,
         epoch: int | None = None,
     ) -> bool:
         """Moves the checkpoint from `expected` to `position`; False if another runner moved it
-        (or, given `epoch`, if someone wrote the read model outside the runner)."""
+        (or, given `epoch`, if someone wrote the read model outside the runner).
+
+        On PostgreSQL the move is announced on CHANNEL at commit, for queries waiting in other
+        processes.
+        """
         t = projections_table
         where = [t.c.name == name, t.c.generation == generation, t.c.position == expected]
         if epoch is not None:
@@ -160,7 +201,17 @@ class Checkpoints:
             .values(position=position, head=head, next_at=next_at, updated_at=time.time(),
                     state=state, error=None)
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return False
+        if connection.dialect.name == "postgresql":
+            connection.execute(_NOTIFY, {"payload": f"{name}:{position}"})
+        return True
+
+    def wakeups(self, board: ProgressBoard) -> WakeupSource | None:
+        """What tells this process of checkpoint moves made elsewhere; None: poll only."""
+        if self.store.is_sqlite:
+            return None
+        return Listener(self.store.url, CHANNEL, lambda _payload: board.moved())
 
     def bump_epoch(self, connection: Connection, name: str, generation: int) -> None:
         """Records a write to the read model made outside the runner's batches."""
@@ -168,7 +219,8 @@ class Checkpoints:
         connection.execute(sa.update(t).where(t.c.name == name, t.c.generation == generation)
                            .values(epoch=t.c.epoch + 1))
 
-    def mark(self, name: str, generation: int, *, state: str, error: str | None = None) -> None:
+    def mark(self, name: str, generation: int, *, state: State, error: str | None = None
+             ) -> None:
         """Records a state change (for example `failed`) outside any batch."""
         t = projections_table
         with self.store.write() as connection:
@@ -185,7 +237,8 @@ class Checkpoints:
         Queries read the active build and its tables in one snapshot, so none sees a half-built
         view: before this commits they read the old build, after it the new one. Refused (None)
         while the serving build is ahead of the new one, so that no reader sees the read model
-        step back, unless `behind_ok`.
+        step back, unless `behind_ok`. BuildGone when the build is no longer there (another
+        process swapped it out or dropped it).
         """
         t = projections_table
         with self.store.schema() as connection:
@@ -193,7 +246,7 @@ class Checkpoints:
                 sa.select(t).where(t.c.name == name).with_for_update()).fetchall()]
             new = next((row for row in rows if row.generation == generation), None)
             if new is None:
-                return []
+                raise BuildGone(f"build {generation} of {name} is gone")
             serving = next((row for row in rows if row.active), None)
             if not behind_ok and serving is not None and serving.position > new.position:
                 return None
@@ -203,7 +256,7 @@ class Checkpoints:
             )
             connection.execute(
                 sa.update(t).where(t.c.name == name, t.c.generation == generation)
-                .values(state="live")
+                .values(state=State.LIVE)
             )
             # Retired builds leave with the swap: none is ever mistaken for a build in progress.
             connection.execute(sa.delete(t).where(t.c.name == name, t.c.generation != generation))

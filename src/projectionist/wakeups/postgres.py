@@ -1,4 +1,4 @@
-"""PostgreSQL LISTEN/NOTIFY: wake-ups at commit across processes; polling stays the fallback."""
+"""Wake-ups by PostgreSQL LISTEN/NOTIFY: the backends that NOTIFY name their channel."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-log = logging.getLogger("projectionist.notifications")
+from .base import WakeupSource
+
+log = logging.getLogger("projectionist.wakeups")
 
 
-class PostgresListener:
+class Listener(WakeupSource):
     """Listens on a channel in a background thread and calls back with each payload.
 
     A lost connection is retried with backoff; callers keep polling meanwhile, so a missed
@@ -35,6 +37,7 @@ class PostgresListener:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(3.0)
+            self._thread = None
 
     def _run(self) -> None:
         import psycopg

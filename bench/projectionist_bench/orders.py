@@ -22,12 +22,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..app import App
-from ..errors import ProjectionistError
-from ..messages import Command
-from ..projections.checkpoints import projections_table
-from ..runtime import Runtime
-from ..stores import Store
+from projectionist.app import App
+from projectionist.errors import ProjectionistError
+from projectionist.messages import Command
+from projectionist.readstore.checkpoints import projections_table
+from projectionist.runtime import Runtime
+from projectionist.stores import Store
+
 from . import report
 from .databases import BenchDatabases
 from .raw import one_row_transactions

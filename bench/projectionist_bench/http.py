@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from ..auth import TokenAuthority
+from projectionist.auth import TokenAuthority
+
 from . import report
 from .databases import BenchDatabases
 from .orders import BenchmarkFailed
@@ -55,7 +56,7 @@ class HttpSettings:
     seed_orders: int = 500
     products: int = 100
     customers: int = 100
-    app: str = "shop:app"
+    app: str = "shop"
     auth: bool = True
     url: str | None = None
     directory: Path | None = None

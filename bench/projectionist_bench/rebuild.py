@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..eventlog import NewEvent
-from ..messages import EventMetadata, encode_event
-from ..runtime import Runtime
+from projectionist.eventlog import NewEvent
+from projectionist.messages import EventMetadata, encode_event
+from projectionist.runtime import Runtime
+
 from .databases import BenchDatabases
 from .report import host, now_iso, versions
 
@@ -35,7 +36,7 @@ class RebuildSettings:
 def run_rebuild(settings: RebuildSettings,
                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Seeds `settings.events` events, rebuilds each projection, returns the figures."""
-    from shop import create_app
+    from projectionist_examples.shop import create_app
 
     app = create_app()
     with BenchDatabases(settings.backend, url=settings.url) as databases:
@@ -70,7 +71,13 @@ def seed_shop_log(runtime: Runtime, total: int,
                   progress: Callable[[str, int, int], None] | None) -> int:
     """Appends `total` shop events straight to the log (no commands, no write model); returns
     how many it appended."""
-    from shop.messages import Line, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
+    from projectionist_examples.shop.messages import (
+        Line,
+        OrderCancelled,
+        OrderPaid,
+        OrderPlaced,
+        OrderShipped,
+    )
 
     assert runtime.store is not None and runtime.log is not None
     metadata = EventMetadata(event_id="", command_id="seed", correlation_id="seed").to_json()
@@ -120,14 +127,9 @@ def _rebuild(runtime: Runtime, name: str,
     began = time.perf_counter()
     build = runtime.rebuild(name)
     head = runtime.head()
-    while True:
-        projector.step_build(name, build.generation)
-        row = next((r for r in runtime.status()
-                    if r.name == name and r.generation == build.generation), None)
-        if row is None or row.active:
-            break
-        if progress is not None:
-            progress(name, row.position, head)
+    projector.run_until_serving(
+        name, build.generation,
+        progress=None if progress is None else lambda row: progress(name, row.position, head))
     elapsed = time.perf_counter() - began
     return {"generation": build.generation, "seconds": round(elapsed, 2),
             "events_per_s": round(head / elapsed)}

@@ -11,8 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import ConfigurationError
-from ..stores import Store, redact
+from projectionist.errors import ConfigurationError
+from projectionist.stores import Store, redact
 
 BACKENDS = ("sqlite", "postgresql")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

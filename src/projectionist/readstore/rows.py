@@ -61,12 +61,6 @@ class RowWrites:
             else:
                 pending.deltas[name] = pending.deltas.get(name, 0) + delta
 
-    def pending_row(self, table: sa.Table, key: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The row as this batch replaced it, if it did."""
-        entry = self._tables.get(table.name)
-        pending = entry[1].get(self._key(table, key)) if entry else None
-        return dict(pending.values) if pending is not None and pending.replace else None
-
     def flush(self, connection: Connection) -> None:
         for table, rows in self._tables.values():
             if rows:

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..projections.checkpoints import Checkpoint
-from ..signals import LogWatch
+from ..wakeups import HighWater
+from .checkpoints import Checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,24 +24,24 @@ class Freshness:
         return asdict(self)
 
 
-def measure(checkpoints: Iterable[Checkpoint], watch: LogWatch | None,
+def measure(checkpoints: Iterable[Checkpoint], high_water: HighWater | None,
             now: float | None = None) -> Freshness:
     """The freshness of an answer read from these checkpoints."""
     rows = list(checkpoints)
     if not rows:
-        head = watch.head if watch is not None else 0
+        head = high_water.head if high_water is not None else 0
         return Freshness(0, head, head, 0.0)
     slowest = min(rows, key=lambda c: c.position)
     head = max(c.head for c in rows)
-    if watch is not None:
-        head = max(head, watch.head)
+    if high_water is not None:
+        head = max(head, high_water.head)
     position = slowest.position
     lag_events = max(0, head - position)
     lag_ms = 0.0
     if lag_events:
         since = slowest.next_at
-        if since is None and watch is not None:
-            since = watch.recorded_after(position)
+        if since is None and high_water is not None:
+            since = high_water.recorded_after(position)
         if since is None:
             since = slowest.updated_at
         now = time.time() if now is None else now

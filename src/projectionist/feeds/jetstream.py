@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..messages import StoredEvent
-from ..signals import LogWatch
+from ..wakeups import HighWater, WakeupSource
 from .base import Feed, decode, encode
 
 log = logging.getLogger("projectionist.jetstream")
@@ -235,28 +235,18 @@ class JetStream(Feed):
     def reader(self) -> JetStreamEventSource:
         return JetStreamEventSource(self)
 
-    def wake_on_append(self, watch: LogWatch) -> None:
-        """Wakes this process's projector as each event is relayed (a plain subscription).
+    def wakeups(self, high_water: HighWater) -> JetStreamWakeups:
+        return JetStreamWakeups(self, high_water)
 
-        With NATS down, the subscription is made when a connection is (projectors poll
-        meanwhile)."""
-
-        async def woken(message: Any) -> None:
-            headers = message.headers or {}
-            position = headers.get(POSITION, "")
-            if position.isdigit() and not headers.get(GAP):
-                recorded_at = headers.get(RECORDED_AT)
-                watch.advance(int(position), int(position),
-                              float(recorded_at) if recorded_at else time.time())
+    def subscribe(self, callback: Callable[[Any], Awaitable[None]]) -> None:
+        """Calls `callback` with every message published to the feed, on this connection and
+        on each one made after it."""
 
         async def subscribe() -> None:
-            self._wake_callbacks.append(woken)
+            self._wake_callbacks.append(callback)
             await self._subscribe_wake_ups()
 
-        try:
-            self.call(subscribe)
-        except StoreUnavailable as down:
-            log.warning("no wake-ups from %r yet: %s", self, down)
+        self.call(subscribe)
 
     async def _subscribe_wake_ups(self) -> None:
         """Subscribes each wake-up callback not yet subscribed on the current connection."""
@@ -288,6 +278,37 @@ class JetStream(Feed):
         self._thread.join(self.timeout_s)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+class JetStreamWakeups(WakeupSource):
+    """Wakes this process's projector as each event is relayed (a plain subscription).
+
+    With NATS down, the subscription is made when a connection is (projectors poll meanwhile).
+    It lasts as long as the feed's connection: closing the feed ends it.
+    """
+
+    def __init__(self, feed: JetStream, high_water: HighWater) -> None:
+        self.feed = feed
+        self.high_water = high_water
+
+    def start(self) -> None:
+        high_water = self.high_water
+
+        async def woken(message: Any) -> None:
+            headers = message.headers or {}
+            position = headers.get(POSITION, "")
+            if position.isdigit() and not headers.get(GAP):
+                recorded_at = headers.get(RECORDED_AT)
+                high_water.advance(int(position), int(position),
+                                   float(recorded_at) if recorded_at else time.time())
+
+        try:
+            self.feed.subscribe(woken)
+        except StoreUnavailable as down:
+            log.warning("no wake-ups from %r yet: %s", self.feed, down)
+
+    def stop(self) -> None:
+        """Nothing of its own to release: the subscription ends with the feed's connection."""
 
 
 class JetStreamEventSource:

@@ -33,15 +33,17 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from ..app import App
-from ..errors import ProjectionistError
-from ..eventlog import EventSource
-from ..messages import Command, StoredEvent
-from ..runtime import Runtime
-from ..signals import LogWatch
-from ..streams import Feed, Relay, open_feed
-from ..streams.jetstream import JetStream
-from ..streams.redis import RedisStream
+from projectionist.app import App
+from projectionist.backends import open_feed
+from projectionist.errors import ProjectionistError
+from projectionist.eventlog import EventSource
+from projectionist.feeds import Feed, Relay
+from projectionist.feeds.jetstream import JetStream
+from projectionist.feeds.redis import RedisStream
+from projectionist.messages import Command, StoredEvent
+from projectionist.runtime import Runtime
+from projectionist.wakeups import HighWater
+
 from . import report
 from .databases import BenchDatabases
 from .rebuild import seed_shop_log
@@ -83,7 +85,7 @@ class FeedsSettings:
 
 def run_feeds(settings: FeedsSettings, progress: Progress | None = None) -> dict[str, Any]:
     """Runs every phase on every engine and returns the figures, checks and settings."""
-    from shop import create_app
+    from projectionist_examples.shop import create_app
 
     say = progress or (lambda _message: None)
     unknown = [engine for engine in settings.engines if engine not in ENGINES]
@@ -144,7 +146,7 @@ def run_feeds(settings: FeedsSettings, progress: Progress | None = None) -> dict
                         figures["server"] = _server(feed)
                         say(f"RELAY: {seeded:,} events into {engine}")
                         began = time.perf_counter()
-                        relayed = Relay(log, feed, LogWatch(), batch_size=RELAY_BATCH).relay()
+                        relayed = Relay(log, feed, HighWater(), batch_size=RELAY_BATCH).relay()
                         seconds = time.perf_counter() - began
                         figures["relay_events_per_s"] = round(relayed / seconds, 1)
                         figures["relay_seconds"] = round(seconds, 3)
@@ -304,15 +306,11 @@ def _rebuild(databases: BenchDatabases, app: App, label: str, store: str, events
         deadline = time.monotonic() + settings.timeout_s
         began = time.perf_counter()
         build = runtime.rebuild(REBUILT)
-        while True:
-            projector.step_build(REBUILT, build.generation)
-            row = next((r for r in runtime.status()
-                        if r.name == REBUILT and r.generation == build.generation), None)
-            if row is None or row.active:
-                break
-            if time.monotonic() > deadline:
-                raise BenchmarkFailed(f"the rebuild of {REBUILT} stood at {row.position} of"
-                                      f" {head} after {settings.timeout_s:g} s")
+        try:
+            projector.run_until_serving(REBUILT, build.generation,
+                                        timeout_s=deadline - time.monotonic())
+        except TimeoutError as late:
+            raise BenchmarkFailed(f"the rebuild of {REBUILT} (head {head}): {late}") from None
         seconds = time.perf_counter() - began
         with runtime.read_store.read() as connection:
             checkpoint = runtime.checkpoints.load(connection, REBUILT, build.generation)
@@ -363,7 +361,12 @@ def _live(databases: BenchDatabases, app: App, label: str, events: str | None,
           settings: FeedsSettings, checks: list[dict[str, Any]]) -> dict[str, Any]:
     """Commands one at a time; for each, ms from its return until a query with its position
     answers. Products are registered and stocked first, untimed."""
-    from shop import GetOrder, ProductCatalog, RegisterProduct, RestockProduct
+    from projectionist_examples.shop import (
+        GetOrder,
+        ProductCatalog,
+        RegisterProduct,
+        RestockProduct,
+    )
 
     write_url, read_url = databases.fresh(label)
     visible: list[float] = []
@@ -405,7 +408,7 @@ def _price(k: int) -> int:
 def _orders(count: int) -> Iterator[tuple[str, Command, str]]:
     """`count` shop commands: orders placed, paid and shipped in turn; (order, command, the
     order's status after it)."""
-    from shop import OrderLineIn, PayOrder, PlaceOrder, ShipOrder
+    from projectionist_examples.shop import OrderLineIn, PayOrder, PlaceOrder, ShipOrder
 
     made = 0
     i = 0

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import ConfigurationError, InvalidMessage
-from .definition import DocumentCollection
 from .rows import upsert
+from .tables import DocumentCollection
 
 _MISSING = object()
 
