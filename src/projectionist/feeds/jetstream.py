@@ -1,3 +1,4 @@
+# long: one engine's feed, wake-ups and reader, sharing the connection's private event loop
 """NATS JetStream as the event feed of projectors that run apart from the write store.
 
 A relay, in each command process, copies the event log into a JetStream stream with one message
@@ -255,6 +256,18 @@ class JetStream(Feed):
                 await self._nc.subscribe(self.subject, cb=callback)
                 self._subscribed.append(callback)
 
+    def delete_consumer_soon(self, name: str) -> None:
+        """Deletes a consumer whose reader is gone, without waiting (from any thread)."""
+        if self._closed:
+            return
+
+        async def delete() -> None:
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(self.stream, name)
+
+        with contextlib.suppress(RuntimeError):  # the loop has stopped
+            asyncio.run_coroutine_threadsafe(delete(), self._loop)
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -266,7 +279,7 @@ class JetStream(Feed):
 
         async def close() -> None:
             for reader in list(self.readers):
-                await reader._unsubscribe()
+                await reader.unsubscribe()
             if self._nc is not None and not self._nc.is_closed:
                 await self._nc.drain()
 
@@ -361,7 +374,7 @@ class JetStreamEventSource:
                 sequence = _stream_sequence(message.reply)
                 if sequence != self._next:
                     # The stream's limits removed messages this reader had not read yet.
-                    await self._unsubscribe()
+                    await self.unsubscribe()
                     raise self._discarded(self._next, sequence)
                 headers = message.headers or {}
                 event = None if headers.get(GAP) else decode(sequence, message.data)
@@ -377,7 +390,7 @@ class JetStreamEventSource:
             # bounds tell whether messages were discarded or the consumer fell behind.
             first, last = await self.jetstream.bounds()
             if first > self._next and last >= self._next:
-                await self._unsubscribe()
+                await self.unsubscribe()
                 raise self._discarded(self._next, first)
             if last < self._next:
                 break  # caught up
@@ -436,7 +449,7 @@ class JetStreamEventSource:
     async def _follow_from(self, start: int) -> None:
         first, last = await self.jetstream.bounds()
         if first > start and last >= start:
-            await self._unsubscribe()
+            await self.unsubscribe()
             raise self._discarded(start, first)
         await self._subscribe(start)
         self._buffer.clear()
@@ -448,7 +461,7 @@ class JetStreamEventSource:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import APIError
 
-        await self._unsubscribe()
+        await self.unsubscribe()
         js = await self.jetstream.connected()
         name = f"projectionist-{uuid.uuid4().hex}"
         try:
@@ -467,9 +480,9 @@ class JetStreamEventSource:
         self._suspect = False
         self._pulled_at = time.monotonic()
         # A reader dropped with its build takes its consumer with it.
-        self._finalizer = weakref.finalize(self, _delete_consumer, self.jetstream, name)
+        self._finalizer = weakref.finalize(self, self.jetstream.delete_consumer_soon, name)
 
-    async def _unsubscribe(self) -> None:
+    async def unsubscribe(self) -> None:
         """Deletes the consumer on the server."""
         name, self._consumer = self._consumer, None
         if self._finalizer is not None:
@@ -488,19 +501,6 @@ class JetStreamEventSource:
             f"the JetStream stream {self.jetstream.stream} starts at position {first}:"
             f" positions {start} to {first - 1} were discarded by its limits; rebuild the"
             " projection from the write store, or keep the stream longer")
-
-
-def _delete_consumer(jetstream: JetStream, name: str) -> None:
-    """Deletes a consumer whose reader is gone, without waiting (from any thread)."""
-    if jetstream.closed:
-        return
-
-    async def delete() -> None:
-        with contextlib.suppress(Exception):
-            await jetstream._js.delete_consumer(jetstream.stream, name)
-
-    with contextlib.suppress(RuntimeError):  # the loop has stopped
-        asyncio.run_coroutine_threadsafe(delete(), jetstream._loop)
 
 
 def _stream_sequence(reply: str) -> int:

@@ -75,7 +75,8 @@ class RedisStream(Feed):
     def __repr__(self) -> str:
         return f"RedisStream({self._shown}, key={self.key})"
 
-    def _unavailable(self, error: BaseException) -> StoreUnavailable:
+    def unavailable(self, error: BaseException) -> StoreUnavailable:
+        """The error to raise for a client error of a lost or refused connection."""
         return StoreUnavailable(f"Redis at {self._shown} is unreachable: {error}")
 
     def ensure(self) -> None:
@@ -83,13 +84,13 @@ class RedisStream(Feed):
         try:
             self.client.ping()
         except self._errors as error:
-            raise self._unavailable(error) from None
+            raise self.unavailable(error) from None
 
     def last_position(self) -> int:
         try:
             last = self.client.xrevrange(self.key, count=1)
         except self._errors as error:
-            raise self._unavailable(error) from None
+            raise self.unavailable(error) from None
         return _position(last[0][0]) if last else 0
 
     def publish(self, last: int, events: list[StoredEvent]) -> tuple[int, bool]:
@@ -103,14 +104,14 @@ class RedisStream(Feed):
         try:
             added = self._append(keys=[self.key], args=entries)
         except self._errors as error:
-            raise self._unavailable(error) from None
+            raise self.unavailable(error) from None
         return (0, True) if added < 0 else (len(events), False)
 
     def event_at(self, position: int) -> StoredEvent | None:
         try:
             entries = self.client.xrange(self.key, min=f"{position}-0", max=f"{position}-0")
         except self._errors as error:
-            raise self._unavailable(error) from None
+            raise self.unavailable(error) from None
         body = entries[0][1][_BODY] if entries else b""
         return decode(position, body) if body else None
 
@@ -214,8 +215,8 @@ class RedisEventSource:
                     if body:
                         events.append(decode(position, body))
                     expected = position + 1
-        except self.feed._errors as error:
-            raise self.feed._unavailable(error) from None
+        except self.feed.connection_errors as error:
+            raise self.feed.unavailable(error) from None
         return events
 
     def _trimmed(self, wanted: int, found: int) -> StoreUnavailable:

@@ -18,7 +18,7 @@ from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
 from ..errors import InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
-from .operations import LagHistory, operation_routes
+from .operations import LagHistory, health_routes, operation_routes
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 200
@@ -64,6 +64,7 @@ def create_http_app(
         _command_routes(api, runtime, principal, max_body_bytes, schemas)
     if runtime.queries is not None:
         _query_routes(api, runtime, principal, schemas)
+    health_routes(api, runtime)
     operation_routes(api, runtime, principal, history)
     _install_openapi(api, schemas)
     api.add_middleware(_CountResponses, metrics=runtime.metrics, api=api)

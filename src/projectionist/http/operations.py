@@ -82,19 +82,8 @@ class LagHistory:
             self._stop.wait(self.every_s)
 
 
-def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
-                     history: LagHistory) -> None:
-    """Adds the operations routes to `api`."""
-
-    def watcher(request: Request) -> Principal:
-        who = principal(request)
-        edge.require(who, "admin", "queries:*", operation=_route(request))
-        return who
-
-    def admin(request: Request) -> Principal:
-        who = principal(request)
-        edge.require(who, "admin", operation=_route(request))
-        return who
+def health_routes(api: FastAPI, runtime: Runtime) -> None:
+    """Adds /healthz and /metrics, open to whoever reaches them (your own network only)."""
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, Any]:
@@ -106,6 +95,21 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
         """Prometheus metrics of this process."""
         body = await run_in_threadpool(runtime.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
+                     history: LagHistory) -> None:
+    """Adds the operations routes to `api`: projections, rebuilds, dead letters, dashboard."""
+
+    def watcher(request: Request) -> Principal:
+        who = principal(request)
+        edge.require(who, "admin", "queries:*", operation=_route(request))
+        return who
+
+    def admin(request: Request) -> Principal:
+        who = principal(request)
+        edge.require(who, "admin", operation=_route(request))
+        return who
 
     @api.get("/projections", tags=["operations"], responses=_errors(401, 403, 503))
     async def projections(request: Request) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from ..errors import HandlerFailed, NotRegistered, StoreUnavailable
 from ..readstore.checkpoints import BuildGone, Checkpoint, Checkpoints, State
 from ..readstore.leases import Leases
 from ..wakeups import HighWater, ProgressBoard, Worker
+from .builds import wanted_builds
 from .definition import Projection
 from .runner import CheckpointMoved, ProjectionRunner
 
@@ -76,47 +77,21 @@ class Projector:
     def _reconcile(self) -> None:
         with self.checkpoints.store.read() as connection:
             rows = self.checkpoints.all(connection)
-        wanted: dict[tuple[str, int], tuple[Projection, Checkpoint]] = {}
-        replaces: dict[tuple[str, int], bool] = {}
-        for projection in self.projections.values():
-            builds = [row for row in rows if row.name == projection.name]
-            active = next((row for row in builds if row.active), None)
-            if active is None:
-                active = self.checkpoints.serving(
-                    projection.name, projection.version, projection.table_names(1))
-            if active.version == projection.version:
-                wanted[(projection.name, active.generation)] = (projection, active)
-            elif active.version > projection.version:
-                continue  # newer code serves this projection; leave it alone
-            building = [row for row in builds if not row.active]
-            stale = [row for row in building if row.version < projection.version]
-            if stale:
-                log.info("dropping %d stale build(s) of %s", len(stale), projection.name)
-                self.checkpoints.drop(stale)
-            current = [row for row in building if row.version == projection.version]
-            if active.version < projection.version and not current:
-                log.info("%s changed from version %d to %d: rebuilding it beside the old one",
-                         projection.name, active.version, projection.version)
-                current = [self.checkpoints.start_build(
-                    projection.name, projection.version, projection.table_names)]
-            replacing = active.version < projection.version
-            for row in current:
-                wanted[(projection.name, row.generation)] = (projection, row)
-                replaces[(projection.name, row.generation)] = replacing
+        wanted = wanted_builds(self.projections.values(), rows, self.checkpoints)
         for key in list(self.runners):
             if key not in wanted:
                 gone = self.runners.pop(key)
                 if gone.serving:
                     # Another process swapped in a build this one does not run.
                     self.board.forget(gone.name)
-        for key, (projection, row) in wanted.items():
+        for key, build in wanted.items():
             runner = self.runners.get(key)
             if runner is None:
-                runner = self.make_runner(projection, row)
+                runner = self.make_runner(build.projection, build.checkpoint)
                 runner.install()
                 self.runners[key] = runner
-            runner.serving = row.active
-            runner.live_while_building = replaces.get(key, False)
+            runner.serving = build.checkpoint.active
+            runner.live_while_building = build.replaces
 
     def rebuild(self, name: str) -> Checkpoint:
         """Starts a blue/green rebuild of a projection; RebuildInProgress if one runs."""
