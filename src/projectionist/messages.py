@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -131,7 +131,6 @@ class EventMetadata:
     correlation_id: str
     subject: str | None = None
     token_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -141,8 +140,6 @@ class EventMetadata:
             "subject": self.subject,
             "token_id": self.token_id,
         }
-        if self.extra:
-            body["extra"] = self.extra
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -154,7 +151,6 @@ class EventMetadata:
             correlation_id=body["correlation_id"],
             subject=body.get("subject"),
             token_id=body.get("token_id"),
-            extra=body.get("extra", {}),
         )
 
 

@@ -29,8 +29,6 @@ DEFAULT_TTL_S = 7 * 86400.0
 """How long an answer is kept for retries by default: a week."""
 PRUNE_BATCH = 1000
 
-MAX_KEY_LENGTH = 200
-
 _KEY_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
