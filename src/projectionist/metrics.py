@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -14,8 +14,28 @@ from prometheus_client.registry import Collector
 from .errors import ProjectionistError
 from .readstore.checkpoints import State
 
-if TYPE_CHECKING:
-    from .projections.status import ProjectionStatus
+
+class ProjectionGauges(Protocol):
+    """What the metrics read of one projection build (a `ProjectionStatus`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def state(self) -> State: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def head(self) -> int: ...
+    @property
+    def lag_events(self) -> int: ...
+    @property
+    def lag_ms(self) -> float: ...
+    @property
+    def dead_letters(self) -> int: ...
+    @property
+    def active(self) -> bool: ...
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     5.0, 10.0, 30.0)
@@ -56,7 +76,7 @@ class Metrics:
             ["projection"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
 
-    def watch_projections(self, status: Callable[[], Sequence[ProjectionStatus]]) -> None:
+    def watch_projections(self, status: Callable[[], Sequence[ProjectionGauges]]) -> None:
         """Reports projection gauges from `status` at every scrape."""
         self.registry.register(_ProjectionCollector(status))
 
@@ -69,7 +89,7 @@ class Metrics:
 
 
 class _ProjectionCollector(Collector):
-    def __init__(self, status: Callable[[], Sequence[ProjectionStatus]]) -> None:
+    def __init__(self, status: Callable[[], Sequence[ProjectionGauges]]) -> None:
         self._status = status
 
     def describe(self) -> list[GaugeMetricFamily]:
