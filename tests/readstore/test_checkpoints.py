@@ -1,0 +1,264 @@
+"""The Checkpoints port: builds (generations) of a projection, compare-and-set moves, swaps."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from projectionist.errors import RebuildInProgress
+from projectionist.readstore.checkpoints import BuildGone, Checkpoint, Checkpoints, State
+from projectionist.readstore.tables import ViewTable
+from projectionist.stores import Store
+
+ITEMS = ViewTable("catalogue", "items", (sa.Column("id", sa.Integer, primary_key=True),), ())
+
+
+def tables_of(generation: int) -> list[sa.Table]:
+    return [ITEMS.physical(generation)]
+
+
+def names_of(generation: int) -> list[str]:
+    return [table.name for table in tables_of(generation)]
+
+
+@pytest.fixture
+def checkpoints(store: Store) -> Checkpoints:
+    checkpoints = Checkpoints(store)
+    checkpoints.install()
+    return checkpoints
+
+
+def load(checkpoints: Checkpoints, generation: int, name: str = "catalogue") -> Checkpoint | None:
+    with checkpoints.store.read() as connection:
+        return checkpoints.load(connection, name, generation)
+
+
+def advance(checkpoints: Checkpoints, generation: int, *, expected: int, position: int,
+            epoch: int | None = None, state: State = State.LIVE) -> bool:
+    with checkpoints.store.write() as connection:
+        return checkpoints.advance(connection, "catalogue", generation, expected=expected,
+                                   position=position, head=position, next_at=None, state=state,
+                                   epoch=epoch)
+
+
+def table_names(store: Store) -> set[str]:
+    with store.read() as connection:
+        return set(sa.inspect(connection).get_table_names())
+
+
+def test_serving_creates_generation_one_active_for_a_new_projection(
+    checkpoints: Checkpoints,
+) -> None:
+    build = checkpoints.serving("catalogue", 3, names_of(1))
+    assert (build.generation, build.version, build.active) == (1, 3, True)
+    assert (build.position, build.head, build.state) == (0, 0, State.CATCHING_UP)
+    assert build.table_names == ["items_g1"]
+    assert load(checkpoints, 1) == build
+
+
+def test_serving_returns_the_same_build_on_the_second_call(checkpoints: Checkpoints) -> None:
+    first = checkpoints.serving("catalogue", 1, names_of(1))
+    second = checkpoints.serving("catalogue", 2, ["other_g1"])
+    assert second == first
+    with checkpoints.store.read() as connection:
+        assert len(checkpoints.all(connection)) == 1
+
+
+def test_start_build_creates_the_next_generation_not_active_and_rebuilding(
+    checkpoints: Checkpoints,
+) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    build = checkpoints.start_build("catalogue", 2, names_of)
+    assert (build.generation, build.version, build.active) == (2, 2, False)
+    assert build.state is State.REBUILDING
+    assert build.table_names == ["items_g2"]
+    with checkpoints.store.read() as connection:
+        assert checkpoints.active(connection, ["catalogue"])["catalogue"].generation == 1
+        assert [c.generation for c in checkpoints.all(connection)] == [1, 2]
+
+
+def test_start_build_of_a_new_projection_is_its_serving_build(checkpoints: Checkpoints) -> None:
+    build = checkpoints.start_build("catalogue", 1, names_of)
+    assert (build.generation, build.active, build.state) == (1, True, State.CATCHING_UP)
+
+
+def test_start_build_refuses_a_second_concurrent_build(checkpoints: Checkpoints) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.start_build("catalogue", 2, names_of)
+    with pytest.raises(RebuildInProgress):
+        checkpoints.start_build("catalogue", 3, names_of)
+    with checkpoints.store.read() as connection:
+        assert [c.generation for c in checkpoints.all(connection)] == [1, 2]
+
+
+def test_advance_moves_the_checkpoint_from_the_expected_position(
+    checkpoints: Checkpoints,
+) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    with checkpoints.store.write() as connection:
+        moved = checkpoints.advance(connection, "catalogue", 1, expected=0, position=5, head=9,
+                                    next_at=12.5, state=State.CATCHING_UP)
+    assert moved is True
+    stored = load(checkpoints, 1)
+    assert stored is not None
+    assert (stored.position, stored.head, stored.next_at) == (5, 9, 12.5)
+    assert stored.state is State.CATCHING_UP
+
+
+def test_advance_refuses_when_expected_is_not_the_stored_position(
+    checkpoints: Checkpoints,
+) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    assert advance(checkpoints, 1, expected=0, position=5)
+    assert advance(checkpoints, 1, expected=0, position=8) is False
+    stored = load(checkpoints, 1)
+    assert stored is not None and stored.position == 5
+
+
+def test_advance_of_a_rolled_back_transaction_leaves_the_checkpoint(
+    checkpoints: Checkpoints,
+) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    with pytest.raises(RuntimeError), checkpoints.store.write() as connection:
+        checkpoints.advance(connection, "catalogue", 1, expected=0, position=5, head=5,
+                            next_at=None, state=State.LIVE)
+        raise RuntimeError("the batch failed")
+    stored = load(checkpoints, 1)
+    assert stored is not None and stored.position == 0
+    assert advance(checkpoints, 1, expected=0, position=3)
+
+
+def test_advance_refuses_a_stale_epoch(checkpoints: Checkpoints) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    assert advance(checkpoints, 1, expected=0, position=2, epoch=0)
+    with checkpoints.store.write() as connection:
+        checkpoints.bump_epoch(connection, "catalogue", 1)
+    assert advance(checkpoints, 1, expected=2, position=4, epoch=0) is False
+    stored = load(checkpoints, 1)
+    assert stored is not None and (stored.position, stored.epoch) == (2, 1)
+    assert advance(checkpoints, 1, expected=2, position=4, epoch=1)
+
+
+def test_advance_without_an_epoch_ignores_it(checkpoints: Checkpoints) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    with checkpoints.store.write() as connection:
+        checkpoints.bump_epoch(connection, "catalogue", 1)
+    assert advance(checkpoints, 1, expected=0, position=4)
+
+
+def test_mark_records_failed_with_the_error(checkpoints: Checkpoints) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.mark("catalogue", 1, state=State.FAILED, error="ValueError: boom")
+    stored = load(checkpoints, 1)
+    assert stored is not None
+    assert (stored.state, stored.error) == (State.FAILED, "ValueError: boom")
+
+
+def test_advance_clears_the_error_of_a_failed_build(checkpoints: Checkpoints) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.mark("catalogue", 1, state=State.FAILED, error="boom")
+    assert advance(checkpoints, 1, expected=0, position=1, state=State.LIVE)
+    stored = load(checkpoints, 1)
+    assert stored is not None and (stored.state, stored.error) == (State.LIVE, None)
+
+
+def test_swap_makes_the_new_build_active_and_drops_the_retired_ones(
+    checkpoints: Checkpoints, store: Store,
+) -> None:
+    checkpoints.install_serving("catalogue", 1, tables_of)
+    new = checkpoints.start_build("catalogue", 2, names_of)
+    with store.schema() as connection:
+        ITEMS.physical(2).create(connection)
+    assert advance(checkpoints, 2, expected=0, position=4, state=State.REBUILDING)
+    retired = checkpoints.swap("catalogue", new.generation)
+    assert retired is not None
+    assert [(build.generation, build.active) for build in retired] == [(1, True)]
+    with store.read() as connection:
+        serving = checkpoints.active(connection, ["catalogue"])["catalogue"]
+        assert [c.generation for c in checkpoints.all(connection)] == [2]
+    assert (serving.generation, serving.state, serving.position) == (2, State.LIVE, 4)
+    assert load(checkpoints, 1) is None
+    names = table_names(store)
+    assert "items_g2" in names and "items_g1" not in names
+
+
+def test_swap_refuses_while_the_serving_build_is_ahead(
+    checkpoints: Checkpoints, store: Store,
+) -> None:
+    checkpoints.install_serving("catalogue", 1, tables_of)
+    assert advance(checkpoints, 1, expected=0, position=10)
+    checkpoints.start_build("catalogue", 2, names_of)
+    assert advance(checkpoints, 2, expected=0, position=3, state=State.REBUILDING)
+    assert checkpoints.swap("catalogue", 2) is None
+    with store.read() as connection:
+        assert checkpoints.active(connection, ["catalogue"])["catalogue"].generation == 1
+        assert [c.generation for c in checkpoints.all(connection)] == [1, 2]
+    assert "items_g1" in table_names(store)
+
+
+def test_swap_with_behind_ok_swaps_while_the_serving_build_is_ahead(
+    checkpoints: Checkpoints, store: Store,
+) -> None:
+    checkpoints.install_serving("catalogue", 1, tables_of)
+    assert advance(checkpoints, 1, expected=0, position=10)
+    checkpoints.start_build("catalogue", 2, names_of)
+    retired = checkpoints.swap("catalogue", 2, behind_ok=True)
+    assert retired is not None and [build.generation for build in retired] == [1]
+    with store.read() as connection:
+        serving = checkpoints.active(connection, ["catalogue"])["catalogue"]
+    assert (serving.generation, serving.position) == (2, 0)
+    assert "items_g1" not in table_names(store)
+
+
+def test_swap_raises_build_gone_when_the_generation_does_not_exist(
+    checkpoints: Checkpoints,
+) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    with pytest.raises(BuildGone):
+        checkpoints.swap("catalogue", 7)
+    with pytest.raises(BuildGone):
+        checkpoints.swap("unknown", 1)
+
+
+def test_swap_raises_build_gone_for_a_build_already_swapped_out(
+    checkpoints: Checkpoints,
+) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.start_build("catalogue", 2, names_of)
+    assert checkpoints.swap("catalogue", 2) is not None
+    with pytest.raises(BuildGone):
+        checkpoints.swap("catalogue", 1)
+
+
+def test_install_serving_creates_the_serving_build_tables(
+    checkpoints: Checkpoints, store: Store,
+) -> None:
+    assert "items_g1" not in table_names(store)
+    build = checkpoints.install_serving("catalogue", 1, tables_of)
+    assert (build.generation, build.active) == (1, True)
+    assert "items_g1" in table_names(store)
+    assert checkpoints.install_serving("catalogue", 1, tables_of) == build
+
+
+def test_install_serving_creates_the_tables_of_a_later_serving_generation(
+    checkpoints: Checkpoints, store: Store,
+) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.start_build("catalogue", 2, names_of)
+    assert checkpoints.swap("catalogue", 2) is not None
+    build = checkpoints.install_serving("catalogue", 2, tables_of)
+    assert build.generation == 2
+    names = table_names(store)
+    assert "items_g2" in names and "items_g1" not in names
+
+
+def test_a_loaded_checkpoint_state_is_a_state_member(checkpoints: Checkpoints) -> None:
+    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.start_build("catalogue", 2, names_of)
+    with checkpoints.store.read() as connection:
+        loaded = [checkpoints.load(connection, "catalogue", 2),
+                  *checkpoints.all(connection),
+                  *checkpoints.active(connection, ["catalogue"]).values()]
+    assert all(c is not None and type(c.state) is State for c in loaded)
+    assert [c.state for c in loaded if c is not None] == [
+        State.REBUILDING, State.CATCHING_UP, State.REBUILDING, State.CATCHING_UP]
