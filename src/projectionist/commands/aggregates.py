@@ -50,6 +50,8 @@ class Aggregate:
     """State rebuilt from the events of one stream, `<stream_prefix>-<id>`."""
 
     stream_prefix: ClassVar[str] = ""
+    event_types: ClassVar[tuple[type[Event], ...]] = ()
+    """The event types its `@applies` methods name, so its stream decodes in any process."""
     _appliers: ClassVar[dict[str, Callable[[Any, Any], None]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -57,11 +59,14 @@ class Aggregate:
         if not cls.stream_prefix:
             cls.stream_prefix = cls.__name__.lower()
         appliers: dict[str, Callable[[Any, Any], None]] = {}
+        event_types: dict[str, type[Event]] = {}
         for base in reversed(cls.__mro__):
             for attribute in vars(base).values():
                 for event_type in getattr(attribute, _APPLIES, ()):
                     appliers[event_type.type_name] = attribute
+                    event_types[event_type.type_name] = event_type
         cls._appliers = appliers
+        cls.event_types = tuple(event_types.values())
 
     def __init__(self, id: str) -> None:
         self.id = id

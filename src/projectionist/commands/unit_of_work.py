@@ -123,6 +123,9 @@ class UnitOfWork:
     def load(self, aggregate_type: type[A], id: str) -> A:
         """An event-sourced aggregate, folded from its stream as this transaction sees it."""
         aggregate = aggregate_type(id)
+        # The App need not list an aggregate's event types: a process that has not recorded
+        # them yet still has to decode the stream.
+        self._registry.add_all(aggregate_type.event_types)
         for stored in self._log.read_stream(self.connection, aggregate.stream):
             aggregate.apply(
                 self._registry.decode_event(stored.type, stored.schema_version, stored.data)
