@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from projectionist.bench.workload import (
+from projectionist_bench.workload import (
     AddOrderNote,
     DeliverOrder,
     OrderDelivered,

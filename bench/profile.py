@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
-from projectionist.bench.databases import BenchDatabases
-from projectionist.bench.orders import OrdersSettings, _drop_read_model, _runtime
-from projectionist.bench.workload import COMMANDS_PER_ORDER, command_sequence, create_app
+from projectionist_bench.databases import BenchDatabases
+from projectionist_bench.orders import OrdersSettings, _drop_read_model, _runtime
+from projectionist_bench.workload import COMMANDS_PER_ORDER, command_sequence, create_app
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Bearer tokens, scopes and the principal a request acts as.
 
-Scopes follow INTERFACE.md: `commands:<Type>`, `commands:*`, `queries:<Type>`, `queries:*` and
+Scopes follow docs/http.md: `commands:<Type>`, `commands:*`, `queries:<Type>`, `queries:*` and
 `admin`. A command scope never allows a query and the reverse; `admin` covers operations only.
 """
 
@@ -92,8 +92,9 @@ class TokenAuthority:
             try:
                 key = jwt.algorithms.get_default_algorithms()[algorithm].prepare_key(pem)
             except (ValueError, TypeError, jwt.InvalidKeyError) as error:
-                raise ConfigurationError(f"the {algorithm} public key is not usable: {error}"
-                                         ) from None
+                raise ConfigurationError(
+                    f"the {algorithm} public key is not usable: {error}"
+                ) from None
             self._keys.setdefault(algorithm, []).append(key)
         self.issuer = issuer
         self.audience = audience
@@ -178,8 +179,9 @@ class TokenAuthority:
             except jwt.ExpiredSignatureError:
                 raise Unauthenticated("the token has expired") from None
             except jwt.ImmatureSignatureError:
-                raise Unauthenticated("the token is not valid yet (nbf or iat in the future)"
-                                      ) from None
+                raise Unauthenticated(
+                    "the token is not valid yet (nbf or iat in the future)"
+                ) from None
             except jwt.MissingRequiredClaimError as error:
                 raise Unauthenticated(f"the token lacks the {error.claim!r} claim") from None
             except jwt.InvalidAudienceError:
@@ -199,8 +201,9 @@ class TokenAuthority:
         key_path = os.environ.get("PROJECTIONIST_JWT_PUBLIC_KEY")
         secrets_: list[str] = []
         if not key_path or os.environ.get("PROJECTIONIST_SECRET"):
-            secrets_ = [s.strip() for s in load_or_create_secret(secret_directory).split(",")
-                        if s.strip()]
+            secrets_ = [
+                s.strip() for s in load_or_create_secret(secret_directory).split(",") if s.strip()
+            ]
         public_keys: list[tuple[str, str | bytes]] = []
         if key_path:
             algorithm = os.environ.get("PROJECTIONIST_JWT_ALGORITHM", "RS256")

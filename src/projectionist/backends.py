@@ -45,7 +45,8 @@ def open_feed(url: str) -> Feed:
     if target is None:
         raise ConfigurationError(
             f"an events URL starts with nats:// (JetStream) or redis:// (Redis Streams), not"
-            f" {url!r}")
+            f" {url!r}"
+        )
     feed: Feed = _load(target)(url)
     return feed
 

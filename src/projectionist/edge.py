@@ -50,8 +50,7 @@ def validate(message_type: type[M], body: Mapping[str, Any] | bytes | str) -> M:
             return message_type.model_validate_json(body, strict=True)
         return message_type.model_validate(body)
     except ValidationError as error:
-        raise InvalidMessage(describe_validation(error), error.errors(include_url=False)
-                             ) from None
+        raise InvalidMessage(describe_validation(error), error.errors(include_url=False)) from None
 
 
 def describe_validation(error: ValidationError) -> str:
@@ -73,8 +72,12 @@ def check_scope(principal: Principal, kind: Kind, type_name: str) -> None:
     prefix = _SCOPE_PREFIX[kind]
     if f"{prefix}:*" in principal.scopes or f"{prefix}:{type_name}" in principal.scopes:
         return
-    refuse(principal, kind, type_name,
-           Forbidden(f"the token lacks the scope {prefix}:{type_name} (or {prefix}:*)"))
+    refuse(
+        principal,
+        kind,
+        type_name,
+        Forbidden(f"the token lacks the scope {prefix}:{type_name} (or {prefix}:*)"),
+    )
 
 
 def authorize(principal: Principal, kind: Kind, message: M, policy: Policy | None) -> M:
@@ -90,8 +93,12 @@ def authorize(principal: Principal, kind: Kind, message: M, policy: Policy | Non
     except Forbidden as refusal:
         refuse(principal, kind, message.type_name, refusal)
     if verdict is False:
-        refuse(principal, kind, message.type_name,
-               Forbidden(f"the policy of {message.type_name} refuses this subject"))
+        refuse(
+            principal,
+            kind,
+            message.type_name,
+            Forbidden(f"the policy of {message.type_name} refuses this subject"),
+        )
     if isinstance(verdict, type(message)):
         return verdict
     return message
@@ -101,24 +108,35 @@ def require(principal: Principal, *scopes: str, operation: str) -> None:
     """Forbidden (and audited) unless the principal holds one of `scopes` (operations)."""
     if any(scope in principal.scopes for scope in scopes):
         return
-    refuse(principal, Kind.OPERATION, operation,
-           Forbidden(f"this needs the scope {' or '.join(scopes)}"))
+    refuse(
+        principal,
+        Kind.OPERATION,
+        operation,
+        Forbidden(f"this needs the scope {' or '.join(scopes)}"),
+    )
 
 
-def refuse(principal: Principal, kind: Kind, type_name: str, error: ProjectionistError
-           ) -> NoReturn:
+def refuse(principal: Principal, kind: Kind, type_name: str, error: ProjectionistError) -> NoReturn:
     """Audits a refusal, then raises it."""
     audit_refusal(principal, kind, type_name, error)
     raise error
 
 
-def audit_refusal(principal: Principal, kind: Kind, type_name: str,
-                  error: ProjectionistError) -> None:
+def audit_refusal(
+    principal: Principal, kind: Kind, type_name: str, error: ProjectionistError
+) -> None:
     """Logs a refusal on `projectionist.audit`: subject, kind, type and reason, never the token.
 
     Business refusals of commands are routine (INFO); authorization refusals deserve attention
     (WARNING).
     """
     level = logging.WARNING if isinstance(error, Forbidden) else logging.INFO
-    audit.log(level, "%s refused: subject=%s %s=%s reason=%s", kind.value, principal.subject,
-              kind.value, type_name, error.detail)
+    audit.log(
+        level,
+        "%s refused: subject=%s %s=%s reason=%s",
+        kind.value,
+        principal.subject,
+        kind.value,
+        type_name,
+        error.detail,
+    )

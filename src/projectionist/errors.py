@@ -1,21 +1,21 @@
 """The one exception tree of projectionist.
 
-    ProjectionistError
-    ├── ConfigurationError          a wrong setting, URL or definition (start-up)
-    │   └── RoleNotServed           this process does not run the role a call needs (409)
-    ├── StoreUnavailable            a store cannot be reached right now (503)
-    ├── NotRegistered               an unknown command, query, event or projection name (404)
-    ├── InvalidMessage              a message does not match its schema (422)
-    ├── IdempotencyKeyReused        same key, different request (422)
-    ├── AuthError
-    │   ├── Unauthenticated         missing, malformed or expired token (401)
-    │   └── Forbidden               the token lacks a scope or a policy refuses (403)
-    ├── Refused                     a valid command refused by the current state (409)
-    │   ├── ConcurrencyError        a stream's version is not the expected one (409)
-    │   └── RebuildInProgress       a projection already has a build in progress (409)
-    ├── NotFound                    a query asked for an item that does not exist (404)
-    ├── NotFresh                    min_position not reached within the wait (503)
-    └── HandlerFailed               a projection handler raised; retried, then parked
+ProjectionistError
+├── ConfigurationError          a wrong setting, URL or definition (start-up)
+│   └── RoleNotServed           this process does not run the role a call needs (409)
+├── StoreUnavailable            a store cannot be reached right now (503)
+├── NotRegistered               an unknown command, query, event or projection name (404)
+├── InvalidMessage              a message does not match its schema (422)
+├── IdempotencyKeyReused        same key, different request (422)
+├── AuthError
+│   ├── Unauthenticated         missing, malformed or expired token (401)
+│   └── Forbidden               the token lacks a scope or a policy refuses (403)
+├── Refused                     a valid command refused by the current state (409)
+│   ├── ConcurrencyError        a stream's version is not the expected one (409)
+│   └── RebuildInProgress       a projection already has a build in progress (409)
+├── NotFound                    a query asked for an item that does not exist (404)
+├── NotFresh                    min_position not reached within the wait (503)
+└── HandlerFailed               a projection handler raised; retried, then parked
 """
 
 from __future__ import annotations
@@ -111,9 +111,7 @@ class ConcurrencyError(Refused):
     code = "concurrency_conflict"
 
     def __init__(self, stream: str, expected: int, actual: int) -> None:
-        super().__init__(
-            f"stream {stream!r} is at version {actual}, expected version {expected}"
-        )
+        super().__init__(f"stream {stream!r} is at version {actual}, expected version {expected}")
         self.stream = stream
         self.expected = expected
         self.actual = actual
@@ -149,8 +147,15 @@ class HandlerFailed(ProjectionistError):
 
     code = "handler_failed"
 
-    def __init__(self, projection: str, position: int, event_type: str, stream: str,
-                 error: BaseException, attempts: int) -> None:
+    def __init__(
+        self,
+        projection: str,
+        position: int,
+        event_type: str,
+        stream: str,
+        error: BaseException,
+        attempts: int,
+    ) -> None:
         super().__init__(
             f"{projection} failed on event {position} ({event_type} on {stream!r}),"
             f" attempt {attempts}: {type(error).__name__}: {error}"

@@ -37,8 +37,24 @@ class ProjectionGauges(Protocol):
     @property
     def active(self) -> bool: ...
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                    5.0, 10.0, 30.0)
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 
 class Metrics:
@@ -47,33 +63,49 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.commands = Counter(
-            "projectionist_commands", "Commands handled, by type and outcome.",
-            ["type", "outcome"], registry=self.registry,
+            "projectionist_commands",
+            "Commands handled, by type and outcome.",
+            ["type", "outcome"],
+            registry=self.registry,
         )
         self.command_seconds = Histogram(
-            "projectionist_command_seconds", "Time to handle a command, by type.", ["type"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "projectionist_command_seconds",
+            "Time to handle a command, by type.",
+            ["type"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.queries = Counter(
-            "projectionist_queries", "Queries answered, by type and outcome.",
-            ["type", "outcome"], registry=self.registry,
+            "projectionist_queries",
+            "Queries answered, by type and outcome.",
+            ["type", "outcome"],
+            registry=self.registry,
         )
         self.query_seconds = Histogram(
-            "projectionist_query_seconds", "Time to answer a query, by type.", ["type"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "projectionist_query_seconds",
+            "Time to answer a query, by type.",
+            ["type"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.http_responses = Counter(
             "projectionist_http_responses",
             "HTTP responses, by method, route and status, refusals before any handler included.",
-            ["method", "route", "status"], registry=self.registry,
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.events_applied = Counter(
-            "projectionist_projection_events_applied", "Events read and applied, by projection.",
-            ["projection"], registry=self.registry,
+            "projectionist_projection_events_applied",
+            "Events read and applied, by projection.",
+            ["projection"],
+            registry=self.registry,
         )
         self.batch_seconds = Histogram(
-            "projectionist_projection_batch_seconds", "Time to apply one batch, by projection.",
-            ["projection"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "projectionist_projection_batch_seconds",
+            "Time to apply one batch, by projection.",
+            ["projection"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
 
     def watch_projections(self, status: Callable[[], Sequence[ProjectionGauges]]) -> None:
@@ -101,19 +133,30 @@ class _ProjectionCollector(Collector):
         except Exception:  # a store is down: report no projection rather than fail the scrape
             rows = []
         labels = ["projection", "version"]
-        position = GaugeMetricFamily("projectionist_projection_position",
-                                     "The projection's checkpoint.", labels=labels)
-        head = GaugeMetricFamily("projectionist_projection_head",
-                                 "The newest log position the projection knows.", labels=labels)
-        lag_events = GaugeMetricFamily("projectionist_projection_lag_events",
-                                       "Events not yet applied.", labels=labels)
-        lag_seconds = GaugeMetricFamily("projectionist_projection_lag_seconds",
-                                        "Age of the oldest event not yet applied.", labels=labels)
-        dead = GaugeMetricFamily("projectionist_projection_dead_letters",
-                                 "Events parked after failing.", labels=labels)
-        state = GaugeMetricFamily("projectionist_projection_state",
-                                  "1 for the projection's current state.",
-                                  labels=[*labels, "state"])
+        position = GaugeMetricFamily(
+            "projectionist_projection_position", "The projection's checkpoint.", labels=labels
+        )
+        head = GaugeMetricFamily(
+            "projectionist_projection_head",
+            "The newest log position the projection knows.",
+            labels=labels,
+        )
+        lag_events = GaugeMetricFamily(
+            "projectionist_projection_lag_events", "Events not yet applied.", labels=labels
+        )
+        lag_seconds = GaugeMetricFamily(
+            "projectionist_projection_lag_seconds",
+            "Age of the oldest event not yet applied.",
+            labels=labels,
+        )
+        dead = GaugeMetricFamily(
+            "projectionist_projection_dead_letters", "Events parked after failing.", labels=labels
+        )
+        state = GaugeMetricFamily(
+            "projectionist_projection_state",
+            "1 for the projection's current state.",
+            labels=[*labels, "state"],
+        )
         for row in rows:
             key = [row.name, str(row.version)]
             position.add_metric(key, row.position)
@@ -136,17 +179,19 @@ class _FeedCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         relayed = self._relayed()
-        position = GaugeMetricFamily("projectionist_feed_position",
-                                     "The last log position this process's relay copied into"
-                                     " the event feed.")
+        position = GaugeMetricFamily(
+            "projectionist_feed_position",
+            "The last log position this process's relay copied into the event feed.",
+        )
         position.add_metric([], relayed)
         yield position
         try:
             head = self._head()
         except Exception:  # the write store is down: report what is known
             return
-        lag = GaugeMetricFamily("projectionist_feed_lag_events",
-                                "Events in the log not yet in the event feed.")
+        lag = GaugeMetricFamily(
+            "projectionist_feed_lag_events", "Events in the log not yet in the event feed."
+        )
         lag.add_metric([], max(0, head - relayed))
         yield lag
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from pathlib import Path
 from types import TracebackType
 
 from .app import App
@@ -31,7 +30,7 @@ from .queries.dispatch import Answer, QueryBus
 from .readstore.checkpoints import Checkpoint, Checkpoints
 from .readstore.dead_letters import DeadLetter, DeadLetters
 from .readstore.leases import Leases
-from .stores import MISSING_TABLE_ERRORS, Store
+from .stores import MISSING_TABLE_ERRORS, Store, default_read_store
 from .wakeups import HighWater, ProgressBoard, WakeupSource
 
 DEFAULT_STORE = "sqlite:///projectionist.db"
@@ -46,14 +45,6 @@ class Role(StrEnum):
 
 
 ROLES = tuple(Role)
-
-
-def default_read_store(store_url: str) -> str:
-    """A separate SQLite file beside a SQLite write store; the same database otherwise."""
-    if store_url.startswith("sqlite:///") and not store_url.endswith(":memory:"):
-        path = Path(store_url.removeprefix("sqlite:///"))
-        return "sqlite:///" + str(path.with_name(f"{path.stem}-read{path.suffix or '.db'}"))
-    return store_url
 
 
 def parse_roles(roles: str | Iterable[str]) -> tuple[Role, ...]:
@@ -94,7 +85,8 @@ class Runtime:
         read_url = read_store or default_read_store(store_url)
         # Projectors fed by a feed (`events`) never touch the write store.
         needs_write_store = Role.COMMAND in self.roles or (
-            Role.PROJECTOR in self.roles and events is None)
+            Role.PROJECTOR in self.roles and events is None
+        )
         self.store: Store | None = (
             Store(store_url, pool_size=pool_size) if needs_write_store else None
         )
@@ -111,8 +103,13 @@ class Runtime:
         self.board = ProgressBoard()
         self.checkpoints = Checkpoints(self.read_store)
         self.dead_letters = DeadLetters(self.read_store)
-        self.statuses = StatusReader(self.read_store, self.checkpoints, self.dead_letters,
-                                     self.high_water, stall_after_s=stall_after_s)
+        self.statuses = StatusReader(
+            self.read_store,
+            self.checkpoints,
+            self.dead_letters,
+            self.high_water,
+            stall_after_s=stall_after_s,
+        )
         self.wakeups: list[WakeupSource] = []
         self.relay: Relay | None = None
         self.commands: CommandBus | None = None
@@ -132,34 +129,56 @@ class Runtime:
 
     def _build_command_role(self, idempotency_ttl_s: float | None) -> None:
         assert self.store is not None and self.log is not None
-        self.commands = CommandBus(self.app, self.store, self.log, on_commit=self._committed,
-                                   metrics=self.metrics, idempotency_ttl_s=idempotency_ttl_s)
+        self.commands = CommandBus(
+            self.app,
+            self.store,
+            self.log,
+            on_commit=self._committed,
+            metrics=self.metrics,
+            idempotency_ttl_s=idempotency_ttl_s,
+        )
         if self.feed is not None:
-            relay = self.relay = Relay(self.log, self.feed, self.high_water,
-                                       batch_size=self.batch_size,
-                                       poll_interval_s=self.poll_interval_s)
+            relay = self.relay = Relay(
+                self.log,
+                self.feed,
+                self.high_water,
+                batch_size=self.batch_size,
+                poll_interval_s=self.poll_interval_s,
+            )
             self.metrics.watch_feed(lambda: relay.position, self.log.head)
 
     def _build_projector_role(self, lease_ttl_s: float) -> None:
         self.leases = Leases(self.read_store, ttl_s=lease_ttl_s)
         self.projector = Projector(
-            list(self.app.projections.values()), make_runner=self._make_runner,
-            checkpoints=self.checkpoints, high_water=self.high_water, board=self.board,
-            leases=self.leases, poll_interval_s=self.poll_interval_s,
+            list(self.app.projections.values()),
+            make_runner=self._make_runner,
+            checkpoints=self.checkpoints,
+            high_water=self.high_water,
+            board=self.board,
+            leases=self.leases,
+            poll_interval_s=self.poll_interval_s,
         )
         if self.feed is not None:
             self.source = self.feed.reader()
         # The log's head comes from the feed or from the log; appends of other processes
         # wake the projector through the backend that carries them.
-        source = self.feed.wakeups(self.high_water) if self.feed is not None else (
-            self.log.wakeups(self.high_water) if self.log is not None else None)
+        source = (
+            self.feed.wakeups(self.high_water)
+            if self.feed is not None
+            else (self.log.wakeups(self.high_water) if self.log is not None else None)
+        )
         if source is not None:
             self.wakeups.append(source)
 
     def _build_query_role(self) -> None:
-        self.queries = QueryBus(self.app, self.read_store, self.checkpoints,
-                                high_water=self.high_water, board=self.board,
-                                metrics=self.metrics)
+        self.queries = QueryBus(
+            self.app,
+            self.read_store,
+            self.checkpoints,
+            high_water=self.high_water,
+            board=self.board,
+            metrics=self.metrics,
+        )
         if self.projector is not None:
             return  # queries wait on this process's own projector
         if self.feed is not None:
@@ -175,9 +194,15 @@ class Runtime:
         source: EventSource | None = self.feed.reader() if self.feed is not None else self.log
         assert source is not None
         return ProjectionRunner(
-            projection, build, log=source, read_store=self.read_store,
-            registry=self.app.registry, checkpoints=self.checkpoints,
-            dead_letters=self.dead_letters, batch_size=self.batch_size, metrics=self.metrics,
+            projection,
+            build,
+            log=source,
+            read_store=self.read_store,
+            registry=self.app.registry,
+            checkpoints=self.checkpoints,
+            dead_letters=self.dead_letters,
+            batch_size=self.batch_size,
+            metrics=self.metrics,
         )
 
     # Lifetime
@@ -202,8 +227,9 @@ class Runtime:
         elif self.queries is not None:
             # A query process may start before any projector created the read models.
             for projection in self.app.projections.values():
-                self.checkpoints.install_serving(projection.name, projection.version,
-                                                 projection.physical_tables)
+                self.checkpoints.install_serving(
+                    projection.name, projection.version, projection.physical_tables
+                )
         self._installed = True
 
     def start(self) -> Runtime:
@@ -253,8 +279,9 @@ class Runtime:
         if self.commands is None:
             raise RoleNotServed("this process does not run the command role")
         self.install()
-        return self.commands.execute(command, principal, idempotency_key=idempotency_key,
-                                     correlation_id=correlation_id)
+        return self.commands.execute(
+            command, principal, idempotency_key=idempotency_key, correlation_id=correlation_id
+        )
 
     def ask(
         self,
@@ -288,8 +315,10 @@ class Runtime:
             return []
         self.install()
         order = {name: index for index, name in enumerate(self.app.projections)}
-        return sorted(self.projector.runners.values(),
-                      key=lambda r: (not r.serving, order.get(r.name, 0), r.generation))
+        return sorted(
+            self.projector.runners.values(),
+            key=lambda r: (not r.serving, order.get(r.name, 0), r.generation),
+        )
 
     def pause_projector(self) -> None:
         """Stops applying events until `resume_projector` (lag builds up meanwhile)."""

@@ -24,11 +24,11 @@ SCHEMA_LOCK_KEY = 7_311_201_001
 class Store:
     """One database: an engine, plus write and read transactions suited to its dialect."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, timeout_s: float = 10.0,
-                 durable: bool = True) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 5, timeout_s: float = 10.0, durable: bool = True
+    ) -> None:
         self.url = url
-        self.engine = _create_engine(url, pool_size=pool_size, timeout_s=timeout_s,
-                                     durable=durable)
+        self.engine = _create_engine(url, pool_size=pool_size, timeout_s=timeout_s, durable=durable)
         self.dialect = self.engine.dialect.name
         # SQLite admits one writer at a time; queueing writers here is far cheaper than
         # SQLite's busy handler, which sleeps in steps of up to 100 ms.
@@ -78,6 +78,14 @@ class Store:
         return f"Store({redact(self.url)!r})"
 
 
+def default_read_store(store_url: str) -> str:
+    """A separate SQLite file beside a SQLite write store; the same database otherwise."""
+    if store_url.startswith("sqlite:///") and not store_url.endswith(":memory:"):
+        path = Path(store_url.removeprefix("sqlite:///"))
+        return "sqlite:///" + str(path.with_name(f"{path.stem}-read{path.suffix or '.db'}"))
+    return store_url
+
+
 def redact(url: str) -> str:
     """The URL without its password."""
     try:
@@ -118,8 +126,7 @@ MISSING_TABLE_ERRORS = (sa.exc.ProgrammingError, OperationalError)
 
 def missing_table(error: sa.exc.DBAPIError) -> bool:
     """True for a read of a table that does not exist (or no longer does)."""
-    return (getattr(error.orig, "sqlstate", None) == "42P01"
-            or "no such table" in str(error.orig))
+    return getattr(error.orig, "sqlstate", None) == "42P01" or "no such table" in str(error.orig)
 
 
 def first_line(error: object) -> str:
@@ -134,8 +141,11 @@ def _is_sqlite_lock(error: OperationalError) -> bool:
 def is_lock_conflict(error: BaseException) -> bool:
     """True for a StoreUnavailable caused by a deadlock or a serialization failure."""
     cause = error.__cause__
-    return (isinstance(error, StoreUnavailable) and isinstance(cause, OperationalError)
-            and _is_lock_conflict(cause))
+    return (
+        isinstance(error, StoreUnavailable)
+        and isinstance(cause, OperationalError)
+        and _is_lock_conflict(cause)
+    )
 
 
 def _is_lock_conflict(error: OperationalError) -> bool:
@@ -188,9 +198,9 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float, durable: bool)
                     # in a clear error (503) rather than a hung request. The URL's own options
                     # (a search_path...) follow, or this argument would drop them.
                     "options": f"-c lock_timeout={int(timeout_s * 1000)}"
-                               f" -c statement_timeout={int(timeout_s * 6000)}"
-                               f" -c idle_in_transaction_session_timeout={int(timeout_s * 6000)}"
-                               + "".join(f" {o}" for o in _url_options(parsed)),
+                    f" -c statement_timeout={int(timeout_s * 6000)}"
+                    f" -c idle_in_transaction_session_timeout={int(timeout_s * 6000)}"
+                    + "".join(f" {o}" for o in _url_options(parsed)),
                 },
             )
     except NoSuchModuleError as error:

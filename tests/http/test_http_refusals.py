@@ -32,7 +32,7 @@ def shelf(api: Api) -> Shelf:
 
 
 def refusals(shelf: Shelf) -> dict[str, tuple[str, dict[str, Any], str]]:
-    """(command, body, what the detail says) for every rule of INTERFACE.md."""
+    """(command, body, what the detail says) for every rule of docs/http.md."""
     missing = "no-such-" + uid("x")
     return {
         "duplicate sku": ("RegisterProduct",

@@ -1,4 +1,4 @@
-"""Every shop command and query over HTTP: status codes and the exact shapes of INTERFACE.md."""
+"""Every shop command and query over HTTP: status codes and the exact shapes of docs/http.md."""
 
 from __future__ import annotations
 

@@ -120,3 +120,87 @@ def test_the_projector_thread_survives_an_unexpected_error(
         assert answer.data["count"] == 1
         assert failures == [1]
         assert projector.running
+
+
+def test_swapping_in_a_build_that_is_gone_raises_build_gone(store_urls: tuple[str, str]) -> None:
+    from projectionist.readstore.checkpoints import BuildGone
+
+    _, read = store_urls
+    with idle_runtime(store_urls) as runtime:
+        runtime.execute(AddNotes(stream="s", texts=["a", "b"]))
+        runtime.catch_up()
+        build = runtime.rebuild("note_counts")
+        runtime.checkpoints.drop([build])  # another process dropped it
+
+        with pytest.raises(BuildGone):
+            runtime.checkpoints.swap("note_counts", build.generation, behind_ok=True)
+        with pytest.raises(BuildGone):
+            runtime.checkpoints.swap("note_counts", build.generation + 10)
+        # The serving build is untouched.
+        assert [(b["generation"], b["active"]) for b in builds(read, "note_counts")] == [
+            (1, True)]
+        assert runtime.ask(CountNotes(stream="s")).data["count"] == 2
+
+
+def test_a_projector_stops_running_a_caught_up_build_dropped_by_another_process(
+    store_urls: tuple[str, str],
+) -> None:
+    _, read = store_urls
+    with idle_runtime(store_urls) as runtime:
+        for i in range(4):
+            runtime.execute(AddNotes(stream=f"s{i % 2}", texts=["a", "b"]))
+        runtime.catch_up()
+        serving = runtime.ask(CountNotes(stream="s1"))
+        build = runtime.rebuild("note_counts")
+        projector = runtime.projector
+        assert projector is not None
+        key = ("note_counts", build.generation)
+        runner = projector.runners[key]
+        runner.run_until_caught_up()
+
+        runtime.checkpoints.drop([build])  # another process dropped it meanwhile
+
+        # Gone is as good as swapped for the caller: nothing is left to wait for.
+        assert projector.swap("note_counts", build.generation, force=True)
+        assert key not in projector.runners
+        assert ("note_counts", 1) in projector.runners
+        assert [(b["generation"], b["active"]) for b in builds(read, "note_counts")] == [
+            (1, True)]
+        answer = runtime.ask(CountNotes(stream="s1"))
+        assert answer.data == serving.data
+        assert answer.data["count"] == 4
+        assert answer.freshness.position == serving.freshness.position
+
+        # The old build goes on serving new events; the dropped one never comes back.
+        added = runtime.execute(AddNote(stream="s1", text="c"))
+        runtime.catch_up()
+        assert key not in projector.runners
+        answer = runtime.ask(CountNotes(stream="s1"))
+        assert answer.data["count"] == 5
+        assert answer.freshness.position >= added.position
+        assert [(row.generation, row.active) for row in runtime.status()
+                if row.name == "note_counts"] == [(1, True)]
+
+
+def test_a_rebuild_started_right_after_another_process_dropped_one_builds_from_scratch(
+    store_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from projectionist.projections import projector as projector_module
+
+    monkeypatch.setattr(projector_module, "SWAP_PATIENCE_S", 0.2)
+    with idle_runtime(store_urls) as runtime:
+        for i in range(4):
+            runtime.execute(AddNotes(stream=f"s{i % 2}", texts=["a", "b"]))
+        runtime.catch_up()
+        build = runtime.rebuild("note_counts")
+        projector = runtime.projector
+        assert projector is not None
+        projector.runners[("note_counts", build.generation)].run_until_caught_up()
+        runtime.checkpoints.drop([build])  # another process dropped it meanwhile
+
+        runtime.rebuild("note_counts")  # before this process noticed the drop
+        runtime.catch_up()
+        answer = runtime.ask(CountNotes(stream="s1"))
+        assert answer.data["count"] == 4
+        assert [(row.state.value, row.position) for row in runtime.status()
+                if row.name == "note_counts"] == [("live", answer.freshness.position)]

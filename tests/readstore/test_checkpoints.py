@@ -49,7 +49,7 @@ def table_names(store: Store) -> set[str]:
 def test_serving_creates_generation_one_active_for_a_new_projection(
     checkpoints: Checkpoints,
 ) -> None:
-    build = checkpoints.serving("catalogue", 3, names_of(1))
+    build = checkpoints.serving("catalogue", 3, names_of)
     assert (build.generation, build.version, build.active) == (1, 3, True)
     assert (build.position, build.head, build.state) == (0, 0, State.CATCHING_UP)
     assert build.table_names == ["items_g1"]
@@ -57,8 +57,8 @@ def test_serving_creates_generation_one_active_for_a_new_projection(
 
 
 def test_serving_returns_the_same_build_on_the_second_call(checkpoints: Checkpoints) -> None:
-    first = checkpoints.serving("catalogue", 1, names_of(1))
-    second = checkpoints.serving("catalogue", 2, ["other_g1"])
+    first = checkpoints.serving("catalogue", 1, names_of)
+    second = checkpoints.serving("catalogue", 2, lambda g: [f"other_g{g}"])
     assert second == first
     with checkpoints.store.read() as connection:
         assert len(checkpoints.all(connection)) == 1
@@ -67,7 +67,7 @@ def test_serving_returns_the_same_build_on_the_second_call(checkpoints: Checkpoi
 def test_start_build_creates_the_next_generation_not_active_and_rebuilding(
     checkpoints: Checkpoints,
 ) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     build = checkpoints.start_build("catalogue", 2, names_of)
     assert (build.generation, build.version, build.active) == (2, 2, False)
     assert build.state is State.REBUILDING
@@ -83,7 +83,7 @@ def test_start_build_of_a_new_projection_is_its_serving_build(checkpoints: Check
 
 
 def test_start_build_refuses_a_second_concurrent_build(checkpoints: Checkpoints) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     checkpoints.start_build("catalogue", 2, names_of)
     with pytest.raises(RebuildInProgress):
         checkpoints.start_build("catalogue", 3, names_of)
@@ -94,7 +94,7 @@ def test_start_build_refuses_a_second_concurrent_build(checkpoints: Checkpoints)
 def test_advance_moves_the_checkpoint_from_the_expected_position(
     checkpoints: Checkpoints,
 ) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     with checkpoints.store.write() as connection:
         moved = checkpoints.advance(connection, "catalogue", 1, expected=0, position=5, head=9,
                                     next_at=12.5, state=State.CATCHING_UP)
@@ -108,7 +108,7 @@ def test_advance_moves_the_checkpoint_from_the_expected_position(
 def test_advance_refuses_when_expected_is_not_the_stored_position(
     checkpoints: Checkpoints,
 ) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     assert advance(checkpoints, 1, expected=0, position=5)
     assert advance(checkpoints, 1, expected=0, position=8) is False
     stored = load(checkpoints, 1)
@@ -118,7 +118,7 @@ def test_advance_refuses_when_expected_is_not_the_stored_position(
 def test_advance_of_a_rolled_back_transaction_leaves_the_checkpoint(
     checkpoints: Checkpoints,
 ) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     with pytest.raises(RuntimeError), checkpoints.store.write() as connection:
         checkpoints.advance(connection, "catalogue", 1, expected=0, position=5, head=5,
                             next_at=None, state=State.LIVE)
@@ -129,7 +129,7 @@ def test_advance_of_a_rolled_back_transaction_leaves_the_checkpoint(
 
 
 def test_advance_refuses_a_stale_epoch(checkpoints: Checkpoints) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     assert advance(checkpoints, 1, expected=0, position=2, epoch=0)
     with checkpoints.store.write() as connection:
         checkpoints.bump_epoch(connection, "catalogue", 1)
@@ -140,14 +140,14 @@ def test_advance_refuses_a_stale_epoch(checkpoints: Checkpoints) -> None:
 
 
 def test_advance_without_an_epoch_ignores_it(checkpoints: Checkpoints) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     with checkpoints.store.write() as connection:
         checkpoints.bump_epoch(connection, "catalogue", 1)
     assert advance(checkpoints, 1, expected=0, position=4)
 
 
 def test_mark_records_failed_with_the_error(checkpoints: Checkpoints) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     checkpoints.mark("catalogue", 1, state=State.FAILED, error="ValueError: boom")
     stored = load(checkpoints, 1)
     assert stored is not None
@@ -155,7 +155,7 @@ def test_mark_records_failed_with_the_error(checkpoints: Checkpoints) -> None:
 
 
 def test_advance_clears_the_error_of_a_failed_build(checkpoints: Checkpoints) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     checkpoints.mark("catalogue", 1, state=State.FAILED, error="boom")
     assert advance(checkpoints, 1, expected=0, position=1, state=State.LIVE)
     stored = load(checkpoints, 1)
@@ -213,7 +213,7 @@ def test_swap_with_behind_ok_swaps_while_the_serving_build_is_ahead(
 def test_swap_raises_build_gone_when_the_generation_does_not_exist(
     checkpoints: Checkpoints,
 ) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     with pytest.raises(BuildGone):
         checkpoints.swap("catalogue", 7)
     with pytest.raises(BuildGone):
@@ -223,7 +223,7 @@ def test_swap_raises_build_gone_when_the_generation_does_not_exist(
 def test_swap_raises_build_gone_for_a_build_already_swapped_out(
     checkpoints: Checkpoints,
 ) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     checkpoints.start_build("catalogue", 2, names_of)
     assert checkpoints.swap("catalogue", 2) is not None
     with pytest.raises(BuildGone):
@@ -243,7 +243,7 @@ def test_install_serving_creates_the_serving_build_tables(
 def test_install_serving_creates_the_tables_of_a_later_serving_generation(
     checkpoints: Checkpoints, store: Store,
 ) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     checkpoints.start_build("catalogue", 2, names_of)
     assert checkpoints.swap("catalogue", 2) is not None
     build = checkpoints.install_serving("catalogue", 2, tables_of)
@@ -253,7 +253,7 @@ def test_install_serving_creates_the_tables_of_a_later_serving_generation(
 
 
 def test_a_loaded_checkpoint_state_is_a_state_member(checkpoints: Checkpoints) -> None:
-    checkpoints.serving("catalogue", 1, names_of(1))
+    checkpoints.serving("catalogue", 1, names_of)
     checkpoints.start_build("catalogue", 2, names_of)
     with checkpoints.store.read() as connection:
         loaded = [checkpoints.load(connection, "catalogue", 2),
@@ -262,3 +262,12 @@ def test_a_loaded_checkpoint_state_is_a_state_member(checkpoints: Checkpoints) -
     assert all(c is not None and type(c.state) is State for c in loaded)
     assert [c.state for c in loaded if c is not None] == [
         State.REBUILDING, State.CATCHING_UP, State.REBUILDING, State.CATCHING_UP]
+
+
+def test_a_generation_number_is_never_given_twice(checkpoints: Checkpoints) -> None:
+    checkpoints.serving("catalogue", 1, names_of)
+    dropped = checkpoints.start_build("catalogue", 1, names_of)
+    checkpoints.drop([dropped])
+    again = checkpoints.start_build("catalogue", 1, names_of)
+    assert again.generation == dropped.generation + 1
+    assert again.table_names == names_of(again.generation)

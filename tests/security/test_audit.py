@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from projectionist import EventMetadata, Forbidden, Refused, Runtime, TokenAuthority
+from projectionist.edge import Kind, check_scope
 from projectionist.messages import Command
 from projectionist_examples.shop import (
     CancelOrder,
+    CustomerDashboard,
+    GetOrder,
     PayOrder,
     PlaceOrder,
     RegisterProduct,
@@ -186,3 +189,105 @@ def test_refused_commands_over_http_are_logged_without_the_token(api: Api) -> No
         assert token not in logged
         assert token.split(".")[2] not in logged
 
+
+
+# Refused queries and operations are audited like refused commands
+
+
+def test_refused_queries_are_logged_with_subject_type_and_reason(
+        shop_runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    authority = TokenAuthority([SECRET])
+    caplog.set_level(logging.INFO, logger=AUDIT)
+    clerk_token, _ = token_and_jti(authority, "commands:*", sub="clerk-q")
+    customer_token, _ = token_and_jti(authority, "customer", "queries:*", sub="cust-q")
+    attempts: list[tuple[str, Any, str]] = [
+        (clerk_token, GetOrder(order_id=uid("order")),
+         "the token lacks the scope queries:GetOrder (or queries:*)"),
+        (customer_token, CustomerDashboard(customer_id="someone-else"),
+         "a customer may see only their own dashboard"),
+    ]
+    for token, query, reason in attempts:
+        caplog.clear()
+        principal = authority.verify(token)
+        with pytest.raises(Forbidden):
+            shop_runtime.ask(query, principal=principal)
+        [record] = audit_lines(caplog)
+        assert record.getMessage() == (
+            f"query refused: subject={principal.subject} query={query.type_name}"
+            f" reason={reason}")
+        assert record.levelno == logging.WARNING
+        assert token not in caplog.text
+
+    # The edge's scope check, as the HTTP routes call it before reading the parameters.
+    caplog.clear()
+    with pytest.raises(Forbidden):
+        check_scope(authority.verify(clerk_token), Kind.QUERY, "SalesReport")
+    [record] = audit_lines(caplog)
+    assert record.getMessage() == (
+        "query refused: subject=clerk-q query=SalesReport"
+        " reason=the token lacks the scope queries:SalesReport (or queries:*)")
+
+
+def audited(api: Api, expected: str) -> str:
+    """The last audit line of the server that contains `expected`."""
+    lines = [line for line in api.server.stderr.splitlines()
+             if f"projectionist.audit: {expected}" in line]
+    assert lines, f"no audit line {expected!r}:\n{api.server.stderr[-2000:]}"
+    return lines[-1]
+
+
+def test_refused_queries_over_http_are_logged_without_the_token(api: Api) -> None:
+    subject = uid("auditee")
+    cases: list[tuple[tuple[str, ...], str, dict[str, Any], str]] = [
+        (("commands:*",), "ProductCatalog", {},
+         "the token lacks the scope queries:ProductCatalog (or queries:*)"),
+        (("queries:GetOrder",), "SalesReport", {},
+         "the token lacks the scope queries:SalesReport (or queries:*)"),
+        (("customer", "queries:*"), "CustomerDashboard", {"customer_id": "someone-else"},
+         "a customer may see only their own dashboard"),
+    ]
+    tokens = []
+    for scopes, name, params, reason in cases:
+        token = api.token(*scopes, sub=subject)
+        tokens.append(token)
+        response = api.query(name, params, headers=bearer(token))
+        assert response.status_code == 403, response.text
+        assert response.json()["detail"] == reason
+        line = audited(api, f"query refused: subject={subject} query={name}")
+        assert line.startswith("WARNING ")
+        assert line.endswith(f"reason={reason}")
+    logged = api.server.stderr
+    for token in tokens:
+        assert token not in logged
+        assert token.split(".")[2] not in logged
+
+
+def test_refused_operations_over_http_are_logged_without_the_token(api: Api) -> None:
+    subject = uid("auditee")
+    cases: list[tuple[tuple[str, ...], str, str, str, str]] = [
+        (("commands:*",), "GET", "/projections", "/projections",
+         "this needs the scope admin or queries:*"),
+        (("queries:ProductCatalog",), "GET", "/projections/history", "/projections/history",
+         "this needs the scope admin or queries:*"),
+        (("queries:*",), "POST", "/projections/order_summary/rebuild",
+         "/projections/{name}/rebuild", "this needs the scope admin"),
+        (("queries:*", "commands:*"), "GET", "/projections/order_summary/dead-letters",
+         "/projections/{name}/dead-letters", "this needs the scope admin"),
+    ]
+    tokens = []
+    for scopes, method, path, route, reason in cases:
+        token = api.token(*scopes, sub=subject)
+        tokens.append(token)
+        response = api.client.request(method, path, headers=bearer(token))
+        assert response.status_code == 403, response.text
+        assert response.json()["detail"] == reason
+        line = audited(api, f"operation refused: subject={subject} operation={route} ")
+        assert line.startswith("WARNING ")
+        assert line.endswith(f"reason={reason}")
+    # A refused rebuild started nothing.
+    rows = api.client.get("/projections", headers=api.admin).json()
+    assert all(row["active"] for row in rows if row["name"] == "order_summary")
+    logged = api.server.stderr
+    for token in tokens:
+        assert token not in logged
+        assert token.split(".")[2] not in logged

@@ -43,7 +43,7 @@ CHECKS: list[CheckFunction] = [
 ]
 
 # Refusals of schema-valid requests that depend on state the schema cannot describe, each one
-# documented in INTERFACE.md: a cursor the server never issued, an Idempotency-Key sent again
+# documented in docs/http.md: a cursor the server never issued, an Idempotency-Key sent again
 # with another body.
 STATEFUL_REFUSALS = ("is not one this query returned", "idempotency_key_reused")
 

@@ -1,4 +1,4 @@
-"""The shop's business rules (INTERFACE.md): refusals, stock, and what each query answers."""
+"""The shop's business rules (docs/http.md): refusals, stock, and what each query answers."""
 
 from __future__ import annotations
 

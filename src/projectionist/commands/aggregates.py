@@ -35,8 +35,9 @@ E = TypeVar("E", bound=Event)
 _APPLIES = "__projectionist_applies__"
 
 
-def applies(*event_types: type[Event]) -> Callable[[Callable[[A, E], None]],
-                                                  Callable[[A, E], None]]:
+def applies(
+    *event_types: type[Event],
+) -> Callable[[Callable[[A, E], None]], Callable[[A, E], None]]:
     """Marks an aggregate method as the one that folds these event types into its state."""
 
     def mark(method: Callable[[A, E], None]) -> Callable[[A, E], None]:

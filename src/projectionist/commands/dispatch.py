@@ -86,7 +86,8 @@ class CommandBus:
         self._pruned_at: float | None = None
         self._pruning = threading.Lock()
         self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
-            self._run_batch, max_batch=max_batch, fits=_fits)
+            self._run_batch, max_batch=max_batch, fits=_fits
+        )
         self.app = app
         self.store = store
         self.log = log
@@ -108,8 +109,13 @@ class CommandBus:
         with observe(self.metrics.commands, self.metrics.command_seconds, command.type_name):
             return self._execute(command, principal, idempotency_key, correlation_id)
 
-    def _execute(self, command: Command, principal: Principal, idempotency_key: str | None,
-                 correlation_id: str | None) -> CommandResult:
+    def _execute(
+        self,
+        command: Command,
+        principal: Principal,
+        idempotency_key: str | None,
+        correlation_id: str | None,
+    ) -> CommandResult:
         registration = self.app.command_registration(command.type_name)
         command = edge.authorize(principal, edge.Kind.COMMAND, command, registration.policy)
         key = digest = None
@@ -117,9 +123,12 @@ class CommandBus:
             key = idempotency.scoped_key(principal.subject, idempotency_key)
             digest = idempotency.request_hash(command)
         request = _Request(
-            command=command, principal=principal,
+            command=command,
+            principal=principal,
             handler=registration.handler,
-            key=key, digest=digest, correlation_id=correlation_id,
+            key=key,
+            digest=digest,
+            correlation_id=correlation_id,
         )
         try:
             return self._group.submit(request)
@@ -149,8 +158,9 @@ class CommandBus:
         if recorded and self.on_commit is not None:
             self.on_commit(recorded, time.time())
 
-    def _run_together(self, tickets: Sequence[Ticket[_Request, CommandResult]]
-                      ) -> list[RecordedEvent]:
+    def _run_together(
+        self, tickets: Sequence[Ticket[_Request, CommandResult]]
+    ) -> list[RecordedEvent]:
         """Runs commands in one transaction, each in a savepoint; appends all events at once."""
         staged: list[tuple[Ticket[_Request, CommandResult], UnitOfWork]] = []
         with self.store.write() as connection:
@@ -181,7 +191,7 @@ class CommandBus:
             results: list[tuple[Ticket[_Request, CommandResult], CommandResult]] = []
             offset = 0
             for ticket, unit in staged:
-                mine = positions[offset:offset + len(unit.pending)]
+                mine = positions[offset : offset + len(unit.pending)]
                 offset += len(unit.pending)
                 events = unit.recorded(mine)
                 recorded.extend(events)
@@ -199,8 +209,9 @@ class CommandBus:
                 ticket.result = ticket.error = None
             self._run_alone_once(ticket)
             error = ticket.error
-            if error is None or not (is_lock_conflict(error)
-                                     or (isinstance(error, ConcurrencyError) and error.retryable)):
+            if error is None or not (
+                is_lock_conflict(error) or (isinstance(error, ConcurrencyError) and error.retryable)
+            ):
                 return
 
     def _run_alone_once(self, ticket: Ticket[_Request, CommandResult]) -> None:
@@ -224,8 +235,9 @@ class CommandBus:
     def _replay(self, connection: Connection, request: _Request) -> CommandResult | None:
         if request.key is None or request.digest is None:
             return None
-        answer = idempotency.lookup(connection, request.key, request.digest,
-                                    expired_before=self._expired_before())
+        answer = idempotency.lookup(
+            connection, request.key, request.digest, expired_before=self._expired_before()
+        )
         return CommandResult.from_json(answer) if answer is not None else None
 
     def _expired_before(self) -> float | None:
@@ -250,7 +262,8 @@ class CommandBus:
         waits for it."""
         now = time.monotonic()
         if not self.idempotency_ttl_s or (
-                self._pruned_at is not None and now - self._pruned_at < self.prune_interval_s):
+            self._pruned_at is not None and now - self._pruned_at < self.prune_interval_s
+        ):
             return
         self._pruned_at = now
         if not self._pruning.acquire(blocking=False):
@@ -264,15 +277,19 @@ class CommandBus:
             finally:
                 self._pruning.release()
 
-        threading.Thread(target=prune, name="projectionist-idempotency-prune",
-                         daemon=True).start()
+        threading.Thread(target=prune, name="projectionist-idempotency-prune", daemon=True).start()
 
-    def _unit(self, connection: Connection, request: _Request,
-              versions: dict[str, int]) -> UnitOfWork:
+    def _unit(
+        self, connection: Connection, request: _Request, versions: dict[str, int]
+    ) -> UnitOfWork:
         command_id = str(uuid.uuid4())
         return UnitOfWork(
-            connection, self.log, self.app.registry, command_id=command_id,
-            correlation_id=request.correlation_id or command_id, principal=request.principal,
+            connection,
+            self.log,
+            self.app.registry,
+            command_id=command_id,
+            correlation_id=request.correlation_id or command_id,
+            principal=request.principal,
             known_versions=versions,
         )
 
@@ -287,11 +304,17 @@ class CommandBus:
             ) from error
         except (DataError, OverflowError) as error:
             cause = error.orig if isinstance(error, DataError) else error
-            raise InvalidMessage(f"{name} has a value the store cannot hold: {first_line(cause)}"
-                                 ) from error
+            raise InvalidMessage(
+                f"{name} has a value the store cannot hold: {first_line(cause)}"
+            ) from error
 
-    def _result(self, connection: Connection, request: _Request, unit: UnitOfWork,
-                events: list[RecordedEvent]) -> CommandResult:
+    def _result(
+        self,
+        connection: Connection,
+        request: _Request,
+        unit: UnitOfWork,
+        events: list[RecordedEvent],
+    ) -> CommandResult:
         position = events[-1].position if events else 0
         result = CommandResult(unit.command_id, position, events)
         if request.key is not None and request.digest is not None:
@@ -309,8 +332,9 @@ class _Request:
     correlation_id: str | None
 
 
-def _fits(batch: Sequence[Ticket[_Request, CommandResult]],
-          ticket: Ticket[_Request, CommandResult]) -> bool:
+def _fits(
+    batch: Sequence[Ticket[_Request, CommandResult]], ticket: Ticket[_Request, CommandResult]
+) -> bool:
     # One idempotency key at most once per batch: the second must see the first's answer.
     key = ticket.item.key
     return key is None or all(other.item.key != key for other in batch)

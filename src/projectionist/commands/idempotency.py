@@ -51,8 +51,9 @@ def install(connection: Connection) -> None:
     _by_age.create(connection, checkfirst=True)
 
 
-def lookup(connection: Connection, key: str, digest: str, *,
-           expired_before: float | None = None) -> dict[str, Any] | None:
+def lookup(
+    connection: Connection, key: str, digest: str, *, expired_before: float | None = None
+) -> dict[str, Any] | None:
     """The stored answer for this key, None if new; IdempotencyKeyReused if the request differs.
 
     An answer stored before `expired_before` has expired: it is deleted, and the key is new.
@@ -89,7 +90,11 @@ def remember(connection: Connection, key: str, digest: str, response: dict[str, 
 def prune(connection: Connection, expired_before: float) -> int:
     """Deletes up to a batch of expired answers; returns how many."""
     t = idempotency_table
-    expired = (sa.select(t.c.key).where(t.c.created_at < expired_before)
-               .limit(PRUNE_BATCH).scalar_subquery())
+    expired = (
+        sa.select(t.c.key)
+        .where(t.c.created_at < expired_before)
+        .limit(PRUNE_BATCH)
+        .scalar_subquery()
+    )
     result = connection.execute(sa.delete(t).where(t.c.key.in_(expired)))
     return int(result.rowcount or 0)

@@ -132,7 +132,8 @@ class UnitOfWork:
             )
             aggregate.version = stored.version
         self._versions[aggregate.stream] = max(
-            aggregate.version, self._versions.get(aggregate.stream, 0))
+            aggregate.version, self._versions.get(aggregate.stream, 0)
+        )
         return aggregate
 
     def save(self, aggregate: Aggregate) -> None:

@@ -67,9 +67,7 @@ _READ = sa.text(
     f"SELECT {COLUMNS} FROM projectionist_events WHERE position > :after"
     " ORDER BY position LIMIT :limit"
 )
-_STREAM_VERSION = sa.text(
-    "SELECT max(version) FROM projectionist_events WHERE stream = :stream"
-)
+_STREAM_VERSION = sa.text("SELECT max(version) FROM projectionist_events WHERE stream = :stream")
 _HEAD = sa.text("SELECT max(position) FROM projectionist_events")
 
 
@@ -82,9 +80,11 @@ class PostgresEventLog(EventLog):
             # Creating a trigger locks the whole log: do it once, not at every start.
             if connection.execute(_HAS_TRIGGERS).scalar_one() < 2:
                 connection.exec_driver_sql(
-                    "DROP TRIGGER IF EXISTS projectionist_events_lock ON projectionist_events")
+                    "DROP TRIGGER IF EXISTS projectionist_events_lock ON projectionist_events"
+                )
                 connection.exec_driver_sql(
-                    "DROP TRIGGER IF EXISTS projectionist_events_notify ON projectionist_events")
+                    "DROP TRIGGER IF EXISTS projectionist_events_notify ON projectionist_events"
+                )
                 for statement in _TRIGGERS:
                     connection.exec_driver_sql(statement)
 
@@ -94,9 +94,15 @@ class PostgresEventLog(EventLog):
 
     def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
         rows = [
-            {"stream": e.stream, "version": e.version, "type": e.type,
-             "schema_version": e.schema_version, "data": e.data, "metadata": e.metadata,
-             "recorded_at": e.recorded_at}
+            {
+                "stream": e.stream,
+                "version": e.version,
+                "type": e.type,
+                "schema_version": e.schema_version,
+                "data": e.data,
+                "metadata": e.metadata,
+                "recorded_at": e.recorded_at,
+            }
             for e in events
         ]
         try:

@@ -67,4 +67,3 @@ class SQLiteEventLog(EventLog):
         with self.store.read() as connection:
             value = connection.exec_driver_sql(_HEAD).scalar()
         return int(value or 0)
-

@@ -53,11 +53,21 @@ class Feed(ABC):
 
 
 def encode(event: StoredEvent) -> bytes:
-    return json.dumps([event.stream, event.version, event.type, event.schema_version,
-                       event.data, event.metadata, event.recorded_at]).encode()
+    return json.dumps(
+        [
+            event.stream,
+            event.version,
+            event.type,
+            event.schema_version,
+            event.data,
+            event.metadata,
+            event.recorded_at,
+        ]
+    ).encode()
 
 
 def decode(position: int, body: bytes) -> StoredEvent:
     stream, version, type_, schema_version, data, metadata, recorded_at = json.loads(body)
-    return StoredEvent(position, stream, version, type_, schema_version, data, metadata,
-                       recorded_at)
+    return StoredEvent(
+        position, stream, version, type_, schema_version, data, metadata, recorded_at
+    )

@@ -66,22 +66,25 @@ class JetStream(Feed):
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
         if importlib.util.find_spec("nats") is None:
             raise ConfigurationError(
-                "an events URL needs the NATS client: pip install 'projectionist[nats]'")
+                "an events URL needs the NATS client: pip install 'projectionist[nats]'"
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("nats", "tls"):
             raise ConfigurationError(f"an events URL starts with nats:// or tls://, not {url!r}")
         stream = parse_qs(parts.query).get("stream", [DEFAULT_STREAM])[0]
         if not stream or not all(c.isalnum() or c in "_-" for c in stream):
             raise ConfigurationError(
-                f"the stream name {stream!r} may hold letters, digits, _ and - only")
+                f"the stream name {stream!r} may hold letters, digits, _ and - only"
+            )
         self.server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         self._shown = f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}"
         self.stream = stream
         self.subject = f"projectionist.{stream}"
         self.timeout_s = timeout_s
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name=f"projectionist-nats-{stream}")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name=f"projectionist-nats-{stream}"
+        )
         self._thread.start()
         self._nc: Any = None
         self._js: Any = None
@@ -109,8 +112,13 @@ class JetStream(Feed):
         try:
             await self.connected()
             return await work()
-        except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError,
-                nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as error:
+        except (
+            OSError,
+            nats.errors.NoServersError,
+            nats.errors.TimeoutError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.NoRespondersError,
+        ) as error:
             raise StoreUnavailable(f"NATS at {self._shown} is unreachable: {error!r}") from None
 
     async def connected(self) -> Any:
@@ -122,9 +130,14 @@ class JetStream(Feed):
                 # A few quick reconnects ride out a restart; past them the connection closes
                 # and the next call connects afresh (or says NATS is unreachable).
                 self._nc = await nats.connect(
-                    self.server, connect_timeout=self.timeout_s, max_reconnect_attempts=5,
-                    reconnect_time_wait=0.5, allow_reconnect=True, name="projectionist",
-                    error_cb=_log_error)
+                    self.server,
+                    connect_timeout=self.timeout_s,
+                    max_reconnect_attempts=5,
+                    reconnect_time_wait=0.5,
+                    allow_reconnect=True,
+                    name="projectionist",
+                    error_cb=_log_error,
+                )
                 self._js = self._nc.jetstream(timeout=self.timeout_s)
                 self._subscribed = []
                 await self._subscribe_wake_ups()
@@ -145,9 +158,14 @@ class JetStream(Feed):
             try:
                 await self._js.stream_info(self.stream)
             except NotFoundError:
-                await self._js.add_stream(StreamConfig(
-                    name=self.stream, subjects=[self.subject], storage=StorageType.FILE,
-                    description="projectionist: the event log, one message per position"))
+                await self._js.add_stream(
+                    StreamConfig(
+                        name=self.stream,
+                        subjects=[self.subject],
+                        storage=StorageType.FILE,
+                        description="projectionist: the event log, one message per position",
+                    )
+                )
 
         self.call(ensure)
 
@@ -160,7 +178,8 @@ class JetStream(Feed):
         except NotFoundError:
             raise StoreUnavailable(
                 f"the JetStream stream {self.stream} does not exist yet; a command process"
-                " with the same events URL creates it") from None
+                " with the same events URL creates it"
+            ) from None
         state = info.state
         return int(state.first_seq), int(state.last_seq)
 
@@ -186,13 +205,24 @@ class JetStream(Feed):
             expected = last
             for event in events:
                 for gap in range(expected + 1, event.position):
-                    await nc.publish(subject, b"", reply=f"{inbox}.{sent}", headers={
-                        GAP: "1", POSITION: str(gap), EXPECTED_LAST: str(gap - 1)})
+                    await nc.publish(
+                        subject,
+                        b"",
+                        reply=f"{inbox}.{sent}",
+                        headers={GAP: "1", POSITION: str(gap), EXPECTED_LAST: str(gap - 1)},
+                    )
                     sent += 1
                     real.append(False)
-                await nc.publish(subject, encode(event), reply=f"{inbox}.{sent}", headers={
-                    POSITION: str(event.position), RECORDED_AT: repr(event.recorded_at),
-                    EXPECTED_LAST: str(event.position - 1)})
+                await nc.publish(
+                    subject,
+                    encode(event),
+                    reply=f"{inbox}.{sent}",
+                    headers={
+                        POSITION: str(event.position),
+                        RECORDED_AT: repr(event.recorded_at),
+                        EXPECTED_LAST: str(event.position - 1),
+                    },
+                )
                 sent += 1
                 real.append(True)
                 expected = event.position
@@ -204,7 +234,8 @@ class JetStream(Feed):
                 if (ack.headers or {}).get("Status") == "503":
                     raise StoreUnavailable(
                         f"no JetStream stream takes {subject}; start a command process with"
-                        " this events URL, which creates it")
+                        " this events URL, which creates it"
+                    )
                 answer = json.loads(ack.data or b"{}")
                 error = answer.get("error")
                 if error is None:
@@ -214,7 +245,8 @@ class JetStream(Feed):
                     overtaken = True
                 else:
                     raise StoreUnavailable(
-                        f"JetStream refused an event: {error.get('description', error)}")
+                        f"JetStream refused an event: {error.get('description', error)}"
+                    )
             return stored, overtaken
         finally:
             await subscription.unsubscribe()
@@ -312,8 +344,9 @@ class JetStreamWakeups(WakeupSource):
             position = headers.get(POSITION, "")
             if position.isdigit() and not headers.get(GAP):
                 recorded_at = headers.get(RECORDED_AT)
-                high_water.advance(int(position), int(position),
-                                   float(recorded_at) if recorded_at else time.time())
+                high_water.advance(
+                    int(position), int(position), float(recorded_at) if recorded_at else time.time()
+                )
 
         try:
             self.feed.subscribe(woken)
@@ -359,8 +392,7 @@ class JetStreamEventSource:
         buffered_from = self._buffer[0][0] if self._buffer else self._next
         if self._consumer is None or not buffered_from <= start <= self._next:
             await self._follow_from(start)
-        elif (self._suspect
-              or time.monotonic() - self._pulled_at > _CONSUMER_IDLE_S * 0.8):
+        elif self._suspect or time.monotonic() - self._pulled_at > _CONSUMER_IDLE_S * 0.8:
             await self._subscribe(self._next)  # keeps what is buffered
         while self._buffer and self._buffer[0][0] < start:
             self._buffer.popleft()
@@ -399,7 +431,8 @@ class JetStreamEventSource:
                 self._max_batch = max(16, self._max_batch // 2)
                 raise StoreUnavailable(
                     f"the JetStream consumer of {self.jetstream!r} stopped at {self._next - 1}"
-                    f" while the stream holds {last}")
+                    f" while the stream holds {last}"
+                )
             # The consumer lost messages or is gone: a new one where this reader stands.
             log.debug("following %r again from %d", self.jetstream, self._next)
             await self._subscribe(self._next)
@@ -433,7 +466,9 @@ class JetStreamEventSource:
         try:
             await nc.publish(
                 f"$JS.API.CONSUMER.MSG.NEXT.{self.jetstream.stream}.{self._consumer}",
-                json.dumps({"batch": count, "no_wait": True}).encode(), reply=inbox)
+                json.dumps({"batch": count, "no_wait": True}).encode(),
+                reply=inbox,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), _FETCH_TIMEOUT_S)
         finally:
@@ -465,17 +500,24 @@ class JetStreamEventSource:
         js = await self.jetstream.connected()
         name = f"projectionist-{uuid.uuid4().hex}"
         try:
-            info = await js.add_consumer(self.jetstream.stream, ConsumerConfig(
-                name=name, filter_subject=self.jetstream.subject,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-                ack_policy=AckPolicy.NONE, inactive_threshold=_CONSUMER_IDLE_S,
-                mem_storage=True))
+            info = await js.add_consumer(
+                self.jetstream.stream,
+                ConsumerConfig(
+                    name=name,
+                    filter_subject=self.jetstream.subject,
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=start,
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=_CONSUMER_IDLE_S,
+                    mem_storage=True,
+                ),
+            )
         except APIError as error:  # the stream was deleted, for one
             raise StoreUnavailable(
-                f"JetStream could not follow {self.jetstream!r} from {start}: {error}") from None
+                f"JetStream could not follow {self.jetstream!r} from {start}: {error}"
+            ) from None
         self._consumer = name
-        self._batch_limit = min(_FETCH_MAX,
-                                getattr(info.config, "max_batch", None) or _FETCH_MAX)
+        self._batch_limit = min(_FETCH_MAX, getattr(info.config, "max_batch", None) or _FETCH_MAX)
         self._max_batch = min(self._max_batch, self._batch_limit)
         self._suspect = False
         self._pulled_at = time.monotonic()
@@ -500,7 +542,8 @@ class JetStreamEventSource:
         return StoreUnavailable(
             f"the JetStream stream {self.jetstream.stream} starts at position {first}:"
             f" positions {start} to {first - 1} were discarded by its limits; rebuild the"
-            " projection from the write store, or keep the stream longer")
+            " projection from the write store, or keep the stream longer"
+        )
 
 
 def _stream_sequence(reply: str) -> int:

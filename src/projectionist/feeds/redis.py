@@ -50,7 +50,8 @@ class RedisStream(Feed):
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
         if importlib.util.find_spec("redis") is None:
             raise ConfigurationError(
-                "a redis:// events URL needs the Redis client: pip install 'projectionist[redis]'")
+                "a redis:// events URL needs the Redis client: pip install 'projectionist[redis]'"
+            )
         import redis
 
         parts = urlsplit(url)
@@ -58,18 +59,21 @@ class RedisStream(Feed):
         stream = query.pop("stream", [DEFAULT_STREAM])[0]
         if not stream or not all(c.isalnum() or c in "_-:." for c in stream):
             raise ConfigurationError(
-                f"the stream name {stream!r} may hold letters, digits, _ - : and . only")
+                f"the stream name {stream!r} may hold letters, digits, _ - : and . only"
+            )
         self.key = f"projectionist:{stream}"
         self._shown = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
-        server = urlunsplit((parts.scheme, parts.netloc, parts.path,
-                             urlencode(query, doseq=True), ""))
+        server = urlunsplit(
+            (parts.scheme, parts.netloc, parts.path, urlencode(query, doseq=True), "")
+        )
         self.timeout_s = timeout_s
-        self._options: dict[str, Any] = {"socket_timeout": timeout_s,
-                                         "socket_connect_timeout": timeout_s}
+        self._options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+        }
         self._server = server
         self.client: Any = redis.Redis.from_url(server, **self._options)
-        self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError,
-                                                         redis.TimeoutError)
+        self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
         self._append = self.client.register_script(_APPEND)
 
     def __repr__(self) -> str:
@@ -155,8 +159,12 @@ class RedisWakeups(WakeupSource):
         except StoreUnavailable as down:
             log.warning("no wake-ups from %r yet: %s", self.feed, down)
             start = "$"
-        self._thread = threading.Thread(target=self._run, args=(start,), daemon=True,
-                                        name=f"projectionist-redis-{self.feed.key}")
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(start,),
+            daemon=True,
+            name=f"projectionist-redis-{self.feed.key}",
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -184,8 +192,9 @@ class RedisWakeups(WakeupSource):
                     if bodies:
                         entry_id, body = bodies[-1]
                         recorded_at = decode(_position(entry_id), body).recorded_at
-                        self.high_water.advance(_position(bodies[0][0]), _position(entry_id),
-                                                recorded_at)
+                        self.high_water.advance(
+                            _position(bodies[0][0]), _position(entry_id), recorded_at
+                        )
         finally:
             client.close()
 
@@ -202,8 +211,9 @@ class RedisEventSource:
         expected = after + 1
         try:
             while len(events) < limit:
-                entries = client.xrange(self.feed.key, min=f"{expected}-0", max="+",
-                                        count=limit - len(events))
+                entries = client.xrange(
+                    self.feed.key, min=f"{expected}-0", max="+", count=limit - len(events)
+                )
                 if not entries:
                     return events
                 for entry_id, fields in entries:
@@ -223,7 +233,8 @@ class RedisEventSource:
         return StoreUnavailable(
             f"the Redis stream {self.feed.key} lacks positions {wanted} to {found - 1}: they"
             " were trimmed away; rebuild the projection from the write store, or trim the"
-            " stream less")
+            " stream less"
+        )
 
     def head(self) -> int:
         return self.feed.last_position()

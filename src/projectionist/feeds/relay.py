@@ -16,8 +16,15 @@ log = logging.getLogger("projectionist.feeds")
 class Relay:
     """Copies the event log into a feed, in a background thread, as commands commit."""
 
-    def __init__(self, log: EventLog, feed: Feed, high_water: HighWater, *,
-                 batch_size: int = 1000, poll_interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        feed: Feed,
+        high_water: HighWater,
+        *,
+        batch_size: int = 1000,
+        poll_interval_s: float = 0.5,
+    ) -> None:
         self.log = log
         self.feed = feed
         self.high_water = high_water
@@ -54,14 +61,19 @@ class Relay:
             return
         logged = self.log.read(last - 1, 1)
         held = self.feed.event_at(last)
-        same = (held is not None and logged and logged[0].position == last
-                and (logged[0].stream, logged[0].version, logged[0].metadata)
-                == (held.stream, held.version, held.metadata))
+        same = (
+            held is not None
+            and logged
+            and logged[0].position == last
+            and (logged[0].stream, logged[0].version, logged[0].metadata)
+            == (held.stream, held.version, held.metadata)
+        )
         if not same:
             raise ConfigurationError(
                 f"{self.feed!r} does not mirror this event log: its last entry, position"
                 f" {last}, is not the log's event at that position (another app's stream, or"
-                " a log reset or restored since); give this log a stream of its own")
+                " a log reset or restored since); give this log a stream of its own"
+            )
 
     def start(self) -> None:
         self._worker.start()
@@ -79,8 +91,13 @@ class Relay:
             except Exception as error:
                 backoff = min(5.0, backoff * 2 or 0.1)
                 level = logging.ERROR if isinstance(error, ConfigurationError) else logging.WARNING
-                log.log(level, "relaying events to %r failed (retry in %.1fs): %s",
-                        self.feed, backoff, error)
+                log.log(
+                    level,
+                    "relaying events to %r failed (retry in %.1fs): %s",
+                    self.feed,
+                    backoff,
+                    error,
+                )
                 stopping.wait(backoff)
                 continue
             if not moved and not stopping.is_set():

@@ -18,7 +18,7 @@ from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
 from ..errors import InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
-from .operations import LagHistory, health_routes, operation_routes
+from .operations import LagHistory, dead_letter_routes, health_routes, operation_routes
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 200
@@ -66,6 +66,7 @@ def create_http_app(
         _query_routes(api, runtime, principal, schemas)
     health_routes(api, runtime)
     operation_routes(api, runtime, principal, history)
+    dead_letter_routes(api, runtime, principal)
     _install_openapi(api, schemas)
     api.add_middleware(_CountResponses, metrics=runtime.metrics, api=api)
     return api
@@ -121,8 +122,13 @@ class _CountResponses:
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_bytes: int,
-                    schemas: dict[str, type[BaseModel]]) -> None:
+def _command_routes(
+    api: FastAPI,
+    runtime: Runtime,
+    principal: Any,
+    max_body_bytes: int,
+    schemas: dict[str, type[BaseModel]],
+) -> None:
     bus = runtime.commands
     assert bus is not None
 
@@ -152,16 +158,24 @@ def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_byt
                     "required": True,
                     "description": f"The command as JSON, at most {max_body_bytes} bytes.",
                     "x-max-body-bytes": max_body_bytes,
-                    "content": {"application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{name}"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+                    },
                 },
-                "parameters": [{
-                    "name": "Idempotency-Key", "in": "header", "required": False,
-                    "schema": {"type": "string", "minLength": 1,
-                               "maxLength": MAX_IDEMPOTENCY_KEY,
-                               "pattern": IDEMPOTENCY_KEY_PATTERN},
-                    "description": "The same key and body again return the first answer.",
-                }],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_IDEMPOTENCY_KEY,
+                            "pattern": IDEMPOTENCY_KEY_PATTERN,
+                        },
+                        "description": "The same key and body again return the first answer.",
+                    }
+                ],
             },
         )
 
@@ -170,8 +184,9 @@ def _command_routes(api: FastAPI, runtime: Runtime, principal: Any, max_body_byt
         raise NotRegistered(f"there is no command named {name!r}")
 
 
-def _query_routes(api: FastAPI, runtime: Runtime, principal: Any,
-                  schemas: dict[str, type[BaseModel]]) -> None:
+def _query_routes(
+    api: FastAPI, runtime: Runtime, principal: Any, schemas: dict[str, type[BaseModel]]
+) -> None:
     bus = runtime.queries
     assert bus is not None
 
@@ -187,8 +202,9 @@ def _query_routes(api: FastAPI, runtime: Runtime, principal: Any,
             min_position = _int_param(params.pop("min_position", None), "min_position")
             wait_ms = _int_param(params.pop("wait_ms", None), "wait_ms")
             query = bus.parse(name, params)
-            answer = await run_in_threadpool(bus.ask, query, who, min_position=min_position,
-                                             wait_ms=wait_ms)
+            answer = await run_in_threadpool(
+                bus.ask, query, who, min_position=min_position, wait_ms=wait_ms
+            )
             return JSONResponse(answer.to_json())
 
         return handle
@@ -252,12 +268,20 @@ def _query_parameters(query_type: type[BaseModel]) -> list[dict[str, Any]]:
         for field, spec in schema.get("properties", {}).items()
     ]
     parameters += [
-        {"name": "min_position", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
-         "description": "Wait until the read models have applied this position."},
-        {"name": "wait_ms", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 2000},
-         "description": "How long to wait for min_position (only with min_position)."},
+        {
+            "name": "min_position",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
+            "description": "Wait until the read models have applied this position.",
+        },
+        {
+            "name": "wait_ms",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 2000},
+            "description": "How long to wait for min_position (only with min_position).",
+        },
     ]
     return parameters
 
@@ -270,9 +294,12 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The command was handled; its events are in the log.",
-          "content": {"application/json": {
-              "schema": {"$ref": "#/components/schemas/CommandAccepted"}}}},
+    200: {
+        "description": "The command was handled; its events are in the log.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CommandAccepted"}}
+        },
+    },
     401: _error("Missing, invalid or expired token."),
     403: _error("The token lacks the scope, or a policy refuses."),
     404: _error("Unknown command type."),
@@ -282,9 +309,10 @@ _COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 _QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The answer and its freshness.",
-          "content": {"application/json": {
-              "schema": {"$ref": "#/components/schemas/QueryAnswer"}}}},
+    200: {
+        "description": "The answer and its freshness.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueryAnswer"}}},
+    },
     401: _error("Missing, invalid or expired token."),
     403: _error("The token lacks the scope, or a policy refuses."),
     404: _error("Unknown query type, or no such item."),
@@ -302,8 +330,10 @@ _SHARED_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["position", "head", "lag_events", "lag_ms"],
         "properties": {
-            "position": {"type": "integer"}, "head": {"type": "integer"},
-            "lag_events": {"type": "integer"}, "lag_ms": {"type": "number"},
+            "position": {"type": "integer"},
+            "head": {"type": "integer"},
+            "lag_events": {"type": "integer"},
+            "lag_ms": {"type": "number"},
         },
     },
     "QueryAnswer": {
@@ -317,13 +347,19 @@ _SHARED_SCHEMAS: dict[str, Any] = {
         "properties": {
             "command_id": {"type": "string"},
             "position": {"type": "integer"},
-            "events": {"type": "array", "items": {
-                "type": "object",
-                "required": ["type", "stream", "version", "position"],
-                "properties": {"type": {"type": "string"}, "stream": {"type": "string"},
-                               "version": {"type": "integer"},
-                               "position": {"type": "integer"}},
-            }},
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type", "stream", "version", "position"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "stream": {"type": "string"},
+                        "version": {"type": "integer"},
+                        "position": {"type": "integer"},
+                    },
+                },
+            },
         },
     },
 }
@@ -332,8 +368,9 @@ _SHARED_SCHEMAS: dict[str, Any] = {
 def _install_openapi(api: FastAPI, schemas: dict[str, type[BaseModel]]) -> None:
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            document = get_openapi(title=api.title, version=api.version,
-                                   description=api.description, routes=api.routes)
+            document = get_openapi(
+                title=api.title, version=api.version, description=api.description, routes=api.routes
+            )
             components = document.setdefault("components", {}).setdefault("schemas", {})
             components.update(_SHARED_SCHEMAS)
             for name, model in schemas.items():

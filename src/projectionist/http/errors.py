@@ -29,18 +29,20 @@ _HTTP_CODES = {
 
 def error_response(status: int, code: str, detail: str, **extra: object) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"error": code, "detail": detail, **extra}, status_code=status, headers=headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every failure answers with the error body of INTERFACE.md."""
+    """Every failure answers with the error body of docs/http.md."""
 
     @app.exception_handler(ProjectionistError)
     async def _projectionist(_request: Request, error: ProjectionistError) -> JSONResponse:
         if isinstance(error, NotFresh):
-            response = error_response(503, error.code, error.detail,
-                                      freshness=error.freshness.to_json())
+            response = error_response(
+                503, error.code, error.detail, freshness=error.freshness.to_json()
+            )
             lag_s = error.freshness.lag_ms / 1000.0
             response.headers["Retry-After"] = str(max(1, min(30, math.ceil(lag_s))))
             return response
@@ -56,8 +58,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", "the request does not match its schema",
-                              errors=_plain(list(error.errors())))
+        return error_response(
+            422,
+            "invalid_request",
+            "the request does not match its schema",
+            errors=_plain(list(error.errors())),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -67,8 +73,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
         log.error("unexpected error", exc_info=error)
-        return error_response(500, "internal_error",
-                              "the server failed to handle this request; it was logged")
+        return error_response(
+            500, "internal_error", "the server failed to handle this request; it was logged"
+        )
 
 
 def _plain(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

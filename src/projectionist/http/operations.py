@@ -25,16 +25,18 @@ _ERROR_DESCRIPTIONS = {
     403: "The token lacks the scope.",
     404: "There is no projection of this name.",
     409: "A rebuild of this projection is already running, or this process does not run"
-         " the projector role.",
+    " the projector role.",
     503: "A store is unavailable; retry later.",
 }
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error answers of a route (the `Error` body of INTERFACE.md)."""
+    """The documented error answers of a route (the `Error` body of docs/http.md)."""
     return {
-        status: {"description": _ERROR_DESCRIPTIONS[status], "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/Error"}}}}
+        status: {
+            "description": _ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
         for status in statuses
     }
 
@@ -56,8 +58,9 @@ class LagHistory:
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="projectionist-lag-history",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="projectionist-lag-history", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -70,11 +73,13 @@ class LagHistory:
             rows = self.runtime.status()
         except Exception:  # a store is down: skip this sample
             return
-        self.samples.append({
-            "t": time.time(),
-            "lag_events": {r.name: r.lag_events for r in rows if r.active},
-            "lag_ms": {r.name: r.lag_ms for r in rows if r.active},
-        })
+        self.samples.append(
+            {
+                "t": time.time(),
+                "lag_events": {r.name: r.lag_events for r in rows if r.active},
+                "lag_ms": {r.name: r.lag_ms for r in rows if r.active},
+            }
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -97,19 +102,16 @@ def health_routes(api: FastAPI, runtime: Runtime) -> None:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
-                     history: LagHistory) -> None:
-    """Adds the operations routes to `api`: projections, rebuilds, dead letters, dashboard."""
+def operation_routes(
+    api: FastAPI, runtime: Runtime, principal: PrincipalOf, history: LagHistory
+) -> None:
+    """Adds the operations routes to `api`: projections, rebuilds, the dashboard."""
 
     def watcher(request: Request) -> Principal:
-        who = principal(request)
-        edge.require(who, "admin", "queries:*", operation=_route(request))
-        return who
+        return _allowed(principal, request, "admin", "queries:*")
 
     def admin(request: Request) -> Principal:
-        who = principal(request)
-        edge.require(who, "admin", operation=_route(request))
-        return who
+        return _allowed(principal, request, "admin")
 
     @api.get("/projections", tags=["operations"], responses=_errors(401, 403, 503))
     async def projections(request: Request) -> list[dict[str, Any]]:
@@ -132,48 +134,86 @@ def operation_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf,
         watcher(request)
         return list(history.samples)
 
-    @api.post("/projections/{name}/rebuild", tags=["operations"], status_code=202,
-              responses=_errors(401, 403, 404, 409, 503))
+    @api.post(
+        "/projections/{name}/rebuild",
+        tags=["operations"],
+        status_code=202,
+        responses=_errors(401, 403, 404, 409, 503),
+    )
     async def rebuild(name: str, request: Request) -> JSONResponse:
         """Starts a blue/green rebuild; the serving build answers queries until the swap."""
         admin(request)
         build = await run_in_threadpool(runtime.rebuild, name)
         return JSONResponse(
-            {"name": build.name, "version": build.version, "generation": build.generation,
-             "state": State.REBUILDING.value},
+            {
+                "name": build.name,
+                "version": build.version,
+                "generation": build.generation,
+                "state": State.REBUILDING.value,
+            },
             status_code=202,
         )
 
-    @api.get("/projections/{name}/dead-letters", tags=["operations"],
-             responses=_errors(401, 403, 404, 503))
+    @api.get(
+        "/dashboard", tags=["operations"], response_class=HTMLResponse, responses=_errors(401, 403)
+    )
+    async def dashboard(request: Request) -> HTMLResponse:
+        """A live page of every projection's state and lag (token in ?token= or a header)."""
+        token = request.query_params.get("token")
+        if token and "authorization" not in request.headers:
+            request.scope["headers"] = [
+                *request.scope["headers"],
+                (b"authorization", f"Bearer {token}".encode()),
+            ]
+            request = Request(request.scope)
+        watcher(request)
+        return HTMLResponse(DASHBOARD_HTML.replace("{{title}}", runtime.app.name))
+
+
+def dead_letter_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf) -> None:
+    """Adds the routes of parked events: list them, retry them after a fix (admin)."""
+
+    def admin(request: Request) -> Principal:
+        return _allowed(principal, request, "admin")
+
+    @api.get(
+        "/projections/{name}/dead-letters",
+        tags=["operations"],
+        responses=_errors(401, 403, 404, 503),
+    )
     async def dead_letters(name: str, request: Request) -> list[dict[str, Any]]:
         """Events of this projection parked after failing, oldest first."""
         admin(request)
         letters = await run_in_threadpool(runtime.list_dead_letters, name)
         return [
-            {"id": d.id, "generation": d.generation, "position": d.position,
-             "stream": d.stream, "type": d.type, "reason": d.reason, "error": d.error,
-             "attempts": d.attempts, "parked_at": d.parked_at}
+            {
+                "id": d.id,
+                "generation": d.generation,
+                "position": d.position,
+                "stream": d.stream,
+                "type": d.type,
+                "reason": d.reason,
+                "error": d.error,
+                "attempts": d.attempts,
+                "parked_at": d.parked_at,
+            }
             for d in letters
         ]
 
-    @api.post("/projections/{name}/dead-letters/retry", tags=["operations"],
-              responses=_errors(401, 403, 404, 409, 503))
+    @api.post(
+        "/projections/{name}/dead-letters/retry",
+        tags=["operations"],
+        responses=_errors(401, 403, 404, 409, 503),
+    )
     async def retry_dead_letters(name: str, request: Request) -> dict[str, Any]:
         """Applies this projection's parked events again, in order (after a fix)."""
         admin(request)
         applied, failed = await run_in_threadpool(runtime.retry_dead_letters, name)
         return {"applied": applied, "still_parked": failed}
 
-    @api.get("/dashboard", tags=["operations"], response_class=HTMLResponse,
-             responses=_errors(401, 403))
-    async def dashboard(request: Request) -> HTMLResponse:
-        """A live page of every projection's state and lag (token in ?token= or a header)."""
-        token = request.query_params.get("token")
-        if token and "authorization" not in request.headers:
-            request.scope["headers"] = [
-                *request.scope["headers"], (b"authorization", f"Bearer {token}".encode()),
-            ]
-            request = Request(request.scope)
-        watcher(request)
-        return HTMLResponse(DASHBOARD_HTML.replace("{{title}}", runtime.app.name))
+
+def _allowed(principal: PrincipalOf, request: Request, *scopes: str) -> Principal:
+    """The request's principal, if it holds one of `scopes`; Forbidden (audited) otherwise."""
+    who = principal(request)
+    edge.require(who, *scopes, operation=_route(request))
+    return who

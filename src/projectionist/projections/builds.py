@@ -27,8 +27,9 @@ class WantedBuild:
     replaces: bool = False
 
 
-def wanted_builds(projections: Iterable[Projection], rows: list[Checkpoint],
-                  checkpoints: Checkpoints) -> dict[tuple[str, int], WantedBuild]:
+def wanted_builds(
+    projections: Iterable[Projection], rows: list[Checkpoint], checkpoints: Checkpoints
+) -> dict[tuple[str, int], WantedBuild]:
     """The builds to run, by (name, generation); creates and drops builds as the rule says."""
     wanted: dict[tuple[str, int], WantedBuild] = {}
     for projection in projections:
@@ -36,7 +37,8 @@ def wanted_builds(projections: Iterable[Projection], rows: list[Checkpoint],
         active = next((row for row in builds if row.active), None)
         if active is None:
             active = checkpoints.serving(
-                projection.name, projection.version, projection.table_names(1))
+                projection.name, projection.version, projection.table_names
+            )
         if active.version == projection.version:
             wanted[(projection.name, active.generation)] = WantedBuild(projection, active)
         elif active.version > projection.version:
@@ -48,10 +50,15 @@ def wanted_builds(projections: Iterable[Projection], rows: list[Checkpoint],
             checkpoints.drop(stale)
         current = [row for row in building if row.version == projection.version]
         if active.version < projection.version and not current:
-            log.info("%s changed from version %d to %d: rebuilding it beside the old one",
-                     projection.name, active.version, projection.version)
-            current = [checkpoints.start_build(
-                projection.name, projection.version, projection.table_names)]
+            log.info(
+                "%s changed from version %d to %d: rebuilding it beside the old one",
+                projection.name,
+                active.version,
+                projection.version,
+            )
+            current = [
+                checkpoints.start_build(projection.name, projection.version, projection.table_names)
+            ]
         replacing = active.version < projection.version
         for row in current:
             wanted[(projection.name, row.generation)] = WantedBuild(projection, row, replacing)

@@ -20,9 +20,16 @@ class ApplyContext(ViewContext):
     `live` is False while a build replays history: side effects must not run then.
     """
 
-    def __init__(self, connection: Connection, projection: str, generation: int, *,
-                 live_since: float | None = None, live_after: int = 0,
-                 caches: Mapping[str, DocumentCache] | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        projection: str,
+        generation: int,
+        *,
+        live_since: float | None = None,
+        live_after: int = 0,
+        caches: Mapping[str, DocumentCache] | None = None,
+    ) -> None:
         super().__init__(connection, {projection: generation}, caches)
         self._live_since = live_since
         self._live_after = live_after
@@ -53,8 +60,11 @@ class ApplyContext(ViewContext):
     @property
     def live(self) -> bool:
         """True for an event recorded after the serving build started (not a replay)."""
-        return (self._live_since is not None and self._current.recorded_at >= self._live_since
-                and self._current.position > self._live_after)
+        return (
+            self._live_since is not None
+            and self._current.recorded_at >= self._live_since
+            and self._current.position > self._live_after
+        )
 
     @property
     def position(self) -> int:
@@ -78,5 +88,3 @@ class ApplyContext(ViewContext):
         if self.record is None:
             raise RuntimeError("no event is being applied")
         return self.record
-
-

@@ -22,6 +22,7 @@ ON_ERROR = ("park-stream", "park", "stop")
 rest of its stream (the default), park only it, or stop the projection."""
 Handler = Callable[[Any, "ApplyContext"], None]
 
+
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
     """One handler of one event type; a live-only one never runs during a replay."""
@@ -54,8 +55,11 @@ class Projection:
         self.tables: dict[str, ViewTable] = {}
         self.collections: dict[str, DocumentCollection] = {}
 
-    def on(self, *event_types: type[E], live_only: bool = False,
-           ) -> Callable[[Callable[[E, ApplyContext], None]], Callable[[E, ApplyContext], None]]:
+    def on(
+        self,
+        *event_types: type[E],
+        live_only: bool = False,
+    ) -> Callable[[Callable[[E, ApplyContext], None]], Callable[[E, ApplyContext], None]]:
         """Registers a handler of one or more event types.
 
         A `live_only` handler is for side effects (an email, a call to another system): it runs
@@ -77,16 +81,18 @@ class Projection:
 
         return register
 
-    def table(self, name: str, *columns: sa.Column[Any],
-              indexes: tuple[tuple[str, ...], ...] = ()) -> ViewTable:
+    def table(
+        self, name: str, *columns: sa.Column[Any], indexes: tuple[tuple[str, ...], ...] = ()
+    ) -> ViewTable:
         """Declares a SQL table of this projection; handlers write it with SQLAlchemy."""
         self._check_free(name)
         table = ViewTable(self.name, name, columns, indexes)
         self.tables[name] = table
         return table
 
-    def documents(self, name: str, *, indexes: Mapping[str, type] | None = None
-                  ) -> DocumentCollection:
+    def documents(
+        self, name: str, *, indexes: Mapping[str, type] | None = None
+    ) -> DocumentCollection:
         """Declares a document collection of this projection, queryable by its indexes."""
         self._check_free(name)
         collection = DocumentCollection(self.name, name, indexes or {})

@@ -18,6 +18,7 @@ from ..readstore.checkpoints import BuildGone, Checkpoint, Checkpoints, State
 from ..readstore.leases import Leases
 from ..wakeups import HighWater, ProgressBoard, Worker
 from .builds import wanted_builds
+from .coordination import Claim, Coordinator, lease_name
 from .definition import Projection
 from .runner import CheckpointMoved, ProjectionRunner
 
@@ -51,17 +52,15 @@ class Projector:
         self.checkpoints = checkpoints
         self.high_water = high_water
         self.board = board
-        self.leases = leases
+        self.coordinator = Coordinator(leases, retry_s=lease_retry_s)
         self.poll_interval_s = poll_interval_s
         self.reconcile_interval_s = reconcile_interval_s
         self.max_backoff_s = max_backoff_s
-        self.lease_retry_s = lease_retry_s
         self.runners: dict[tuple[str, int], ProjectionRunner] = {}
         self.paused = threading.Event()
         self._worker = Worker("projectionist-projector", self._loop, high_water)
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
-        self._next_lease_try: dict[str, float] = {}
         self._reconciled_at = 0.0
         self._swap_refused_at: dict[tuple[str, int], float] = {}
         self._lock = threading.RLock()
@@ -136,8 +135,12 @@ class Projector:
                         break
                     except HandlerFailed as failure:
                         if runner.projection.on_error == "stop":
-                            self.checkpoints.mark(runner.name, runner.generation,
-                                                  state=State.FAILED, error=failure.detail)
+                            self.checkpoints.mark(
+                                runner.name,
+                                runner.generation,
+                                state=State.FAILED,
+                                error=failure.detail,
+                            )
                             raise
                 if runner.serving:
                     self.board.advance(runner.name, runner.position)
@@ -149,9 +152,14 @@ class Projector:
             if not progressed:
                 return total
 
-    def run_until_serving(self, name: str, generation: int, *,
-                          progress: Callable[[Checkpoint], None] | None = None,
-                          timeout_s: float | None = None) -> Checkpoint | None:
+    def run_until_serving(
+        self,
+        name: str,
+        generation: int,
+        *,
+        progress: Callable[[Checkpoint], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> Checkpoint | None:
         """Runs one build in this thread until it serves; the build as it was swapped in.
 
         Each round applies a batch of the build and one of the serving build (the swap waits
@@ -172,8 +180,10 @@ class Projector:
             if progress is not None:
                 progress(build)
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"build {generation} of {name} stood at position"
-                                   f" {build.position} after {timeout_s:g} s")
+                raise TimeoutError(
+                    f"build {generation} of {name} stood at position"
+                    f" {build.position} after {timeout_s:g} s"
+                )
             if read == 0:
                 time.sleep(0.05)
 
@@ -204,32 +214,13 @@ class Projector:
 
     def owns(self, runner: ProjectionRunner) -> bool:
         """Takes or extends the runner's lease when due; True while this process holds it."""
-        leases = self.leases
-        if leases is None:
-            return True
-        name = runner.lease_name
-        held = leases.holds(name)
-        if held and not leases.due(name):
-            return True
-        now = time.monotonic()
-        if not held and self._next_lease_try.get(name, 0.0) > now:
-            return False
-        try:
-            taken = leases.take(name)
-        except Exception:
-            log.warning("could not take the lease of %s", name, exc_info=True)
-            taken = False
-        if taken and not held:
-            log.info("this process now runs %s", name)
+        claim = self.coordinator.claim(runner.lease_name)
+        if claim is Claim.TAKEN:
             runner.forget_position()
-        if not taken:
-            if held:
-                log.warning("this process lost the lease of %s", name)
-            if runner.serving:
-                # Queries here must now watch the checkpoint that another process moves.
-                self.board.forget(runner.name)
-            self._next_lease_try[name] = now + self.lease_retry_s
-        return taken
+        elif claim in (Claim.REFUSED, Claim.LOST) and runner.serving:
+            # Queries here must now watch the checkpoint that another process moves.
+            self.board.forget(runner.name)
+        return claim.held
 
     # The loop
 
@@ -238,13 +229,8 @@ class Projector:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._worker.stop(timeout_s)
-        if self.leases is not None:
-            for runner in list(self.runners.values()):
-                if self.leases.holds(runner.lease_name):
-                    try:
-                        self.leases.release(runner.lease_name)
-                    except Exception:  # the store is down: the lease runs out by itself
-                        log.debug("could not release %s", runner.lease_name, exc_info=True)
+        for runner in list(self.runners.values()):
+            self.coordinator.release(runner.lease_name)
 
     @property
     def running(self) -> bool:
@@ -301,8 +287,12 @@ class Projector:
                     self._swap(key, runner)
             except Exception as error:  # the read store is busy or down: swap later
                 self._retry_at[lease] = now + 1.0
-                log.warning("could not swap in build %d of %s yet: %s", runner.generation,
-                            runner.name, error)
+                log.warning(
+                    "could not swap in build %d of %s yet: %s",
+                    runner.generation,
+                    runner.name,
+                    error,
+                )
         if result.head:
             self.high_water.seen(result.head)
         return result.applied
@@ -315,15 +305,17 @@ class Projector:
         """
         with self.checkpoints.store.read() as connection:
             serving = self.checkpoints.active(connection, [runner.name]).get(runner.name)
-        if (serving is None or serving.version != runner.projection.version
-                or serving.position >= runner.position):
+        if (
+            serving is None
+            or serving.version != runner.projection.version
+            or serving.position >= runner.position
+        ):
             return True
         # Wait only for a serving build that someone runs; nobody would run its side effects
         # otherwise, and the swap must not wait forever.
-        if self.leases is None:
+        if self.coordinator.leases is None:
             return (serving.name, serving.generation) not in self.runners
-        owner = self.leases.owners().get(f"{serving.name}:g{serving.generation}")
-        return owner is None or owner[1] < time.time()
+        return not self.coordinator.runs_elsewhere(lease_name(serving.name, serving.generation))
 
     def serving_runner(self, name: str) -> ProjectionRunner | None:
         """This process's runner of the serving build of a projection, if it has one."""
@@ -339,16 +331,19 @@ class Projector:
         now = time.monotonic()
         waiting_since = self._swap_refused_at.setdefault(key, now)
         try:
-            old = self.checkpoints.swap(runner.name, runner.generation,
-                                        behind_ok=now - waiting_since > SWAP_PATIENCE_S)
+            old = self.checkpoints.swap(
+                runner.name, runner.generation, behind_ok=now - waiting_since > SWAP_PATIENCE_S
+            )
         except BuildGone:
             # Another process swapped it out or dropped it: this process stops running it.
-            log.info("%s: build %d is gone; this process stops running it", runner.name,
-                     runner.generation)
+            log.info(
+                "%s: build %d is gone; this process stops running it",
+                runner.name,
+                runner.generation,
+            )
             self.runners.pop(key, None)
             self._swap_refused_at.pop(key, None)
-            if self.leases is not None:
-                self.leases.release(runner.lease_name)
+            self.coordinator.release(runner.lease_name)
             return True
         if old is None:
             return False
@@ -359,8 +354,8 @@ class Projector:
         runner.live_after = max((b.position for b in old if b.active), default=0)
         for build in old:
             stale = self.runners.pop((build.name, build.generation), None)
-            if stale is not None and self.leases is not None:
-                self.leases.release(stale.lease_name)
+            if stale is not None:
+                self.coordinator.release(stale.lease_name)
         self.board.forget(runner.name)
         self.board.advance(runner.name, runner.position)
         log.info("%s: build %d caught up and now serves", runner.name, runner.generation)
@@ -373,13 +368,19 @@ class Projector:
         delay = min(self.max_backoff_s, 0.05 * 2 ** (failures - 1))
         self._retry_at[lease] = now + delay
         log.warning("%s (retry in %.2fs)", error, delay)
-        stopped = (isinstance(error, HandlerFailed)
-                   and runner.projection.on_error == "stop"
-                   and error.attempts >= runner.max_attempts)
+        stopped = (
+            isinstance(error, HandlerFailed)
+            and runner.projection.on_error == "stop"
+            and error.attempts >= runner.max_attempts
+        )
         if stopped or not isinstance(error, HandlerFailed):
             try:
-                self.checkpoints.mark(runner.name, runner.generation, state=State.FAILED,
-                                      error="".join(traceback.format_exception_only(error)))
+                self.checkpoints.mark(
+                    runner.name,
+                    runner.generation,
+                    state=State.FAILED,
+                    error="".join(traceback.format_exception_only(error)),
+                )
             except Exception:  # the read store itself is down
                 log.debug("could not record the failure of %s", runner.name, exc_info=True)
 

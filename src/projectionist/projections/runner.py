@@ -19,6 +19,7 @@ from ..readstore.dead_letters import DeadLetters
 from ..readstore.documents import DocumentCache
 from ..stores import Store
 from .context import ApplyContext
+from .coordination import lease_name
 from .definition import Projection
 
 
@@ -88,7 +89,7 @@ class ProjectionRunner:
 
     @property
     def lease_name(self) -> str:
-        return f"{self.projection.name}:g{self.generation}"
+        return lease_name(self.projection.name, self.generation)
 
     def install(self) -> None:
         """Creates this build's tables if they do not exist."""
@@ -103,8 +104,7 @@ class ProjectionRunner:
         for name, cache in self._caches.items():
             table = self.projection.collections[name].physical(self.generation)
             # A build that starts on an empty table knows every document it will have.
-            cache.complete = (table.name in created and row is not None
-                              and row.position == 0)
+            cache.complete = table.name in created and row is not None and row.position == 0
 
     def forget_position(self) -> None:
         """Reloads the checkpoint and forgets cached documents before the next batch."""
@@ -185,8 +185,9 @@ class ProjectionRunner:
                 break
         return total
 
-    def _apply(self, events: Sequence[StoredEvent], *, expected: int, head: int,
-               next_at: float | None) -> None:
+    def _apply(
+        self, events: Sequence[StoredEvent], *, expected: int, head: int, next_at: float | None
+    ) -> None:
         name = self.name
         handlers = self.projection.handlers
         decode = self.registry.decode_event
@@ -195,19 +196,24 @@ class ProjectionRunner:
             if hold_streams and self._blocked is None:
                 # Kept between batches: only this runner parks events of its build, and an
                 # outside retry bumps the epoch, which makes the runner reload.
-                self._blocked = self.dead_letters.blocked_streams(connection, name,
-                                                                  self.generation)
+                self._blocked = self.dead_letters.blocked_streams(connection, name, self.generation)
             blocked = self._blocked or set()
-            context = ApplyContext(connection, name, self.generation,
-                                   live_since=self._live_since(), live_after=self.live_after,
-                                   caches=self._caches)
+            context = ApplyContext(
+                connection,
+                name,
+                self.generation,
+                live_since=self._live_since(),
+                live_after=self.live_after,
+                caches=self._caches,
+            )
             for record in events:
                 spec = handlers.get(record.type)
                 if spec is None:
                     continue
                 if record.stream in blocked:
-                    self.dead_letters.park(connection, name, self.generation, record,
-                                           reason="waiting")
+                    self.dead_letters.park(
+                        connection, name, self.generation, record, reason="waiting"
+                    )
                     continue
                 context.record = record
                 if spec.live_only and not context.live:
@@ -219,30 +225,50 @@ class ProjectionRunner:
     def _live_since(self) -> float | None:
         return self.created_at if self.serving or self.live_while_building else None
 
-    def _advance(self, connection: sa.Connection, expected: int, position: int, head: int,
-                 next_at: float | None) -> None:
+    def _advance(
+        self,
+        connection: sa.Connection,
+        expected: int,
+        position: int,
+        head: int,
+        next_at: float | None,
+    ) -> None:
         state = State.REBUILDING
         if self.serving:
             state = State.LIVE if next_at is None else State.CATCHING_UP
         moved = self.checkpoints.advance(
-            connection, self.name, self.generation, expected=expected, position=position,
-            head=head, next_at=next_at, state=state, epoch=self._epoch,
+            connection,
+            self.name,
+            self.generation,
+            expected=expected,
+            position=position,
+            head=head,
+            next_at=next_at,
+            state=state,
+            epoch=self._epoch,
         )
         if not moved:
             raise CheckpointMoved(f"the checkpoint of {self.name} g{self.generation} moved")
 
-    def _failed(self, record: StoredEvent, error: Exception, *, head: int,
-                next_at: float | None) -> BatchResult:
+    def _failed(
+        self, record: StoredEvent, error: Exception, *, head: int, next_at: float | None
+    ) -> BatchResult:
         attempts = self._attempts.get(record.position, 0) + 1
         self._attempts[record.position] = attempts
         if attempts < self.max_attempts or self.projection.on_error == "stop":
-            raise HandlerFailed(self.name, record.position, record.type, record.stream, error,
-                                attempts) from error
+            raise HandlerFailed(
+                self.name, record.position, record.type, record.stream, error, attempts
+            ) from error
         with self.read_store.write() as connection:
             self.dead_letters.park(
-                connection, self.name, self.generation, record, reason="failed",
+                connection,
+                self.name,
+                self.generation,
+                record,
+                reason="failed",
                 error=f"{type(error).__name__}: {error}",
-                traceback="".join(traceback.format_exception(error)), attempts=attempts,
+                traceback="".join(traceback.format_exception(error)),
+                attempts=attempts,
             )
             self._advance(connection, self.position, record.position, head, next_at)
         del self._attempts[record.position]
@@ -272,13 +298,17 @@ class ProjectionRunner:
                         spec = self.projection.handlers.get(record.type)
                         if spec is not None:
                             context = ApplyContext(
-                                connection, self.name, self.generation,
-                                live_since=self._live_since(), live_after=self.live_after,
+                                connection,
+                                self.name,
+                                self.generation,
+                                live_since=self._live_since(),
+                                live_after=self.live_after,
                             )
                             context.record = record
                             if not (spec.live_only and not context.live):
                                 event = self.registry.decode_event(
-                                    record.type, record.schema_version, record.data)
+                                    record.type, record.schema_version, record.data
+                                )
                                 spec.function(event, context)
                             context.flush()
                         self.dead_letters.resolve(connection, letter.id)
@@ -288,7 +318,8 @@ class ProjectionRunner:
                 except Exception as error:
                     failed.add(letter.stream)
                     self.dead_letters.failed_again(
-                        letter.id, f"{type(error).__name__}: {error}",
+                        letter.id,
+                        f"{type(error).__name__}: {error}",
                         "".join(traceback.format_exception(error)),
                     )
                     continue

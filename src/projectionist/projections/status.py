@@ -48,8 +48,9 @@ class ProjectionStatus:
         }
 
 
-def state_of(row: Checkpoint, *, lag_events: int, lag_ms: float, now: float,
-             stall_after_s: float) -> State:
+def state_of(
+    row: Checkpoint, *, lag_events: int, lag_ms: float, now: float, stall_after_s: float
+) -> State:
     """The state a build shows: its stored state, with the lag and the stall rule applied.
 
     A serving build is `live` when caught up and `catching_up` when behind. It is `stalled`
@@ -70,8 +71,15 @@ def state_of(row: Checkpoint, *, lag_events: int, lag_ms: float, now: float,
 class StatusReader:
     """Reads the status of every build of every projection from the read store."""
 
-    def __init__(self, read_store: Store, checkpoints: Checkpoints, dead_letters: DeadLetters,
-                 high_water: HighWater, *, stall_after_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        read_store: Store,
+        checkpoints: Checkpoints,
+        dead_letters: DeadLetters,
+        high_water: HighWater,
+        *,
+        stall_after_s: float = 30.0,
+    ) -> None:
         self.read_store = read_store
         self.checkpoints = checkpoints
         self.dead_letters = dead_letters
@@ -95,12 +103,24 @@ class StatusReader:
             freshness = measure([row], self.high_water, now)
             row_head = max(freshness.head, head)
             lag_events = max(0, row_head - row.position)
-            result.append(ProjectionStatus(
-                name=row.name, version=row.version,
-                state=state_of(row, lag_events=lag_events, lag_ms=freshness.lag_ms, now=now,
-                               stall_after_s=self.stall_after_s),
-                position=row.position, head=row_head, lag_events=lag_events,
-                lag_ms=freshness.lag_ms, dead_letters=dead.get((row.name, row.generation), 0),
-                active=row.active, generation=row.generation,
-            ))
+            result.append(
+                ProjectionStatus(
+                    name=row.name,
+                    version=row.version,
+                    state=state_of(
+                        row,
+                        lag_events=lag_events,
+                        lag_ms=freshness.lag_ms,
+                        now=now,
+                        stall_after_s=self.stall_after_s,
+                    ),
+                    position=row.position,
+                    head=row_head,
+                    lag_events=lag_events,
+                    lag_ms=freshness.lag_ms,
+                    dead_letters=dead.get((row.name, row.generation), 0),
+                    active=row.active,
+                    generation=row.generation,
+                )
+            )
         return result

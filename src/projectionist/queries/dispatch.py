@@ -76,8 +76,9 @@ class QueryBus:
         with observe(self.metrics.queries, self.metrics.query_seconds, query.type_name):
             return self._ask(query, principal, min_position, wait_ms)
 
-    def _ask(self, query: Query, principal: Principal, min_position: int | None,
-             wait_ms: int | None) -> Answer:
+    def _ask(
+        self, query: Query, principal: Principal, min_position: int | None, wait_ms: int | None
+    ) -> Answer:
         registration = self.app.query_registration(query.type_name)
         query = edge.authorize(principal, edge.Kind.QUERY, query, registration.policy)
         names = [p.name for p in registration.reads]
@@ -113,8 +114,9 @@ class QueryBus:
         with self.read_store.read() as connection:
             return measure(self.checkpoints.active(connection, names).values(), self.high_water)
 
-    def _read(self, registration: QueryRegistration, query: Query, principal: Principal,
-              names: list[str]) -> Answer:
+    def _read(
+        self, registration: QueryRegistration, query: Query, principal: Principal, names: list[str]
+    ) -> Answer:
         try:
             return self._read_once(registration, query, principal, names)
         except sa.exc.DBAPIError as error:
@@ -124,8 +126,9 @@ class QueryBus:
             # table reads (PostgreSQL reads each statement at a new snapshot): read again.
             return self._read_once(registration, query, principal, names)
 
-    def _read_once(self, registration: QueryRegistration, query: Query, principal: Principal,
-                   names: list[str]) -> Answer:
+    def _read_once(
+        self, registration: QueryRegistration, query: Query, principal: Principal, names: list[str]
+    ) -> Answer:
         with self.read_store.read() as connection:
             active = self.checkpoints.active(connection, names)
             generations = {name: c.generation for name, c in active.items()}
@@ -139,16 +142,19 @@ class QueryBus:
                 data = registration.handler(query, context)
             except DataError as error:
                 # A parameter the database refuses to compare with (PostgreSQL and NUL).
-                raise InvalidMessage(f"{query.type_name} has a value the store cannot"
-                                     f" search for: {first_line(error.orig)}") from error
+                raise InvalidMessage(
+                    f"{query.type_name} has a value the store cannot"
+                    f" search for: {first_line(error.orig)}"
+                ) from error
             freshness = measure(active.values(), self.high_water)
         return Answer(data, freshness)
 
     def _wait_for(self, names: list[str], position: int, timeout_s: float) -> bool:
         board = self.board
         deadline = time.monotonic() + timeout_s
-        if (all(board.knows(name) for name in names)
-                and board.wait_until(names, position, timeout_s)):
+        if all(board.knows(name) for name in names) and board.wait_until(
+            names, position, timeout_s
+        ):
             return True
         # The projections run in another process (or have since moved to one): watch their
         # checkpoints, woken by the read store's wake-ups where it has them, polling otherwise.

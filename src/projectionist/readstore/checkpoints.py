@@ -46,6 +46,15 @@ projections_table = sa.Table(
     sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
 )
 
+generations_table = sa.Table(
+    "projectionist_generations",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    # The highest generation a projection ever had: numbers are never given twice, so no
+    # process mistakes a new build for a dropped one that it still remembers.
+    sa.Column("last", sa.Integer, nullable=False),
+)
+
 CHANNEL = "projectionist_checkpoints"
 """The NOTIFY channel of checkpoint moves (PostgreSQL); its payload is `name:position`."""
 _NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :payload)")
@@ -68,6 +77,7 @@ class State(StrEnum):
 
 class BuildGone(LookupError):
     """The build asked for is no longer in the checkpoint table (swapped out or dropped)."""
+
 
 TablesOf = Callable[[int], list[str]]
 """The physical table names of a projection's generation."""
@@ -110,21 +120,30 @@ class Checkpoints:
         with self.store.schema() as connection:
             metadata.create_all(connection)
 
-    def serving(self, name: str, version: int, tables: list[str]) -> Checkpoint:
-        """The active build of a projection, created as generation 1 for a new projection."""
+    def serving(self, name: str, version: int, tables_of: TablesOf) -> Checkpoint:
+        """The active build of a projection, created for a new projection (generation 1)."""
         t = projections_table
         with self.store.schema() as connection:
             row = connection.execute(sa.select(t).where(t.c.name == name, t.c.active)).first()
             if row is not None:
                 return Checkpoint(*row)
-            return self._create(connection, name, 1, version, tables, active=True,
-                                state=State.CATCHING_UP)
+            generation = _next_generation(connection, name, [])
+            return self._create(
+                connection,
+                name,
+                generation,
+                version,
+                tables_of(generation),
+                active=True,
+                state=State.CATCHING_UP,
+            )
 
-    def install_serving(self, name: str, version: int,
-                        tables_of: Callable[[int], list[sa.Table]]) -> Checkpoint:
+    def install_serving(
+        self, name: str, version: int, tables_of: Callable[[int], list[sa.Table]]
+    ) -> Checkpoint:
         """The serving build of a projection, its tables created if missing (a query process
         may start before any projector did)."""
-        build = self.serving(name, version, [t.name for t in tables_of(1)])
+        build = self.serving(name, version, lambda g: [t.name for t in tables_of(g)])
         with self.store.schema() as connection:
             for table in tables_of(build.generation):
                 table.create(connection, checkfirst=True)
@@ -134,25 +153,55 @@ class Checkpoints:
         """A new build of a projection, next to the one serving; refused if one is running."""
         t = projections_table
         with self.store.schema() as connection:
-            rows = [Checkpoint(*r) for r in connection.execute(
-                sa.select(t).where(t.c.name == name)).fetchall()]
+            rows = [
+                Checkpoint(*r)
+                for r in connection.execute(sa.select(t).where(t.c.name == name)).fetchall()
+            ]
             if any(not row.active for row in rows):
                 raise RebuildInProgress(f"a rebuild of {name} is already running")
-            generation = max((row.generation for row in rows), default=0) + 1
-            return self._create(connection, name, generation, version, tables_of(generation),
-                                active=not rows,
-                                state=State.REBUILDING if rows else State.CATCHING_UP)
+            generation = _next_generation(connection, name, rows)
+            return self._create(
+                connection,
+                name,
+                generation,
+                version,
+                tables_of(generation),
+                active=not rows,
+                state=State.REBUILDING if rows else State.CATCHING_UP,
+            )
 
-    def _create(self, connection: Connection, name: str, generation: int, version: int,
-                tables: list[str], *, active: bool, state: State) -> Checkpoint:
+    def _create(
+        self,
+        connection: Connection,
+        name: str,
+        generation: int,
+        version: int,
+        tables: list[str],
+        *,
+        active: bool,
+        state: State,
+    ) -> Checkpoint:
         now = time.time()
-        connection.execute(sa.insert(projections_table).values(
-            name=name, generation=generation, version=version, position=0, head=0,
-            next_at=None, updated_at=now, created_at=now, active=active, state=state,
-            error=None, tables=json.dumps(tables), epoch=0,
-        ))
-        return Checkpoint(name, generation, version, 0, 0, None, now, now, active, state, None,
-                          json.dumps(tables))
+        connection.execute(
+            sa.insert(projections_table).values(
+                name=name,
+                generation=generation,
+                version=version,
+                position=0,
+                head=0,
+                next_at=None,
+                updated_at=now,
+                created_at=now,
+                active=active,
+                state=state,
+                error=None,
+                tables=json.dumps(tables),
+                epoch=0,
+            )
+        )
+        return Checkpoint(
+            name, generation, version, 0, 0, None, now, now, active, state, None, json.dumps(tables)
+        )
 
     def load(self, connection: Connection, name: str, generation: int) -> Checkpoint | None:
         t = projections_table
@@ -198,8 +247,14 @@ class Checkpoints:
         result = connection.execute(
             sa.update(t)
             .where(*where)
-            .values(position=position, head=head, next_at=next_at, updated_at=time.time(),
-                    state=state, error=None)
+            .values(
+                position=position,
+                head=head,
+                next_at=next_at,
+                updated_at=time.time(),
+                state=state,
+                error=None,
+            )
         )
         if result.rowcount != 1:
             return False
@@ -216,11 +271,13 @@ class Checkpoints:
     def bump_epoch(self, connection: Connection, name: str, generation: int) -> None:
         """Records a write to the read model made outside the runner's batches."""
         t = projections_table
-        connection.execute(sa.update(t).where(t.c.name == name, t.c.generation == generation)
-                           .values(epoch=t.c.epoch + 1))
+        connection.execute(
+            sa.update(t)
+            .where(t.c.name == name, t.c.generation == generation)
+            .values(epoch=t.c.epoch + 1)
+        )
 
-    def mark(self, name: str, generation: int, *, state: State, error: str | None = None
-             ) -> None:
+    def mark(self, name: str, generation: int, *, state: State, error: str | None = None) -> None:
         """Records a state change (for example `failed`) outside any batch."""
         t = projections_table
         with self.store.write() as connection:
@@ -230,8 +287,9 @@ class Checkpoints:
                 .values(state=state, error=error, updated_at=time.time())
             )
 
-    def swap(self, name: str, generation: int, *, behind_ok: bool = False
-             ) -> list[Checkpoint] | None:
+    def swap(
+        self, name: str, generation: int, *, behind_ok: bool = False
+    ) -> list[Checkpoint] | None:
         """Makes `generation` the serving build in one transaction; drops the others.
 
         Queries read the active build and its tables in one snapshot, so none sees a half-built
@@ -242,8 +300,12 @@ class Checkpoints:
         """
         t = projections_table
         with self.store.schema() as connection:
-            rows = [Checkpoint(*r) for r in connection.execute(
-                sa.select(t).where(t.c.name == name).with_for_update()).fetchall()]
+            rows = [
+                Checkpoint(*r)
+                for r in connection.execute(
+                    sa.select(t).where(t.c.name == name).with_for_update()
+                ).fetchall()
+            ]
             new = next((row for row in rows if row.generation == generation), None)
             if new is None:
                 raise BuildGone(f"build {generation} of {name} is gone")
@@ -251,11 +313,13 @@ class Checkpoints:
             if not behind_ok and serving is not None and serving.position > new.position:
                 return None
             connection.execute(
-                sa.update(t).where(t.c.name == name)
+                sa.update(t)
+                .where(t.c.name == name)
                 .values(active=sa.case((t.c.generation == generation, True), else_=False))
             )
             connection.execute(
-                sa.update(t).where(t.c.name == name, t.c.generation == generation)
+                sa.update(t)
+                .where(t.c.name == name, t.c.generation == generation)
                 .values(state=State.LIVE)
             )
             # Retired builds leave with the swap: none is ever mistaken for a build in progress.
@@ -278,8 +342,9 @@ class Checkpoints:
             for table in build.table_names:
                 self._drop_table(table)
             with self.store.schema() as connection:
-                connection.execute(sa.delete(t).where(t.c.name == build.name,
-                                                      t.c.generation == build.generation))
+                connection.execute(
+                    sa.delete(t).where(t.c.name == build.name, t.c.generation == build.generation)
+                )
 
     def _drop_table(self, table: str) -> None:
         for attempt in range(_DROP_ATTEMPTS):
@@ -289,7 +354,20 @@ class Checkpoints:
                 return
             except Exception as error:
                 if attempt + 1 == _DROP_ATTEMPTS:
-                    log.warning("could not drop the retired table %s (drop it by hand): %s",
-                                table, error)
+                    log.warning(
+                        "could not drop the retired table %s (drop it by hand): %s", table, error
+                    )
                     return
                 time.sleep(0.2 * (attempt + 1))
+
+
+def _next_generation(connection: Connection, name: str, rows: list[Checkpoint]) -> int:
+    """A generation number never given to a build of `name` before; records it as given."""
+    g = generations_table
+    last = connection.execute(sa.select(g.c.last).where(g.c.name == name)).scalar()
+    generation = max([last or 0, *(row.generation for row in rows)]) + 1
+    if last is None:
+        connection.execute(sa.insert(g).values(name=name, last=generation))
+    else:
+        connection.execute(sa.update(g).where(g.c.name == name).values(last=generation))
+    return generation

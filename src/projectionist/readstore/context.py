@@ -17,8 +17,12 @@ from .tables import DocumentCollection, ViewTable
 class ViewContext:
     """Resolves declared tables and collections to the version this context works on."""
 
-    def __init__(self, connection: Connection, generations: Mapping[str, int],
-                 caches: Mapping[str, DocumentCache] | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        generations: Mapping[str, int],
+        caches: Mapping[str, DocumentCache] | None = None,
+    ) -> None:
         self.connection = connection
         self._generations = generations
         self._caches = caches or {}
@@ -41,8 +45,9 @@ class ViewContext:
             return handle.physical(generation)
         documents = self._documents.get(id(handle))
         if documents is None:
-            documents = Documents(self.connection, handle, handle.physical(generation),
-                                  self._caches.get(handle.name))
+            documents = Documents(
+                self.connection, handle, handle.physical(generation), self._caches.get(handle.name)
+            )
             self._documents[id(handle)] = documents
         return documents
 
@@ -55,7 +60,8 @@ class ViewContext:
 class ReadContext(ViewContext):
     """One query's read transaction; `ctx[view]` gives the serving version of a view."""
 
-    def __init__(self, connection: Connection, generations: Mapping[str, int],
-                 principal: Principal) -> None:
+    def __init__(
+        self, connection: Connection, generations: Mapping[str, int], principal: Principal
+    ) -> None:
         super().__init__(connection, generations)
         self.principal = principal

@@ -58,8 +58,13 @@ class Documents:
     which writes every changed document in one statement.
     """
 
-    def __init__(self, connection: Connection, collection: DocumentCollection,
-                 table: sa.Table, cache: DocumentCache | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        collection: DocumentCollection,
+        table: sa.Table,
+        cache: DocumentCache | None = None,
+    ) -> None:
         self.connection = connection
         self.collection = collection
         self.table = table
@@ -189,8 +194,9 @@ def _encode_cursor(sort_value: Any, key: str, *, with_sort: bool) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _after(sort: sa.Column[Any], sort_value: Any, key: sa.Column[Any], after_key: str, *,
-           descending: bool) -> sa.ColumnElement[bool]:
+def _after(
+    sort: sa.Column[Any], sort_value: Any, key: sa.Column[Any], after_key: str, *, descending: bool
+) -> sa.ColumnElement[bool]:
     """The rows past a cursor in (sort, key) order, where NULL sort values are the lowest."""
     if sort_value is None:
         if descending:
@@ -226,9 +232,7 @@ def _decode_cursor(cursor: str, *, sort_type: type | None) -> tuple[Any, str]:
             sort_value = None
         # A forged cursor may carry what the database cannot bind or compare: lists, values
         # of another type than the index, integers beyond 64 bits, lone surrogates.
-        if not isinstance(key, str) or not (
-            sort_type is None or _sortable(sort_value, sort_type)
-        ):
+        if not isinstance(key, str) or not (sort_type is None or _sortable(sort_value, sort_type)):
             raise ValueError
         for text in (key, sort_value):
             if isinstance(text, str):

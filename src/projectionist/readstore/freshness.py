@@ -24,8 +24,9 @@ class Freshness:
         return asdict(self)
 
 
-def measure(checkpoints: Iterable[Checkpoint], high_water: HighWater | None,
-            now: float | None = None) -> Freshness:
+def measure(
+    checkpoints: Iterable[Checkpoint], high_water: HighWater | None, now: float | None = None
+) -> Freshness:
     """The freshness of an answer read from these checkpoints."""
     rows = list(checkpoints)
     if not rows:

@@ -49,8 +49,9 @@ class RowWrites:
         for name in values:
             pending.deltas.pop(name, None)
 
-    def increment(self, table: sa.Table, key: Mapping[str, Any],
-                  deltas: Mapping[str, Number]) -> None:
+    def increment(
+        self, table: sa.Table, key: Mapping[str, Any], deltas: Mapping[str, Number]
+    ) -> None:
         self._check(table, deltas)
         pending = self._pending(table, key)
         if not pending.replace:
@@ -124,10 +125,12 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
         statement = (
             sa.update(table)
             .where(*(c == sa.bindparam(f"k_{c.name}") for c in primary))
-            .values({
-                **{table.c[n]: sa.bindparam(f"v_{n}") for n in columns},
-                **{table.c[n]: table.c[n] + sa.bindparam(f"d_{n}") for n in adds},
-            })
+            .values(
+                {
+                    **{table.c[n]: sa.bindparam(f"v_{n}") for n in columns},
+                    **{table.c[n]: table.c[n] + sa.bindparam(f"d_{n}") for n in adds},
+                }
+            )
         )
         connection.execute(statement, batch)
     if inserts:
@@ -138,14 +141,16 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
             connection.execute(sa.insert(table), group)
 
 
-def _existing(connection: Connection, table: sa.Table, primary: list[sa.Column[Any]],
-              keys: list[Key]) -> set[Key]:
+def _existing(
+    connection: Connection, table: sa.Table, primary: list[sa.Column[Any]], keys: list[Key]
+) -> set[Key]:
     found: set[Key] = set()
     for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
+        chunk = keys[start : start + 500]
         if len(primary) == 1:
             rows = connection.execute(
-                sa.select(primary[0]).where(primary[0].in_([k[0] for k in chunk])))
+                sa.select(primary[0]).where(primary[0].in_([k[0] for k in chunk]))
+            )
         else:
             rows = connection.execute(sa.select(*primary).where(sa.tuple_(*primary).in_(chunk)))
         found.update(tuple(row) for row in rows)
@@ -171,6 +176,9 @@ def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
         by_columns.setdefault(tuple(sorted(row)), []).append(row)
     for columns, group in by_columns.items():
         updates = {n: statement.excluded[n] for n in columns if n not in keys}
-        upsert = (statement.on_conflict_do_update(index_elements=keys, set_=updates)
-                  if updates else statement.on_conflict_do_nothing(index_elements=keys))
+        upsert = (
+            statement.on_conflict_do_update(index_elements=keys, set_=updates)
+            if updates
+            else statement.on_conflict_do_nothing(index_elements=keys)
+        )
         connection.execute(upsert, group)

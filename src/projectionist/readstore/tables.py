@@ -54,8 +54,13 @@ class Stored(ABC):
 class ViewTable(Stored):
     """A SQL table of a projection, declared once and created per build."""
 
-    def __init__(self, owner: str, name: str, columns: tuple[sa.Column[Any], ...],
-                 indexes: tuple[tuple[str, ...], ...]) -> None:
+    def __init__(
+        self,
+        owner: str,
+        name: str,
+        columns: tuple[sa.Column[Any], ...],
+        indexes: tuple[tuple[str, ...], ...],
+    ) -> None:
         super().__init__(owner, name)
         self._columns = columns
         self._indexes = indexes

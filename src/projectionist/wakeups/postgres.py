@@ -29,8 +29,9 @@ class Listener(WakeupSource):
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"listen-{self.channel}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"listen-{self.channel}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -11,8 +11,9 @@ from .high_water import HighWater
 class Worker:
     """A daemon thread that runs a loop until stopped; stopping wakes it through the high water."""
 
-    def __init__(self, name: str, loop: Callable[[threading.Event], None],
-                 high_water: HighWater) -> None:
+    def __init__(
+        self, name: str, loop: Callable[[threading.Event], None], high_water: HighWater
+    ) -> None:
         self.name = name
         self._loop = loop
         self._high_water = high_water
@@ -23,8 +24,9 @@ class Worker:
         if self._thread is not None:
             return
         self.stopping.clear()
-        self._thread = threading.Thread(target=self._loop, args=(self.stopping,),
-                                        name=self.name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(self.stopping,), name=self.name, daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:

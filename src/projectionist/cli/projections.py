@@ -1,0 +1,233 @@
+"""Operating projections: status, rebuilds, dead letters."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import RebuildInProgress
+from ..readstore.checkpoints import Checkpoint, State
+from ..runtime import DEFAULT_STORE, Runtime
+from .common import (
+    DEFAULT_APP,
+    AppOption,
+    EventsOption,
+    ReadStoreOption,
+    StoreOption,
+    console,
+    friendly_errors,
+    load_app,
+)
+
+
+def status(
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    events: EventsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One row per projection: version, state, position, head, lag, dead letters."""
+    with friendly_errors():
+        runtime = Runtime(
+            load_app(app_path),
+            store=store,
+            read_store=read_store,
+            roles=["projector"],
+            events=events,
+        )
+        try:
+            rows = [row for row in runtime.status()]
+        finally:
+            runtime.stop()
+    if as_json:
+        print(json.dumps([{**row.to_json(), "active": row.active} for row in rows], indent=2))
+        return
+    table = Table(title="projections")
+    for column in (
+        "name",
+        "version",
+        "state",
+        "position",
+        "head",
+        "lag (events)",
+        "lag (ms)",
+        "dead letters",
+    ):
+        text = column in ("name", "state")
+        table.add_column(column, justify="left" if text else "right", no_wrap=text)
+    colors = {
+        State.LIVE: "green",
+        State.CATCHING_UP: "yellow",
+        State.REBUILDING: "cyan",
+        State.STALLED: "red",
+        State.FAILED: "bold red",
+    }
+    for row in rows:
+        label = row.state if row.active else f"{row.state} (next)"
+        table.add_row(
+            row.name,
+            str(row.version),
+            f"[{colors[row.state]}]{label}",
+            str(row.position),
+            str(row.head),
+            str(row.lag_events),
+            f"{row.lag_ms:.0f}",
+            str(row.dead_letters),
+        )
+    console.print(table)
+
+
+def rebuild(
+    name: Annotated[str, typer.Argument(help="The projection to rebuild.")],
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    events: EventsOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 5000,
+) -> None:
+    """Blue/green rebuild of one projection, with progress; the old build serves until the swap."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with friendly_errors():
+        runtime = Runtime(
+            load_app(app_path),
+            store=store,
+            read_store=read_store,
+            roles=["projector"],
+            batch_size=batch_size,
+            events=events,
+        )
+        try:
+            try:
+                build = runtime.rebuild(name)
+                console.print(
+                    f"rebuilding [cyan]{name}[/] as build {build.generation}"
+                    f" (version {build.version}); the serving build answers until"
+                    " the swap"
+                )
+            except RebuildInProgress:
+                build = _build_in_progress(runtime, name)
+                console.print(
+                    f"resuming the rebuild of [cyan]{name}[/] (build"
+                    f" {build.generation}, at position {build.position})"
+                )
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>9,.0f} events/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
+            began = time.perf_counter()
+            projector = runtime.projector
+            assert projector is not None
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(name, total=None, rate=0.0)
+
+                def show(row: Checkpoint) -> None:
+                    elapsed = max(1e-6, time.perf_counter() - began)
+                    head = max(row.head, runtime.high_water.head, 1)
+                    progress.update(
+                        task, completed=row.position, total=head, rate=row.position / elapsed
+                    )
+
+                projector.run_until_serving(name, build.generation, progress=show)
+            elapsed = time.perf_counter() - began
+            console.print(
+                f"[green]done[/]: {name} build {build.generation} serves now ({elapsed:.1f}s)"
+            )
+        finally:
+            runtime.stop()
+
+
+def _build_in_progress(runtime: Runtime, name: str) -> Checkpoint:
+    """The build of `name` in progress, if it is of the code's version; else the refusal."""
+    with runtime.read_store.read() as connection:
+        builds = [
+            row
+            for row in runtime.checkpoints.all(connection)
+            if row.name == name and not row.active
+        ]
+    version = runtime.app.projections[name].version
+    if not builds or builds[0].version != version:
+        raise RebuildInProgress(f"a rebuild of {name} of another version is running")
+    return builds[0]
+
+
+dead_letters_cli = typer.Typer(
+    help="Events parked after their handler kept failing.", no_args_is_help=True
+)
+
+
+@dead_letters_cli.command("list")
+def dead_letters_list(
+    projection: Annotated[str | None, typer.Option("--projection")] = None,
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List parked events."""
+    with friendly_errors():
+        runtime = Runtime(load_app(app_path), store=store, read_store=read_store, roles=["query"])
+        try:
+            letters = runtime.list_dead_letters(projection)
+        finally:
+            runtime.stop()
+    if as_json:
+        print(
+            json.dumps(
+                [{k: getattr(d, k) for k in d.__dataclass_fields__} for d in letters], indent=2
+            )
+        )
+        return
+    table = Table(title="dead letters")
+    for column in ("projection", "position", "stream", "type", "reason", "attempts", "error"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(
+            d.projection,
+            str(d.position),
+            d.stream,
+            d.type,
+            d.reason,
+            str(d.attempts),
+            (d.error or "")[:80],
+        )
+    console.print(table)
+
+
+@dead_letters_cli.command("retry")
+def dead_letters_retry(
+    projection: Annotated[str, typer.Argument(help="The projection whose events to retry.")],
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+) -> None:
+    """Apply a projection's parked events again, in order, after a fix."""
+    with friendly_errors():
+        runtime = Runtime(
+            load_app(app_path), store=store, read_store=read_store, roles=["projector"]
+        )
+        try:
+            applied, left = runtime.retry_dead_letters(projection)
+        finally:
+            runtime.stop()
+    color = "green" if not left else "yellow"
+    console.print(f"[{color}]{applied} applied, {left} still parked[/]")
+    if left:
+        raise typer.Exit(1)
