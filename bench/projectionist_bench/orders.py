@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from projectionist.app import App
 from projectionist.errors import ProjectionistError
 from projectionist.messages import Command
-from projectionist.readstore.checkpoints import projections_table
+from projectionist.readstore.schema import projections_table
 from projectionist.runtime import Runtime
 from projectionist.stores import Store
 

@@ -28,7 +28,8 @@ from .messages import Command, Event, EventMetadata, Query, Registry, StoredEven
 from .projections import ApplyContext, Projection, ProjectionStatus, State
 from .queries import Answer, Freshness
 from .readstore import DocumentCollection, Documents, Page, ReadContext, ViewTable
-from .runtime import Role, Runtime
+from .roles import Role
+from .runtime import Runtime
 
 __version__ = "0.1.0"
 

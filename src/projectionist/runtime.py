@@ -7,8 +7,7 @@ feed, buses, the projector, wake-ups); the rules live in the rooms of their conc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
-from enum import StrEnum
+from collections.abc import Sequence
 from types import TracebackType
 
 from .app import App
@@ -17,11 +16,16 @@ from .backends import open_event_log, open_feed
 from .commands import idempotency
 from .commands.dispatch import CommandBus, CommandResult
 from .commands.unit_of_work import RecordedEvent
-from .errors import ConfigurationError, NotRegistered, RoleNotServed, StoreUnavailable
+from .errors import (
+    NotRegistered,
+    RoleNotServed,
+    StoreUnavailable,
+)
 from .eventlog import EventLog, EventSource
 from .feeds import Feed, Relay
 from .messages import Command, Query
 from .metrics import Metrics
+from .projections.builds import swap_in
 from .projections.definition import Projection
 from .projections.projector import Projector
 from .projections.runner import ProjectionRunner
@@ -30,33 +34,11 @@ from .queries.dispatch import Answer, QueryBus
 from .readstore.checkpoints import Checkpoint, Checkpoints
 from .readstore.dead_letters import DeadLetter, DeadLetters
 from .readstore.leases import Leases
+from .roles import ROLES, Role, parse_roles
 from .stores import MISSING_TABLE_ERRORS, Store, default_read_store
 from .wakeups import HighWater, ProgressBoard, WakeupSource
 
 DEFAULT_STORE = "sqlite:///projectionist.db"
-
-
-class Role(StrEnum):
-    """What a process does; one process may take any of them (all three by default)."""
-
-    COMMAND = "command"
-    PROJECTOR = "projector"
-    QUERY = "query"
-
-
-ROLES = tuple(Role)
-
-
-def parse_roles(roles: str | Iterable[str]) -> tuple[Role, ...]:
-    """Validated roles from 'command,query' or a list."""
-    items = roles.split(",") if isinstance(roles, str) else list(roles)
-    chosen = tuple(dict.fromkeys(r.strip() for r in items if r.strip()))
-    unknown = [r for r in chosen if r not in Role.__members__.values()]
-    if unknown or not chosen:
-        raise ConfigurationError(
-            f"unknown role {', '.join(unknown) or '(none)'}; roles are {', '.join(ROLES)}"
-        )
-    return tuple(Role(r) for r in chosen)
 
 
 class Runtime:
@@ -299,14 +281,15 @@ class Runtime:
 
     # Projections
 
-    def catch_up(self) -> int:
+    def catch_up(self, *, strict: bool = False) -> int:
         """Applies every pending event to every build, in this thread; returns the count.
 
-        See `Projector.catch_up`.
+        With `strict`, a handler's first failure is raised (HandlerFailed) instead of retried
+        and parked: the mode for an app's own tests. See `Projector.catch_up`.
         """
         projector = self._projector()
         self.install()
-        return projector.catch_up()
+        return projector.catch_up(strict=strict)
 
     @property
     def runners(self) -> list[ProjectionRunner]:
@@ -355,6 +338,21 @@ class Runtime:
         projector = self._projector()
         self.install()
         return projector.retry_parked(name)
+
+    def swap(self, name: str, *, force: bool = False) -> Checkpoint:
+        """Swaps the build in progress of a projection in, now; the build as it serves.
+
+        Refused (409) while the build is behind the serving one, or while it has dead letters
+        unless `force`: forcing serves a read model that misses the events it parked, which is
+        right when those events are known to be of no consequence to it.
+        """
+        self._projection(name)
+        self.install()
+        swapped = swap_in(self.checkpoints, name, force=force)
+        if self.projector is not None:
+            self.projector.reconcile()
+        self.high_water.wake()
+        return swapped
 
     def _projection(self, name: str) -> Projection:
         try:

@@ -46,7 +46,7 @@ def test_min_position_beyond_the_head_answers_503_with_retry_after(api: Api) -> 
     assert body["error"] == "not_fresh"
     assert str(head + 1_000_000) in body["detail"]
     freshness = body["freshness"]
-    assert set(freshness) == {"position", "head", "lag_events", "lag_ms"}
+    assert set(freshness) == {"position", "head", "lag_events", "lag_ms", "dead_letters"}
     assert head <= freshness["head"] < head + 1_000_000
     assert freshness["position"] < head + 1_000_000
 

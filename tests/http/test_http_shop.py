@@ -12,7 +12,7 @@ from shop_server import Api, uid
 COMMAND_KEYS = {"command_id", "position", "events"}
 EVENT_KEYS = {"type", "stream", "version", "position"}
 ANSWER_KEYS = {"data", "freshness"}
-FRESHNESS_KEYS = {"position", "head", "lag_events", "lag_ms"}
+FRESHNESS_KEYS = {"position", "head", "lag_events", "lag_ms", "dead_letters"}
 ORDER_KEYS = {"order_id", "customer_id", "status", "total_cents", "lines", "placed_at",
               "updated_at"}
 

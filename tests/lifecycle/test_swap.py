@@ -185,9 +185,9 @@ def test_a_projector_stops_running_a_caught_up_build_dropped_by_another_process(
 def test_a_rebuild_started_right_after_another_process_dropped_one_builds_from_scratch(
     store_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from projectionist.projections import projector as projector_module
+    from projectionist.projections import swap as swap_module
 
-    monkeypatch.setattr(projector_module, "SWAP_PATIENCE_S", 0.2)
+    monkeypatch.setattr(swap_module, "SWAP_PATIENCE_S", 0.2)
     with idle_runtime(store_urls) as runtime:
         for i in range(4):
             runtime.execute(AddNotes(stream=f"s{i % 2}", texts=["a", "b"]))

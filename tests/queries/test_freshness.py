@@ -88,7 +88,8 @@ def test_answer_serializes_data_and_freshness(shop_runtime: Runtime) -> None:
     assert body == {
         "data": {"items": [{"sku": "b", "name": "B", "price_cents": 200, "available": 0,
                             "sold": 0}]},
-        "freshness": {"position": head, "head": head, "lag_events": 0, "lag_ms": 0.0},
+        "freshness": {"position": head, "head": head, "lag_events": 0, "lag_ms": 0.0,
+                      "dead_letters": 0},
     }
 
 

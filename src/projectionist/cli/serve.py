@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from ..auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled
-from ..runtime import DEFAULT_STORE, ROLES, Runtime
+from ..roles import ROLES
+from ..runtime import DEFAULT_STORE, Runtime
 from .common import (
     DEFAULT_APP,
     AppOption,

@@ -328,12 +328,13 @@ _SHARED_SCHEMAS: dict[str, Any] = {
     },
     "Freshness": {
         "type": "object",
-        "required": ["position", "head", "lag_events", "lag_ms"],
+        "required": ["position", "head", "lag_events", "lag_ms", "dead_letters"],
         "properties": {
             "position": {"type": "integer"},
             "head": {"type": "integer"},
             "lag_events": {"type": "integer"},
             "lag_ms": {"type": "number"},
+            "dead_letters": {"type": "integer"},
         },
     },
     "QueryAnswer": {

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..readstore.checkpoints import Checkpoint, Checkpoints
+from ..errors import Refused
+from ..readstore.checkpoints import BuildBlocked, BuildGone, Checkpoint, Checkpoints
 from .definition import Projection
 
 log = logging.getLogger("projectionist.projections")
@@ -63,3 +64,38 @@ def wanted_builds(
         for row in current:
             wanted[(projection.name, row.generation)] = WantedBuild(projection, row, replacing)
     return wanted
+
+
+def swap_in(checkpoints: Checkpoints, name: str, *, force: bool = False) -> Checkpoint:
+    """Swaps the build in progress of `name` in at once, as an operator asks; the build.
+
+    Refused while the build is behind the serving one, or while it has dead letters unless
+    `force`: forcing serves a read model without the events it parked, which is right when
+    they are known to be of no consequence to it.
+    """
+    with checkpoints.store.read() as connection:
+        building = [
+            row for row in checkpoints.all(connection) if row.name == name and not row.active
+        ]
+    if not building:
+        raise Refused(f"{name} has no build in progress to swap in")
+    build = building[0]
+    try:
+        old = checkpoints.swap(name, build.generation, with_dead_letters=force)
+    except BuildBlocked:
+        raise Refused(
+            f"build {build.generation} of {name} has {build.dead_letters} dead letter(s):"
+            " retry them after a fix, or swap with force to serve it without them"
+        ) from None
+    except BuildGone:
+        raise Refused(f"build {build.generation} of {name} is gone") from None
+    if old is None:
+        raise Refused(
+            f"build {build.generation} of {name} is behind the serving build; it is swapped in"
+            " by itself once it catches up"
+        )
+    with checkpoints.store.read() as connection:
+        swapped = checkpoints.load(connection, name, build.generation)
+    if swapped is None:
+        raise Refused(f"build {build.generation} of {name} is gone")
+    return swapped

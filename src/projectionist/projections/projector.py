@@ -14,18 +14,16 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from ..errors import HandlerFailed, NotRegistered, StoreUnavailable
-from ..readstore.checkpoints import BuildGone, Checkpoint, Checkpoints, State
+from ..readstore.checkpoints import Checkpoint, Checkpoints, State
 from ..readstore.leases import Leases
 from ..wakeups import HighWater, ProgressBoard, Worker
 from .builds import wanted_builds
-from .coordination import Claim, Coordinator, lease_name
+from .coordination import Claim, Coordinator
 from .definition import Projection
 from .runner import CheckpointMoved, ProjectionRunner
+from .swap import Swap, Swapper
 
 log = logging.getLogger("projectionist.projections")
-
-SWAP_PATIENCE_S = 5.0
-"""How long a caught-up build waits for the serving one to stop being ahead of it."""
 
 RunnerFactory = Callable[[Projection, Checkpoint], ProjectionRunner]
 
@@ -57,12 +55,12 @@ class Projector:
         self.reconcile_interval_s = reconcile_interval_s
         self.max_backoff_s = max_backoff_s
         self.runners: dict[tuple[str, int], ProjectionRunner] = {}
+        self.swapper = Swapper(checkpoints, board, self.coordinator, self.runners)
         self.paused = threading.Event()
         self._worker = Worker("projectionist-projector", self._loop, high_water)
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._reconciled_at = 0.0
-        self._swap_refused_at: dict[tuple[str, int], float] = {}
         self._lock = threading.RLock()
 
     # Builds
@@ -115,12 +113,13 @@ class Projector:
         self.paused.clear()
         self.high_water.wake()
 
-    def catch_up(self) -> int:
+    def catch_up(self, *, strict: bool = False) -> int:
         """Runs every build in this thread until none has more to apply; returns the count.
 
         Swaps in the builds that catch up. Handler failures are retried and parked as the
         projection's `on_error` says, without waiting for the backoff; with `on_error="stop"`
-        the failure is recorded and raised.
+        the failure is recorded and raised. With `strict` (for tests), the first failure of a
+        handler is raised as HandlerFailed, its error as the cause, and nothing is parked.
         """
         total = 0
         while True:
@@ -134,6 +133,9 @@ class Projector:
                         progressed += applied
                         break
                     except HandlerFailed as failure:
+                        if strict:
+                            runner.forget_position()
+                            raise
                         if runner.projection.on_error == "stop":
                             self.checkpoints.mark(
                                 runner.name,
@@ -144,7 +146,7 @@ class Projector:
                             raise
                 if runner.serving:
                     self.board.advance(runner.name, runner.position)
-                elif not self._swap(key, runner):
+                elif self.swapper.swap(key, runner) is Swap.WAITING:
                     # The serving build (run by another process) moved on meanwhile: catch
                     # up again, after a moment.
                     progressed += 1
@@ -196,19 +198,21 @@ class Projector:
             done, left = runner.retry_parked()
             applied += done
             failed += left
+        self.swapper.forget_blocked(name)
         self.high_water.wake()
         return applied, failed
 
     def swap(self, name: str, generation: int, *, force: bool = False) -> bool:
         """Swaps a caught-up build of this process in; with `force`, even while the serving
-        build is ahead of it. False when refused or when this process does not run it."""
+        build is ahead of it or while it has dead letters. True once this process is done with
+        the build (it serves, or another process dropped it)."""
         key = (name, generation)
         runner = self.runners.get(key)
         if runner is None:
             return False
         if force:
-            self._swap_refused_at[key] = -SWAP_PATIENCE_S
-        return self._swap(key, runner)
+            self.swapper.patient(key)
+        return self.swapper.swap(key, runner, force=force) in (Swap.SWAPPED, Swap.GONE)
 
     # Leases
 
@@ -283,8 +287,8 @@ class Projector:
             self.board.advance(runner.name, result.position)
         elif result.caught_up:
             try:
-                if self._serving_caught_up(runner):
-                    self._swap(key, runner)
+                if self.swapper.ready(key, runner):
+                    self.swapper.swap(key, runner)
             except Exception as error:  # the read store is busy or down: swap later
                 self._retry_at[lease] = now + 1.0
                 log.warning(
@@ -297,69 +301,9 @@ class Projector:
             self.high_water.seen(result.head)
         return result.applied
 
-    def _serving_caught_up(self, runner: ProjectionRunner) -> bool:
-        """True when the serving build has applied what the new one has (or is frozen).
-
-        A serving build of the same version runs the live-only side effects; swapping while
-        it is behind would leave the events in between without them.
-        """
-        with self.checkpoints.store.read() as connection:
-            serving = self.checkpoints.active(connection, [runner.name]).get(runner.name)
-        if (
-            serving is None
-            or serving.version != runner.projection.version
-            or serving.position >= runner.position
-        ):
-            return True
-        # Wait only for a serving build that someone runs; nobody would run its side effects
-        # otherwise, and the swap must not wait forever.
-        if self.coordinator.leases is None:
-            return (serving.name, serving.generation) not in self.runners
-        return not self.coordinator.runs_elsewhere(lease_name(serving.name, serving.generation))
-
     def serving_runner(self, name: str) -> ProjectionRunner | None:
         """This process's runner of the serving build of a projection, if it has one."""
         return next((r for r in self.runners.values() if r.name == name and r.serving), None)
-
-    def _swap(self, key: tuple[str, int], runner: ProjectionRunner) -> bool:
-        """Swaps a caught-up build in; False while the serving build is still ahead of it, True
-        once it serves (or is gone, swapped out or dropped by another process).
-
-        After SWAP_PATIENCE_S of refusals (a serving build that keeps moving ahead under
-        load), it swaps anyway: answers then state the older position they stand at.
-        """
-        now = time.monotonic()
-        waiting_since = self._swap_refused_at.setdefault(key, now)
-        try:
-            old = self.checkpoints.swap(
-                runner.name, runner.generation, behind_ok=now - waiting_since > SWAP_PATIENCE_S
-            )
-        except BuildGone:
-            # Another process swapped it out or dropped it: this process stops running it.
-            log.info(
-                "%s: build %d is gone; this process stops running it",
-                runner.name,
-                runner.generation,
-            )
-            self.runners.pop(key, None)
-            self._swap_refused_at.pop(key, None)
-            self.coordinator.release(runner.lease_name)
-            return True
-        if old is None:
-            return False
-        self._swap_refused_at.pop(key, None)
-        runner.serving = True
-        # Swapped in behind the old build (after SWAP_PATIENCE_S): the events in between had
-        # their live-only effects from the old build already.
-        runner.live_after = max((b.position for b in old if b.active), default=0)
-        for build in old:
-            stale = self.runners.pop((build.name, build.generation), None)
-            if stale is not None:
-                self.coordinator.release(stale.lease_name)
-        self.board.forget(runner.name)
-        self.board.advance(runner.name, runner.position)
-        log.info("%s: build %d caught up and now serves", runner.name, runner.generation)
-        return True
 
     def _back_off(self, runner: ProjectionRunner, error: Exception, now: float) -> None:
         lease = runner.lease_name

@@ -3,6 +3,7 @@ checkpoint commit in one read-store transaction."""
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from collections.abc import Sequence
@@ -17,10 +18,12 @@ from ..metrics import Metrics
 from ..readstore.checkpoints import Checkpoint, Checkpoints, State
 from ..readstore.dead_letters import DeadLetters
 from ..readstore.documents import DocumentCache
-from ..stores import Store
+from ..stores import Store, first_line
 from .context import ApplyContext
 from .coordination import lease_name
 from .definition import Projection
+
+log = logging.getLogger("projectionist.projections")
 
 
 class CheckpointMoved(Exception):
@@ -198,6 +201,7 @@ class ProjectionRunner:
                 # outside retry bumps the epoch, which makes the runner reload.
                 self._blocked = self.dead_letters.blocked_streams(connection, name, self.generation)
             blocked = self._blocked or set()
+            held = 0
             context = ApplyContext(
                 connection,
                 name,
@@ -214,13 +218,21 @@ class ProjectionRunner:
                     self.dead_letters.park(
                         connection, name, self.generation, record, reason="waiting"
                     )
+                    held += 1
                     continue
                 context.record = record
                 if spec.live_only and not context.live:
                     continue
                 spec.function(decode(record.type, record.schema_version, record.data), context)
             context.flush()
-            self._advance(connection, expected, events[-1].position, head, next_at)
+            self._advance(connection, expected, events[-1].position, head, next_at, parked=held)
+        if held:
+            log.warning(
+                "%s g%d: %d event(s) parked behind a failed event of their stream",
+                name,
+                self.generation,
+                held,
+            )
 
     def _live_since(self) -> float | None:
         return self.created_at if self.serving or self.live_while_building else None
@@ -232,6 +244,8 @@ class ProjectionRunner:
         position: int,
         head: int,
         next_at: float | None,
+        *,
+        parked: int = 0,
     ) -> None:
         state = State.REBUILDING
         if self.serving:
@@ -246,6 +260,7 @@ class ProjectionRunner:
             next_at=next_at,
             state=state,
             epoch=self._epoch,
+            parked=parked,
         )
         if not moved:
             raise CheckpointMoved(f"the checkpoint of {self.name} g{self.generation} moved")
@@ -270,7 +285,17 @@ class ProjectionRunner:
                 traceback="".join(traceback.format_exception(error)),
                 attempts=attempts,
             )
-            self._advance(connection, self.position, record.position, head, next_at)
+            self._advance(connection, self.position, record.position, head, next_at, parked=1)
+        log.error(
+            "%s g%d parked event %d (%s on %r) after %d attempts: %s",
+            self.name,
+            self.generation,
+            record.position,
+            record.type,
+            record.stream,
+            attempts,
+            first_line(f"{type(error).__name__}: {error}"),
+        )
         del self._attempts[record.position]
         self._position = record.position
         return BatchResult(1, record.position, head, caught_up=next_at is None)
@@ -312,7 +337,9 @@ class ProjectionRunner:
                                 spec.function(event, context)
                             context.flush()
                         self.dead_letters.resolve(connection, letter.id)
-                        self.checkpoints.bump_epoch(connection, self.name, self.generation)
+                        self.checkpoints.bump_epoch(
+                            connection, self.name, self.generation, resolved=1
+                        )
                 except StoreUnavailable:
                     raise
                 except Exception as error:

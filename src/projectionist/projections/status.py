@@ -55,12 +55,13 @@ def state_of(
 
     A serving build is `live` when caught up and `catching_up` when behind. It is `stalled`
     when it is behind with neither a recent move nor a recent event to excuse it. A build that
-    is not serving yet is `rebuilding` until it fails.
+    is not serving yet is `rebuilding`, `blocked` once it has dead letters (it waits for them
+    to be retried, or for an operator to swap it in), or `failed`.
     """
     if row.state is State.FAILED:
         return State.FAILED
     if not row.active:
-        return State.REBUILDING
+        return State.BLOCKED if row.dead_letters else State.REBUILDING
     if not lag_events:
         return State.LIVE
     if now - row.updated_at > stall_after_s and lag_ms > stall_after_s * 1000:

@@ -20,40 +20,9 @@ from ..errors import RebuildInProgress
 from ..stores import Store
 from ..wakeups import ProgressBoard, WakeupSource
 from ..wakeups.postgres import Listener
+from .schema import generations_table, install_checkpoints, projections_table
 
 log = logging.getLogger("projectionist.projections")
-
-metadata = sa.MetaData()
-
-projections_table = sa.Table(
-    "projectionist_projections",
-    metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("generation", sa.Integer, primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("position", sa.BigInteger, nullable=False),
-    sa.Column("head", sa.BigInteger, nullable=False),
-    # When the first event past the checkpoint was recorded; NULL when caught up.
-    sa.Column("next_at", sa.Float(precision=53), nullable=True),
-    sa.Column("updated_at", sa.Float(precision=53), nullable=False),
-    sa.Column("created_at", sa.Float(precision=53), nullable=False),
-    sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("state", sa.String, nullable=False),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("tables", sa.Text, nullable=False),
-    # Bumped by writes outside the runner's batches (dead-letter retries): a runner that
-    # cached the read model sees its compare-and-set fail, and reloads.
-    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
-)
-
-generations_table = sa.Table(
-    "projectionist_generations",
-    metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    # The highest generation a projection ever had: numbers are never given twice, so no
-    # process mistakes a new build for a dropped one that it still remembers.
-    sa.Column("last", sa.Integer, nullable=False),
-)
 
 CHANNEL = "projectionist_checkpoints"
 """The NOTIFY channel of checkpoint moves (PostgreSQL); its payload is `name:position`."""
@@ -64,15 +33,21 @@ _DROP_ATTEMPTS = 5
 class State(StrEnum):
     """The state of a projection build.
 
-    A checkpoint stores `LIVE`, `CATCHING_UP`, `REBUILDING` or `FAILED`; `STALLED` is never
-    stored: `projections.status` derives it from a checkpoint that stopped moving.
+    A checkpoint stores `LIVE`, `CATCHING_UP`, `REBUILDING` or `FAILED`. `projections.status`
+    derives the others: `STALLED`, a serving build whose checkpoint stopped moving, and
+    `BLOCKED`, a build in progress with dead letters, which is never swapped in by itself.
     """
 
     LIVE = "live"
     CATCHING_UP = "catching_up"
     REBUILDING = "rebuilding"
+    BLOCKED = "blocked"
     STALLED = "stalled"
     FAILED = "failed"
+
+
+class BuildBlocked(Exception):
+    """A build with dead letters is not swapped in unless the caller accepts them."""
 
 
 class BuildGone(LookupError):
@@ -100,6 +75,7 @@ class Checkpoint:
     error: str | None
     tables: str
     epoch: int = 0
+    dead_letters: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", State(self.state))
@@ -118,7 +94,7 @@ class Checkpoints:
 
     def install(self) -> None:
         with self.store.schema() as connection:
-            metadata.create_all(connection)
+            install_checkpoints(connection)
 
     def serving(self, name: str, version: int, tables_of: TablesOf) -> Checkpoint:
         """The active build of a projection, created for a new projection (generation 1)."""
@@ -233,9 +209,11 @@ class Checkpoints:
         next_at: float | None,
         state: State,
         epoch: int | None = None,
+        parked: int = 0,
     ) -> bool:
         """Moves the checkpoint from `expected` to `position`; False if another runner moved it
-        (or, given `epoch`, if someone wrote the read model outside the runner).
+        (or, given `epoch`, if someone wrote the read model outside the runner). `parked`
+        counts the dead letters the same transaction parked.
 
         On PostgreSQL the move is announced on CHANNEL at commit, for queries waiting in other
         processes.
@@ -254,6 +232,7 @@ class Checkpoints:
                 updated_at=time.time(),
                 state=state,
                 error=None,
+                dead_letters=t.c.dead_letters + parked,
             )
         )
         if result.rowcount != 1:
@@ -268,13 +247,16 @@ class Checkpoints:
             return None
         return Listener(self.store.url, CHANNEL, lambda _payload: board.moved())
 
-    def bump_epoch(self, connection: Connection, name: str, generation: int) -> None:
-        """Records a write to the read model made outside the runner's batches."""
+    def bump_epoch(
+        self, connection: Connection, name: str, generation: int, *, resolved: int = 0
+    ) -> None:
+        """Records a write to the read model made outside the runner's batches (and how many
+        dead letters it resolved)."""
         t = projections_table
         connection.execute(
             sa.update(t)
             .where(t.c.name == name, t.c.generation == generation)
-            .values(epoch=t.c.epoch + 1)
+            .values(epoch=t.c.epoch + 1, dead_letters=t.c.dead_letters - resolved)
         )
 
     def mark(self, name: str, generation: int, *, state: State, error: str | None = None) -> None:
@@ -288,15 +270,22 @@ class Checkpoints:
             )
 
     def swap(
-        self, name: str, generation: int, *, behind_ok: bool = False
+        self,
+        name: str,
+        generation: int,
+        *,
+        behind_ok: bool = False,
+        with_dead_letters: bool = False,
     ) -> list[Checkpoint] | None:
         """Makes `generation` the serving build in one transaction; drops the others.
 
         Queries read the active build and its tables in one snapshot, so none sees a half-built
         view: before this commits they read the old build, after it the new one. Refused (None)
         while the serving build is ahead of the new one, so that no reader sees the read model
-        step back, unless `behind_ok`. BuildGone when the build is no longer there (another
-        process swapped it out or dropped it).
+        step back, unless `behind_ok`. BuildBlocked while the new build has dead letters, unless
+        `with_dead_letters`: a build that could not apply every event never replaces a good one
+        by itself. BuildGone when the build is no longer there (another process swapped it out
+        or dropped it).
         """
         t = projections_table
         with self.store.schema() as connection:
@@ -309,6 +298,10 @@ class Checkpoints:
             new = next((row for row in rows if row.generation == generation), None)
             if new is None:
                 raise BuildGone(f"build {generation} of {name} is gone")
+            if new.dead_letters and not with_dead_letters:
+                raise BuildBlocked(
+                    f"build {generation} of {name} has {new.dead_letters} dead letter(s)"
+                )
             serving = next((row for row in rows if row.active), None)
             if not behind_ok and serving is not None and serving.position > new.position:
                 return None

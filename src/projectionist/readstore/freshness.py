@@ -13,12 +13,17 @@ from .checkpoints import Checkpoint
 
 @dataclass(frozen=True, slots=True)
 class Freshness:
-    """The lowest checkpoint behind an answer, the head, and how far behind it is."""
+    """The lowest checkpoint behind an answer, the head, and how far behind it is.
+
+    `dead_letters` counts the events that the read models behind the answer could not apply
+    and parked: an answer with dead letters may miss what they hold.
+    """
 
     position: int
     head: int
     lag_events: int
     lag_ms: float
+    dead_letters: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,4 +52,5 @@ def measure(
             since = slowest.updated_at
         now = time.time() if now is None else now
         lag_ms = round(max(0.0, now - since) * 1000.0, 3)
-    return Freshness(position, head, lag_events, lag_ms)
+    dead_letters = sum(c.dead_letters for c in rows)
+    return Freshness(position, head, lag_events, lag_ms, dead_letters)

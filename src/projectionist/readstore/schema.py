@@ -1,0 +1,61 @@
+"""The checkpoint tables of the read store, and the upgrade of tables made by older releases."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+
+projections_table = sa.Table(
+    "projectionist_projections",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("head", sa.BigInteger, nullable=False),
+    # When the first event past the checkpoint was recorded; NULL when caught up.
+    sa.Column("next_at", sa.Float(precision=53), nullable=True),
+    sa.Column("updated_at", sa.Float(precision=53), nullable=False),
+    sa.Column("created_at", sa.Float(precision=53), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("tables", sa.Text, nullable=False),
+    # Bumped by writes outside the runner's batches (dead-letter retries): a runner that
+    # cached the read model sees its compare-and-set fail, and reloads.
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
+    # Unresolved dead letters of the build, kept with its checkpoint so that every answer can
+    # state them without another read.
+    sa.Column("dead_letters", sa.Integer, nullable=False, server_default="0"),
+)
+
+generations_table = sa.Table(
+    "projectionist_generations",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    # The highest generation a projection ever had: numbers are never given twice, so no
+    # process mistakes a new build for a dropped one that it still remembers.
+    sa.Column("last", sa.Integer, nullable=False),
+)
+
+
+def install_checkpoints(connection: Connection) -> None:
+    """Creates the checkpoint tables, or adds what a table made by an older release lacks."""
+    metadata.create_all(connection)
+    inspector = sa.inspect(connection)
+    columns = {c["name"] for c in inspector.get_columns(projections_table.name)}
+    if "dead_letters" in columns:
+        return
+    connection.exec_driver_sql(
+        "ALTER TABLE projectionist_projections ADD COLUMN dead_letters INTEGER NOT NULL DEFAULT 0"
+    )
+    if inspector.has_table("projectionist_dead_letters"):
+        connection.exec_driver_sql(
+            "UPDATE projectionist_projections SET dead_letters = (SELECT count(*)"
+            " FROM projectionist_dead_letters d"
+            " WHERE d.projection = projectionist_projections.name"
+            " AND d.generation = projectionist_projections.generation"
+            " AND d.resolved_at IS NULL)"
+        )
