@@ -172,8 +172,7 @@ def run_orders(settings: OrdersSettings, progress: Progress | None = None) -> di
             "database": database_settings,
         }
         result["versions"] = report.versions()
-        result["targets"] = {k: {"target": t, "peer": p}
-                             for k, (t, p) in report.TARGETS[settings.backend].items()}
+        result["targets"] = {k: {"target": t} for k, t in report.TARGETS[settings.backend].items()}
     return result
 
 
