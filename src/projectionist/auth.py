@@ -23,17 +23,26 @@ MIN_SECRET_BYTES = 32
 ALL_SCOPES = ("admin", "commands:*", "queries:*")
 READ_ONLY_SCOPES = ("queries:*",)
 PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
+SECRET_FILE = "projectionist.secret"
+"""The file a generated secret is kept in, beside a SQLite store or in the working directory."""
 _VERIFIED_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request acts as: the token's subject, scopes and claims."""
+    """Who a request acts as: the token's subject, scopes and claims.
+
+    `scopes` may be given as any iterable of scope strings; it is kept as a frozenset. A single
+    string is refused: read as a set, `"admin"` would be its letters.
+    """
 
     subject: str | None
     scopes: frozenset[str]
     claims: Mapping[str, Any] = field(default_factory=dict)
     token_id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scopes", _scope_set(self.scopes))
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
@@ -47,6 +56,27 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.scopes
+
+
+def _scope_set(scopes: object) -> frozenset[str]:
+    """`scopes` as a frozenset of str; TypeError naming the value when it is not one."""
+    if isinstance(scopes, str | bytes):
+        raise TypeError(
+            f"Principal scopes must be a collection of scope strings, not the"
+            f" {type(scopes).__name__} {scopes!r:.80}; pass [{scopes!r:.80}] for one scope"
+        )
+    if not isinstance(scopes, Iterable):
+        raise TypeError(
+            f"Principal scopes must be an iterable of scope strings, not"
+            f" {type(scopes).__name__} {scopes!r:.80}"
+        )
+    members = list(scopes)
+    for member in members:
+        if not isinstance(member, str):
+            raise TypeError(
+                f"Principal scopes must all be str; {member!r:.80} is a {type(member).__name__}"
+            )
+    return frozenset(members)
 
 
 SYSTEM = Principal(subject="system", scopes=frozenset(ALL_SCOPES))
@@ -194,16 +224,20 @@ class TokenAuthority:
         raise Unauthenticated(reason)
 
     @classmethod
-    def from_environment(cls, secret_directory: Path) -> TokenAuthority:
+    def from_environment(cls, secret_directory: Path, *, create: bool = True) -> TokenAuthority:
         """The authority configured by PROJECTIONIST_SECRET (comma-separated for rotation),
         PROJECTIONIST_JWT_PUBLIC_KEY (a PEM file), PROJECTIONIST_JWT_ALGORITHM (RS256 or ES256),
-        PROJECTIONIST_JWT_ISSUER and PROJECTIONIST_JWT_AUDIENCE."""
+        PROJECTIONIST_JWT_ISSUER and PROJECTIONIST_JWT_AUDIENCE.
+
+        Without either variable, the secret kept in `secret_directory` signs; with `create` it is
+        generated when missing, else its absence is a ConfigurationError (see
+        `load_or_create_secret`).
+        """
         key_path = os.environ.get("PROJECTIONIST_JWT_PUBLIC_KEY")
         secrets_: list[str] = []
         if not key_path or os.environ.get("PROJECTIONIST_SECRET"):
-            secrets_ = [
-                s.strip() for s in load_or_create_secret(secret_directory).split(",") if s.strip()
-            ]
+            kept = load_or_create_secret(secret_directory, create=create)
+            secrets_ = [s.strip() for s in kept.split(",") if s.strip()]
         public_keys: list[tuple[str, str | bytes]] = []
         if key_path:
             algorithm = os.environ.get("PROJECTIONIST_JWT_ALGORITHM", "RS256")
@@ -245,9 +279,20 @@ def principal_from_header(authority: TokenAuthority, header: str | None) -> Prin
     return authority.verify(token.strip())
 
 
-def load_or_create_secret(directory: Path) -> str:
+def secret_known(directory: Path) -> bool:
+    """Whether the environment or a secret file in `directory` gives keys, none to generate."""
+    return bool(
+        os.environ.get("PROJECTIONIST_SECRET") is not None
+        or os.environ.get("PROJECTIONIST_JWT_PUBLIC_KEY")
+        or (directory / SECRET_FILE).exists()
+    )
+
+
+def load_or_create_secret(directory: Path, *, create: bool = True) -> str:
     """PROJECTIONIST_SECRET, or a secret generated once and kept in `directory`.
 
+    With `create` false, a missing secret file is a ConfigurationError: a process that only
+    issues tokens must sign with the server's secret, and one of its own would be refused.
     When only a public key is configured (PROJECTIONIST_JWT_PUBLIC_KEY), no secret is made.
     """
     configured = os.environ.get("PROJECTIONIST_SECRET")
@@ -260,9 +305,14 @@ def load_or_create_secret(directory: Path) -> str:
                     f" least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)"
                 )
         return configured
-    path = directory / "projectionist.secret"
+    path = directory / SECRET_FILE
     if path.exists():
         return path.read_text().strip()
+    if not create:
+        raise ConfigurationError(
+            f"no token secret is known: PROJECTIONIST_SECRET is not set and there is no {path};"
+            " set PROJECTIONIST_SECRET to the server's secret"
+        )
     secret = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -17,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from projectionist import TokenAuthority, Unauthenticated
+from projectionist import ConfigurationError, Principal, TokenAuthority, Unauthenticated
 from tests.security.servers import OLD_SECRET, SECRET, Api, Server, bearer, client_for, uid
 
 ISSUER = "https://login.example.test/"
@@ -302,3 +303,68 @@ def test_a_server_configured_with_a_public_key_verifies_tokens_minted_elsewhere(
             assert reason in response.json()["detail"]
             assert refused_token not in response.text
     assert not (Path(keyed_server.cwd) / "projectionist.secret").exists()
+
+
+# Where a secret comes from, and who may make one up
+
+@pytest.fixture
+def no_key_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PROJECTIONIST_SECRET", "PROJECTIONIST_JWT_PUBLIC_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_key_settings")
+def test_an_authority_that_may_not_create_a_secret_refuses_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        TokenAuthority.from_environment(tmp_path, create=False)
+    assert str(tmp_path / "projectionist.secret") in refused.value.detail
+    assert "PROJECTIONIST_SECRET" in refused.value.detail
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("no_key_settings")
+def test_a_server_creates_the_secret_once_and_an_issuer_signs_with_it(tmp_path: Path) -> None:
+    server = TokenAuthority.from_environment(tmp_path)
+    kept = (tmp_path / "projectionist.secret").read_text().strip()
+    assert len(kept.encode()) >= 32
+    issuer = TokenAuthority.from_environment(tmp_path, create=False)
+    assert server.verify(issuer.issue(["queries:*"], subject="cli")).subject == "cli"
+    assert TokenAuthority.from_environment(tmp_path).verify(server.issue(["admin"])).is_admin
+
+
+# Principals
+
+@pytest.mark.parametrize("scopes", ["administrator", "admin", b"admin"],
+                         ids=["administrator", "admin", "bytes"])
+def test_a_principal_refuses_a_single_string_of_scopes(scopes: str | bytes) -> None:
+    with pytest.raises(TypeError) as refused:
+        Principal("alice", scopes)  # type: ignore[arg-type]
+    assert repr(scopes) in str(refused.value)
+
+
+@pytest.mark.parametrize("scopes", [None, 7, ["admin", 3], {"queries:*", None}],
+                         ids=["none", "int", "int-member", "none-member"])
+def test_a_principal_refuses_scopes_that_are_not_strings(scopes: object) -> None:
+    with pytest.raises(TypeError, match="Principal scopes"):
+        Principal("alice", scopes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scopes", [["admin", "queries:*"], ("admin", "queries:*"),
+                                    {"admin", "queries:*"}, iter(["admin", "queries:*"])],
+                         ids=["list", "tuple", "set", "iterator"])
+def test_a_principal_keeps_any_iterable_of_scopes_as_a_frozenset(scopes: Any) -> None:
+    principal = Principal("alice", scopes)
+    assert principal.scopes == frozenset({"admin", "queries:*"})
+    assert isinstance(principal.scopes, frozenset)
+    assert principal.is_admin and principal.may_query("Anything")
+    assert not principal.may_command("Anything")
+
+
+def test_a_principal_stays_frozen_and_slotted() -> None:
+    principal = Principal("alice", frozenset({"queries:*"}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        principal.scopes = frozenset({"admin"})  # type: ignore[misc]
+    assert not hasattr(principal, "__dict__")
+    assert not Principal("bob", []).is_admin

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import typer
+from rich.markup import escape
 
+from ..errors import ProjectionistError
 from .common import DEFAULT_APP, errors, load_app
-from .projections import dead_letters_cli, rebuild, status
+from .project import default_map, project_settings
+from .projections import dead_letters_cli, rebuild, status, swap
 from .serve import serve, token
 
 __all__ = ["DEFAULT_APP", "PLUGINS_GROUP", "cli", "load_app", "main"]
@@ -22,7 +26,7 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (serve, token, status, rebuild):
+for command in (serve, token, status, rebuild, swap):
     cli.command()(command)
 cli.add_typer(dead_letters_cli, name="dead-letters")
 
@@ -48,4 +52,10 @@ def bench(context: typer.Context) -> None:
 
 
 def main() -> None:
-    cli()
+    """The console script: the command line, with the defaults of the project file here."""
+    try:
+        settings = project_settings(Path.cwd())
+    except ProjectionistError as error:  # read before any command runs, so none reports it
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        raise SystemExit(2) from None
+    cli(default_map=default_map(typer.main.get_command(cli), settings))

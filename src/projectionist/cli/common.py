@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..app import App
-from ..auth import TokenAuthority
-from ..errors import ProjectionistError
+from ..auth import SECRET_FILE, TokenAuthority, secret_known
+from ..errors import ConfigurationError, ProjectionistError
+from ..stores import redact
 
 DEFAULT_APP = "shop"
 APPS_GROUP = "projectionist.apps"
@@ -29,7 +30,9 @@ errors = Console(stderr=True)
 AppOption = Annotated[
     str,
     typer.Argument(
-        help="The app, as module:attribute, or the short name of an installed one (shop)."
+        envvar="PROJECTIONIST_APP",
+        help="The app, as module:attribute, or the short name of an installed one (shop);"
+        " the project file's app sets its default.",
     ),
 ]
 StoreOption = Annotated[
@@ -88,13 +91,39 @@ _BUNDLED_APPS = ("shop",)
 
 def secret_directory(store: str) -> Path:
     """Where a generated secret is kept: beside a SQLite store, else the working directory."""
-    if store.startswith("sqlite:///") and not store.endswith(":memory:"):
+    if _is_sqlite_file(store):
         return Path(store.removeprefix("sqlite:///")).expanduser().resolve().parent
     return Path.cwd()
 
 
+def _is_sqlite_file(store: str) -> bool:
+    return store.startswith("sqlite:///") and not store.endswith(":memory:")
+
+
 def authority_for(store: str) -> TokenAuthority:
+    """The server's authority: its configured keys, or a secret generated beside `store`."""
     return TokenAuthority.from_environment(secret_directory(store))
+
+
+def issuing_authority(store: str) -> TokenAuthority:
+    """The authority of the server of `store`, whose secret is never generated here.
+
+    A secret made up by this process would sign tokens the server refuses with 401.
+    """
+    directory = secret_directory(store)
+    if not secret_known(directory):
+        where = (
+            f"beside the store {redact(store)}"
+            if _is_sqlite_file(store)
+            else "in the working directory, where a server without a SQLite store keeps it"
+        )
+        raise ConfigurationError(
+            f"no token secret is known: PROJECTIONIST_SECRET is not set and there is no"
+            f" {directory / SECRET_FILE} ({where}); set PROJECTIONIST_SECRET"
+            " to the server's secret, or pass the --store the server uses so that the secret"
+            " file beside it is found"
+        )
+    return TokenAuthority.from_environment(directory, create=False)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Operating projections: status, rebuilds, dead letters."""
+"""Operating projections: status, rebuilds, swaps, dead letters."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import RebuildInProgress
+from ..errors import NotRegistered, RebuildInProgress, StoreUnavailable
 from ..readstore.checkpoints import Checkpoint, State
 from ..runtime import DEFAULT_STORE, Runtime
+from ..stores import MISSING_TABLE_ERRORS, redact
 from .common import (
     DEFAULT_APP,
     AppOption,
@@ -64,6 +65,7 @@ def status(
         State.LIVE: "green",
         State.CATCHING_UP: "yellow",
         State.REBUILDING: "cyan",
+        State.BLOCKED: "magenta",
         State.STALLED: "red",
         State.FAILED: "bold red",
     }
@@ -110,6 +112,7 @@ def rebuild(
             events=events,
         )
         try:
+            require_projection(runtime, app_path, name, f"rebuild {name}")
             try:
                 build = runtime.rebuild(name)
                 console.print(
@@ -154,6 +157,68 @@ def rebuild(
             runtime.stop()
 
 
+def swap(
+    name: Annotated[str, typer.Argument(help="The projection whose new build to swap in.")],
+    app_path: AppOption = DEFAULT_APP,
+    store: StoreOption = DEFAULT_STORE,
+    read_store: ReadStoreOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Swap in a build with dead letters; it serves without the events it parked.",
+        ),
+    ] = False,
+) -> None:
+    """Swap a projection's build in progress in now; refused while it is behind or blocked."""
+    with friendly_errors():
+        # The swap only reads and moves checkpoints: the query role is the one without leases.
+        runtime = Runtime(load_app(app_path), store=store, read_store=read_store, roles=["query"])
+        try:
+            require_projection(runtime, app_path, name, f"swap {name}")
+            build = runtime.swap(name, force=force)
+        finally:
+            runtime.stop()
+    parked = f", without its {build.dead_letters} dead letter(s)" if build.dead_letters else ""
+    console.print(
+        f"[green]swapped[/]: {name} build {build.generation} (version {build.version})"
+        f" serves now{parked}"
+    )
+
+
+def require_projection(runtime: Runtime, app_path: str, name: str, usage: str) -> None:
+    """Refuses a projection the app lacks, naming the app and the read store's other ones.
+
+    `usage` is the command line after `projectionist`, shown with the app to pass.
+    """
+    app = runtime.app
+    if name in app.projections:
+        return
+    label = app_path if app_path == app.name else f"{app_path} ({app.name})"
+    message = (
+        f"the app {label} has no projection named {name!r}; its projections are"
+        f" {', '.join(app.projections) or 'none'}"
+    )
+    others = _unknown_projections(runtime)
+    if others:
+        message += (
+            f"; the read store {redact(runtime.read_store.url)} holds {', '.join(others)},"
+            f" which belong to another app: pass that app, as in `projectionist {usage}"
+            " module:app`"
+        )
+    raise NotRegistered(message)
+
+
+def _unknown_projections(runtime: Runtime) -> list[str]:
+    """The projections in the read store that the runtime's app does not define."""
+    try:
+        with runtime.read_store.read() as connection:
+            names = {row.name for row in runtime.checkpoints.all(connection)}
+    except (StoreUnavailable, *MISSING_TABLE_ERRORS):  # no read models yet: nothing to list
+        return []
+    return sorted(names - set(runtime.app.projections))
+
+
 def _build_in_progress(runtime: Runtime, name: str) -> Checkpoint:
     """The build of `name` in progress, if it is of the code's version; else the refusal."""
     with runtime.read_store.read() as connection:
@@ -185,6 +250,9 @@ def dead_letters_list(
     with friendly_errors():
         runtime = Runtime(load_app(app_path), store=store, read_store=read_store, roles=["query"])
         try:
+            if projection is not None:
+                usage = f"dead-letters list --projection {projection}"
+                require_projection(runtime, app_path, projection, usage)
             letters = runtime.list_dead_letters(projection)
         finally:
             runtime.stop()
@@ -224,6 +292,7 @@ def dead_letters_retry(
             load_app(app_path), store=store, read_store=read_store, roles=["projector"]
         )
         try:
+            require_projection(runtime, app_path, projection, f"dead-letters retry {projection}")
             applied, left = runtime.retry_dead_letters(projection)
         finally:
             runtime.stop()

@@ -20,6 +20,7 @@ from .common import (
     authority_for,
     console,
     friendly_errors,
+    issuing_authority,
     load_app,
 )
 
@@ -95,10 +96,10 @@ def token(
     ttl: Annotated[int, typer.Option("--ttl", help="Seconds until it expires.")] = 3600,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Print a bearer token signed with the app's secret."""
+    """Print a bearer token signed with the server's secret, which it never generates."""
     with friendly_errors():
         scopes = [part for item in scope for part in item.split()]
-        print(authority_for(store).issue(scopes, subject=sub, ttl_s=ttl))
+        print(issuing_authority(store).issue(scopes, subject=sub, ttl_s=ttl))
 
 
 def _print_banner(runtime: Runtime, host: str, port: int, authority: TokenAuthority | None) -> None:

@@ -1,11 +1,11 @@
-"""Operations routes: health, metrics, projections, rebuilds, dead letters, the dashboard."""
+"""Operations routes: health, metrics, projections, rebuilds, swaps, dead letters, the dashboard."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,11 +30,17 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error answers of a route (the `Error` body of docs/http.md)."""
+def _errors(
+    *statuses: int, described: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of a route (the `Error` body of docs/http.md).
+
+    `described` replaces the usual description of a status where this route means another thing.
+    """
+    descriptions = {**_ERROR_DESCRIPTIONS, **(described or {})}
     return {
         status: {
-            "description": _ERROR_DESCRIPTIONS[status],
+            "description": descriptions[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         for status in statuses
@@ -105,7 +111,7 @@ def health_routes(api: FastAPI, runtime: Runtime) -> None:
 def operation_routes(
     api: FastAPI, runtime: Runtime, principal: PrincipalOf, history: LagHistory
 ) -> None:
-    """Adds the operations routes to `api`: projections, rebuilds, the dashboard."""
+    """Adds the operations routes to `api`: projections, rebuilds, swaps, the dashboard."""
 
     def watcher(request: Request) -> Principal:
         return _allowed(principal, request, "admin", "queries:*")
@@ -134,6 +140,27 @@ def operation_routes(
         watcher(request)
         return list(history.samples)
 
+    _build_routes(api, runtime, admin)
+
+    @api.get(
+        "/dashboard", tags=["operations"], response_class=HTMLResponse, responses=_errors(401, 403)
+    )
+    async def dashboard(request: Request) -> HTMLResponse:
+        """A live page of every projection's state and lag (token in ?token= or a header)."""
+        token = request.query_params.get("token")
+        if token and "authorization" not in request.headers:
+            request.scope["headers"] = [
+                *request.scope["headers"],
+                (b"authorization", f"Bearer {token}".encode()),
+            ]
+            request = Request(request.scope)
+        watcher(request)
+        return HTMLResponse(DASHBOARD_HTML.replace("{{title}}", runtime.app.name))
+
+
+def _build_routes(api: FastAPI, runtime: Runtime, admin: PrincipalOf) -> None:
+    """Adds the routes that move builds (admin): start a rebuild, swap a build in."""
+
     @api.post(
         "/projections/{name}/rebuild",
         tags=["operations"],
@@ -154,20 +181,31 @@ def operation_routes(
             status_code=202,
         )
 
-    @api.get(
-        "/dashboard", tags=["operations"], response_class=HTMLResponse, responses=_errors(401, 403)
+    @api.post(
+        "/projections/{name}/swap",
+        tags=["operations"],
+        responses=_errors(
+            401,
+            403,
+            404,
+            409,
+            503,
+            described={
+                409: "The build is behind the serving one, gone or absent, or it has dead"
+                " letters and `force` is false."
+            },
+        ),
     )
-    async def dashboard(request: Request) -> HTMLResponse:
-        """A live page of every projection's state and lag (token in ?token= or a header)."""
-        token = request.query_params.get("token")
-        if token and "authorization" not in request.headers:
-            request.scope["headers"] = [
-                *request.scope["headers"],
-                (b"authorization", f"Bearer {token}".encode()),
-            ]
-            request = Request(request.scope)
-        watcher(request)
-        return HTMLResponse(DASHBOARD_HTML.replace("{{title}}", runtime.app.name))
+    async def swap(name: str, request: Request, force: bool = False) -> dict[str, Any]:
+        """Swaps the build in progress in now; with `force`, one with dead letters too."""
+        admin(request)
+        build = await run_in_threadpool(runtime.swap, name, force=force)
+        return {
+            "name": build.name,
+            "version": build.version,
+            "generation": build.generation,
+            "state": build.state.value,
+        }
 
 
 def dead_letter_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf) -> None:
