@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
+from .calls import check_parameters, synchronous
 from .edge import Policy
 from .errors import ConfigurationError, NotRegistered
 from .messages import Command, Event, Query, Registry
@@ -57,13 +58,15 @@ class App:
         self, command_type: type[C], *, policy: Policy | None = None
     ) -> Callable[[Callable[[C, UnitOfWork], Any]], Callable[[C, UnitOfWork], Any]]:
         """Registers the handler of a command type."""
+        name = command_type.type_name
+        checked = _policy(policy, f"command {name}", "command")
 
         def register(handler: Callable[[C, UnitOfWork], Any]) -> Callable[[C, UnitOfWork], Any]:
-            name = command_type.type_name
+            check_parameters(handler, f"the handler of command {name}", ("command", "uow"))
             if name in self.commands:
                 raise ConfigurationError(f"command {name} already has a handler")
             self.registry.add(command_type)
-            self.commands[name] = CommandRegistration(command_type, handler, policy)
+            self.commands[name] = CommandRegistration(command_type, synchronous(handler), checked)
             return handler
 
         return register
@@ -76,19 +79,23 @@ class App:
         policy: Policy | None = None,
     ) -> Callable[[Callable[[Q, ReadContext], Any]], Callable[[Q, ReadContext], Any]]:
         """Registers the handler of a query type and the projections it reads."""
+        name = query_type.type_name
         if not reads:
             raise ConfigurationError(
-                f"query {query_type.type_name} must name the projections it reads (reads=[...])"
+                f"query {name} must name the projections it reads (reads=[...])"
             )
+        checked = _policy(policy, f"query {name}", "query")
 
         def register(handler: Callable[[Q, ReadContext], Any]) -> Callable[[Q, ReadContext], Any]:
-            name = query_type.type_name
+            check_parameters(handler, f"the handler of query {name}", ("query", "ctx"))
             if name in self.queries:
                 raise ConfigurationError(f"query {name} already has a handler")
             for projection in reads:
                 self.projection(projection)
             self.registry.add(query_type)
-            self.queries[name] = QueryRegistration(query_type, handler, tuple(reads), policy)
+            self.queries[name] = QueryRegistration(
+                query_type, synchronous(handler), tuple(reads), checked
+            )
             return handler
 
         return register
@@ -133,3 +140,11 @@ class App:
             f"App({self.name!r}, commands={len(self.commands)}, queries={len(self.queries)},"
             f" projections={len(self.projections)})"
         )
+
+
+def _policy(policy: Policy | None, message: str, parameter: str) -> Policy | None:
+    """The policy, checked, as a plain call (an async policy is awaited)."""
+    if policy is None:
+        return None
+    check_parameters(policy, f"the policy of {message}", ("principal", parameter))
+    return synchronous(policy)

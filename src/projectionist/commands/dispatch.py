@@ -18,6 +18,7 @@ from ..app import App
 from ..auth import Principal
 from ..errors import (
     ConcurrencyError,
+    Forbidden,
     InvalidMessage,
     ProjectionistError,
     Refused,
@@ -132,7 +133,8 @@ class CommandBus:
         )
         try:
             return self._group.submit(request)
-        except Refused as refusal:
+        except (Refused, Forbidden) as refusal:
+            # The policy's refusals were audited by authorize; these are the handler's.
             edge.audit_refusal(principal, edge.Kind.COMMAND, command.type_name, refusal)
             raise
 
@@ -294,10 +296,14 @@ class CommandBus:
         )
 
     def _handle(self, request: _Request, unit: UnitOfWork) -> None:
-        """Runs the handler; constraint and data errors of the store become 409 and 422."""
+        """Runs the handler, then saves the aggregates it changed and did not save.
+
+        Constraint and data errors of the store become 409 and 422.
+        """
         name = request.command.type_name
         try:
             request.handler(request.command, unit)
+            unit.save_loaded()
         except IntegrityError as error:
             raise Refused(
                 f"{name} conflicts with existing data: {first_line(error.orig)}"

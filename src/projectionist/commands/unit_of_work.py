@@ -60,6 +60,7 @@ class UnitOfWork:
         self._versions: dict[str, int] = {}
         self._pending: list[NewEvent] = []
         self._any_version: set[str] = set()
+        self._loaded: list[Aggregate] = []
 
     def stream_version(self, stream: str) -> int:
         """The stream's version, counting events recorded in this unit of work."""
@@ -134,6 +135,7 @@ class UnitOfWork:
         self._versions[aggregate.stream] = max(
             aggregate.version, self._versions.get(aggregate.stream, 0)
         )
+        self._loaded.append(aggregate)
         return aggregate
 
     def save(self, aggregate: Aggregate) -> None:
@@ -144,8 +146,19 @@ class UnitOfWork:
         aggregate.version += len(aggregate.pending)
         aggregate.pending = []
 
+    def save_loaded(self) -> None:
+        """Saves every aggregate `load` returned that has new events, in the order loaded.
+
+        A handler that changes an aggregate and forgets `save` would otherwise answer as if it
+        had succeeded and lose the events. Each is saved at the version it was loaded (or last
+        saved) at, so a concurrent change is still a ConcurrencyError.
+        """
+        for aggregate in self._loaded:
+            self.save(aggregate)
+
     def flush(self) -> list[RecordedEvent]:
-        """Appends the recorded events to the log, in this transaction."""
+        """Saves the loaded aggregates, then appends the recorded events to the log."""
+        self.save_loaded()
         if not self._pending:
             return []
         try:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
+from ..calls import check_parameters, synchronous
 from ..errors import ConfigurationError
 from ..messages import Event
 from ..readstore.tables import DocumentCollection, ViewTable
@@ -71,12 +72,19 @@ class Projection:
         def register(
             function: Callable[[E, ApplyContext], None],
         ) -> Callable[[E, ApplyContext], None]:
+            handled = " and ".join(event_type.type_name for event_type in event_types)
+            check_parameters(
+                function, f"the handler of {handled} in projection {self.name!r}", ("event", "ctx")
+            )
             for event_type in event_types:
                 if event_type.type_name in self.handlers:
                     raise ConfigurationError(
                         f"projection {self.name!r} already handles {event_type.type_name}"
                     )
-                self.handlers[event_type.type_name] = HandlerSpec(event_type, function, live_only)
+            # The runner calls handlers as plain functions, in the projector's thread.
+            call = synchronous(function)
+            for event_type in event_types:
+                self.handlers[event_type.type_name] = HandlerSpec(event_type, call, live_only)
             return function
 
         return register

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError
 from .. import edge
 from ..app import App, QueryRegistration
 from ..auth import Principal
-from ..errors import InvalidMessage, NotFresh, StoreUnavailable
+from ..errors import Forbidden, InvalidMessage, NotFresh, StoreUnavailable
 from ..messages import Query
 from ..metrics import Metrics, observe
 from ..readstore.checkpoints import Checkpoints
@@ -140,6 +140,10 @@ class QueryBus:
             context = ReadContext(connection, generations, principal)
             try:
                 data = registration.handler(query, context)
+            except Forbidden as refusal:
+                # The policy's refusals were audited by authorize; this one is the handler's.
+                edge.audit_refusal(principal, edge.Kind.QUERY, query.type_name, refusal)
+                raise
             except DataError as error:
                 # A parameter the database refuses to compare with (PostgreSQL and NUL).
                 raise InvalidMessage(
