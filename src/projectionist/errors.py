@@ -55,6 +55,13 @@ class StoreUnavailable(ProjectionistError):
     status = 503
 
 
+class Overloaded(ProjectionistError):
+    """This process holds as many pending commands as it may; the request may be retried."""
+
+    code = "overloaded"
+    status = 503
+
+
 class NotRegistered(ProjectionistError):
     """No command, query, event or projection is registered under this name."""
 

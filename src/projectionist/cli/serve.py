@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled
+from ..commands.admission import MAX_PENDING_COMMANDS
 from ..roles import ROLES
 from ..runtime import DEFAULT_STORE, Runtime
 from .common import (
@@ -59,6 +60,14 @@ def serve(
             help="Seconds an Idempotency-Key's answer is kept for retries (0: forever).",
         ),
     ] = 7 * 86400.0,
+    max_pending_commands: Annotated[
+        int,
+        typer.Option(
+            "--max-pending-commands",
+            min=1,
+            help="Commands this process holds at once; past it, 503 with Retry-After at once.",
+        ),
+    ] = MAX_PENDING_COMMANDS,
 ) -> None:
     """Serve an app over HTTP, running the chosen roles in this process."""
     import uvicorn
@@ -82,7 +91,9 @@ def serve(
         authority = authority_for(store) if auth_enabled() else None
         runtime.start()
     try:
-        api = create_http_app(runtime, authority=authority)
+        api = create_http_app(
+            runtime, authority=authority, max_pending_commands=max_pending_commands
+        )
         if not quiet:
             _print_banner(runtime, host, port, authority)
         uvicorn.run(api, host=host, port=port, log_level="warning")

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import edge
 from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
+from ..commands.admission import MAX_PENDING_COMMANDS, Admission
 from ..errors import InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
@@ -33,8 +34,13 @@ def create_http_app(
     *,
     authority: TokenAuthority | None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_pending_commands: int = MAX_PENDING_COMMANDS,
 ) -> FastAPI:
-    """The HTTP face of a runtime; `authority=None` turns authentication off."""
+    """The HTTP face of a runtime; `authority=None` turns authentication off.
+
+    Past `max_pending_commands` commands in progress, a command is answered 503 with
+    Retry-After at once, rather than queued without bound.
+    """
     history = LagHistory(runtime)
 
     @asynccontextmanager
@@ -61,7 +67,8 @@ def create_http_app(
 
     schemas: dict[str, type[BaseModel]] = {}
     if runtime.commands is not None:
-        _command_routes(api, runtime, principal, max_body_bytes, schemas)
+        admission = Admission(max_pending_commands)
+        _command_routes(api, runtime, principal, max_body_bytes, schemas, admission)
     if runtime.queries is not None:
         _query_routes(api, runtime, principal, schemas)
     health_routes(api, runtime)
@@ -128,6 +135,7 @@ def _command_routes(
     principal: Any,
     max_body_bytes: int,
     schemas: dict[str, type[BaseModel]],
+    admission: Admission,
 ) -> None:
     bus = runtime.commands
     assert bus is not None
@@ -136,9 +144,10 @@ def _command_routes(
         async def handle(request: Request) -> JSONResponse:
             who = principal(request)
             edge.check_scope(who, edge.Kind.COMMAND, name)
-            key = _idempotency_key(request)
-            command = bus.parse(name, await _read_body(request, max_body_bytes))
-            result = await run_in_threadpool(bus.execute, command, who, idempotency_key=key)
+            with admission:
+                key = _idempotency_key(request)
+                command = bus.parse(name, await _read_body(request, max_body_bytes))
+                result = await run_in_threadpool(bus.execute, command, who, idempotency_key=key)
             return JSONResponse(result.to_json())
 
         return handle
@@ -305,7 +314,7 @@ _COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("Unknown command type."),
     409: _error("Refused by the current state; nothing was written."),
     422: _error("The body does not match the command's schema."),
-    503: _error("The write store is unavailable; retry later."),
+    503: _error("The write store is unavailable, or too many commands are pending; retry later."),
 }
 
 _QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {

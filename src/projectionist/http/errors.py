@@ -12,7 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InvalidMessage, NotFresh, ProjectionistError, StoreUnavailable
+from ..errors import (
+    InvalidMessage,
+    NotFresh,
+    Overloaded,
+    ProjectionistError,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("projectionist.http")
 
@@ -46,7 +52,7 @@ def install_error_handlers(app: FastAPI) -> None:
             lag_s = error.freshness.lag_ms / 1000.0
             response.headers["Retry-After"] = str(max(1, min(30, math.ceil(lag_s))))
             return response
-        if isinstance(error, StoreUnavailable):
+        if isinstance(error, StoreUnavailable | Overloaded):
             response = error_response(503, error.code, error.detail)
             response.headers["Retry-After"] = "1"
             return response
