@@ -30,6 +30,36 @@ _NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :payload)")
 _DROP_ATTEMPTS = 5
 
 
+def _advance_statement(*, at_epoch: bool) -> sa.Update:
+    # Built once: a batch moves the checkpoint, and building the statement each time would
+    # cost more than running it.
+    t = projections_table
+    where = [
+        t.c.name == sa.bindparam("b_name"),
+        t.c.generation == sa.bindparam("b_generation"),
+        t.c.position == sa.bindparam("b_expected"),
+    ]
+    if at_epoch:
+        where.append(t.c.epoch == sa.bindparam("b_epoch"))
+    return (
+        sa.update(t)
+        .where(*where)
+        .values(
+            position=sa.bindparam("b_position"),
+            head=sa.bindparam("b_head"),
+            next_at=sa.bindparam("b_next_at"),
+            updated_at=sa.bindparam("b_updated_at"),
+            state=sa.bindparam("b_state"),
+            error=None,
+            dead_letters=t.c.dead_letters + sa.bindparam("b_parked"),
+        )
+    )
+
+
+_ADVANCE = _advance_statement(at_epoch=False)
+_ADVANCE_AT_EPOCH = _advance_statement(at_epoch=True)
+
+
 class State(StrEnum):
     """The state of a projection build.
 
@@ -218,23 +248,21 @@ class Checkpoints:
         On PostgreSQL the move is announced on CHANNEL at commit, for queries waiting in other
         processes.
         """
-        t = projections_table
-        where = [t.c.name == name, t.c.generation == generation, t.c.position == expected]
-        if epoch is not None:
-            where.append(t.c.epoch == epoch)
-        result = connection.execute(
-            sa.update(t)
-            .where(*where)
-            .values(
-                position=position,
-                head=head,
-                next_at=next_at,
-                updated_at=time.time(),
-                state=state,
-                error=None,
-                dead_letters=t.c.dead_letters + parked,
-            )
-        )
+        params = {
+            "b_name": name,
+            "b_generation": generation,
+            "b_expected": expected,
+            "b_position": position,
+            "b_head": head,
+            "b_next_at": next_at,
+            "b_updated_at": time.time(),
+            "b_state": state.value,
+            "b_parked": parked,
+        }
+        if epoch is None:
+            result = connection.execute(_ADVANCE, params)
+        else:
+            result = connection.execute(_ADVANCE_AT_EPOCH, {**params, "b_epoch": epoch})
         if result.rowcount != 1:
             return False
         if connection.dialect.name == "postgresql":

@@ -122,37 +122,55 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
         params.update({f"d_{n}": pending.deltas[n] for n in adds})
         groups.setdefault((columns, adds), []).append(params)
     for (columns, adds), batch in groups.items():
-        statement = (
-            sa.update(table)
-            .where(*(c == sa.bindparam(f"k_{c.name}") for c in primary))
-            .values(
-                {
-                    **{table.c[n]: sa.bindparam(f"v_{n}") for n in columns},
-                    **{table.c[n]: table.c[n] + sa.bindparam(f"d_{n}") for n in adds},
-                }
+
+        def update(columns: tuple[str, ...] = columns, adds: tuple[str, ...] = adds) -> Any:
+            return (
+                sa.update(table)
+                .where(*(c == sa.bindparam(f"k_{c.name}") for c in primary))
+                .values(
+                    {
+                        **{table.c[n]: sa.bindparam(f"v_{n}") for n in columns},
+                        **{table.c[n]: table.c[n] + sa.bindparam(f"d_{n}") for n in adds},
+                    }
+                )
             )
-        )
-        connection.execute(statement, batch)
+
+        connection.execute(_statement(table, ("update", columns, adds), update), batch)
     if inserts:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in inserts:
             by_columns.setdefault(tuple(sorted(row)), []).append(row)
+        insert = _statement(table, ("insert",), lambda: sa.insert(table))
         for group in by_columns.values():
-            connection.execute(sa.insert(table), group)
+            connection.execute(insert, group)
+
+
+def _statement(table: sa.Table, shape: tuple[Any, ...], build: Any) -> Any:
+    """The statement of this shape on `table`, built once: a batch writes each table with a
+    few statements, and building one costs more than running it."""
+    cache: dict[tuple[Any, ...], Any] = table.info.setdefault("projectionist_statements", {})
+    statement = cache.get(shape)
+    if statement is None:
+        statement = cache[shape] = build()
+    return statement
 
 
 def _existing(
     connection: Connection, table: sa.Table, primary: list[sa.Column[Any]], keys: list[Key]
 ) -> set[Key]:
     found: set[Key] = set()
+    single = len(primary) == 1
+
+    def select() -> Any:
+        keys: Any = sa.bindparam("keys", expanding=True)
+        if single:
+            return sa.select(primary[0]).where(primary[0].in_(keys))
+        return sa.select(*primary).where(sa.tuple_(*primary).in_(keys))
+
+    statement = _statement(table, ("existing",), select)
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        if len(primary) == 1:
-            rows = connection.execute(
-                sa.select(primary[0]).where(primary[0].in_([k[0] for k in chunk]))
-            )
-        else:
-            rows = connection.execute(sa.select(*primary).where(sa.tuple_(*primary).in_(chunk)))
+        rows = connection.execute(statement, {"keys": [k[0] for k in chunk] if single else chunk})
         found.update(tuple(row) for row in rows)
     return found
 
@@ -160,25 +178,26 @@ def _existing(
 def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Inserts rows, replacing those whose primary key exists (one statement per shape)."""
     dialect = connection.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(table)
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(table)  # type: ignore[assignment]
-    else:
+    if dialect not in ("sqlite", "postgresql"):
         raise ConfigurationError(f"SQL views are not supported on {dialect!r}")
     keys = [column.name for column in table.primary_key.columns]
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_columns.setdefault(tuple(sorted(row)), []).append(row)
     for columns, group in by_columns.items():
-        updates = {n: statement.excluded[n] for n in columns if n not in keys}
-        upsert = (
-            statement.on_conflict_do_update(index_elements=keys, set_=updates)
-            if updates
-            else statement.on_conflict_do_nothing(index_elements=keys)
-        )
-        connection.execute(upsert, group)
+
+        def build(columns: tuple[str, ...] = columns) -> Any:
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                statement = sqlite_insert(table)
+            else:
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                statement = pg_insert(table)  # type: ignore[assignment]
+            updates = {n: statement.excluded[n] for n in columns if n not in keys}
+            if updates:
+                return statement.on_conflict_do_update(index_elements=keys, set_=updates)
+            return statement.on_conflict_do_nothing(index_elements=keys)
+
+        connection.execute(_statement(table, ("upsert", dialect, columns), build), group)
