@@ -139,20 +139,31 @@ class OrderRow:
     total_cents: int
 
 
+# Statements built once, with bound parameters: building a statement costs more than running
+# it, and SQLAlchemy caches the compiled form of each.
+_SELECT_ORDER = sa.select(orders.c.customer_id, orders.c.status, orders.c.total_cents).where(
+    orders.c.order_id == sa.bindparam("b_order_id")
+)
+_ORDER_TAKEN = sa.select(orders.c.order_id).where(orders.c.order_id == sa.bindparam("b_order_id"))
+_MOVE_ORDER = (
+    sa.update(orders)
+    .where(orders.c.order_id == sa.bindparam("b_order_id"))
+    .values(status=sa.bindparam("b_status"))
+)
+_INSERT_ORDER = sa.insert(orders)
+_INSERT_LINES = sa.insert(order_lines)
+_INSERT_NOTE = sa.insert(order_notes)
+
+
 def _load(uow: UnitOfWork, order_id: str) -> OrderRow:
-    row = uow.connection.execute(
-        sa.select(orders.c.customer_id, orders.c.status, orders.c.total_cents)
-        .where(orders.c.order_id == order_id)
-    ).first()
+    row = uow.connection.execute(_SELECT_ORDER, {"b_order_id": order_id}).first()
     if row is None:
         raise Refused(f"order {order_id!r} does not exist")
     return OrderRow(row.customer_id, row.status, row.total_cents)
 
 
 def _move(uow: UnitOfWork, order_id: str, status: str) -> None:
-    uow.connection.execute(
-        sa.update(orders).where(orders.c.order_id == order_id).values(status=status)
-    )
+    uow.connection.execute(_MOVE_ORDER, {"b_order_id": order_id, "b_status": status})
 
 
 def register_commands(app: App) -> None:
@@ -161,17 +172,15 @@ def register_commands(app: App) -> None:
     @app.command(PlaceOrder)
     def place(command: PlaceOrder, uow: UnitOfWork) -> None:
         db = uow.connection
-        taken = db.execute(
-            sa.select(orders.c.order_id).where(orders.c.order_id == command.order_id)
-        ).first()
+        taken = db.execute(_ORDER_TAKEN, {"b_order_id": command.order_id}).first()
         if taken is not None:
             raise Refused(f"order {command.order_id!r} already exists")
         total = sum(line.quantity * line.unit_price_cents for line in command.lines)
-        db.execute(sa.insert(orders).values(
-            order_id=command.order_id, customer_id=command.customer_id, status="placed",
-            total_cents=total,
-        ))
-        db.execute(sa.insert(order_lines), [
+        db.execute(_INSERT_ORDER, {
+            "order_id": command.order_id, "customer_id": command.customer_id, "status": "placed",
+            "total_cents": total,
+        })
+        db.execute(_INSERT_LINES, [
             {"order_id": command.order_id, "line_no": n, "sku": line.sku,
              "quantity": line.quantity, "unit_price_cents": line.unit_price_cents}
             for n, line in enumerate(command.lines)
@@ -213,9 +222,7 @@ def register_commands(app: App) -> None:
     @app.command(AddOrderNote)
     def add_note(command: AddOrderNote, uow: UnitOfWork) -> None:
         _load(uow, command.order_id)
-        uow.connection.execute(
-            sa.insert(order_notes).values(order_id=command.order_id, note=command.note)
-        )
+        uow.connection.execute(_INSERT_NOTE, {"order_id": command.order_id, "note": command.note})
         uow.record(order_stream(command.order_id),
                    OrderNoteAdded(order_id=command.order_id, note=command.note))
 
