@@ -81,8 +81,10 @@ class RowWrites:
 
     @staticmethod
     def _key(table: sa.Table, row: Mapping[str, Any]) -> Key:
-        names = [column.name for column in table.primary_key.columns]
+        names = _shape(table)[0]
         try:
+            if len(names) == 1:
+                return (row[names[0]],)
             return tuple(row[name] for name in names)
         except KeyError:
             raise ConfigurationError(
@@ -92,9 +94,21 @@ class RowWrites:
 
     @staticmethod
     def _check(table: sa.Table, row: Mapping[str, Any]) -> None:
-        unknown = [name for name in row if name not in table.c]
-        if unknown:
+        columns = _shape(table)[1]
+        if not columns.issuperset(row):
+            unknown = [name for name in row if name not in columns]
             raise ConfigurationError(f"{table.name} has no column {', '.join(unknown)}")
+
+
+def _shape(table: sa.Table) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The names of the table's primary key and of all its columns, read once per table."""
+    shape: tuple[tuple[str, ...], frozenset[str]] | None = table.info.get("projectionist_shape")
+    if shape is None:
+        shape = table.info["projectionist_shape"] = (
+            tuple(column.name for column in table.primary_key.columns),
+            frozenset(column.name for column in table.columns),
+        )
+    return shape
 
 
 def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -> None:
