@@ -67,4 +67,5 @@ def letters_app() -> App:
 
 words_v1 = words_app(1)
 words_v2 = words_app(2)
+words_v2_poisoned = words_app(2, poison={"milk"})
 letters = letters_app()

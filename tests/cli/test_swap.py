@@ -157,3 +157,21 @@ def test_post_swap_is_in_the_openapi_document(blocked: Runtime) -> None:
     assert "dead letters" in operation["responses"]["409"]["description"]
     [force] = [p for p in operation["parameters"] if p["name"] == "force"]
     assert (force["in"], force["required"]) == ("query", False)
+
+
+def test_rebuild_stops_at_a_blocked_build_and_says_what_to_do(
+    store_urls: tuple[str, str], tmp_path: Path,
+) -> None:
+    write, read = store_urls
+    said(words_app(1), write, ["tea", "milk", "tea"], read_store=read)
+    app = "tests.cli.apps:words_v2_poisoned"
+    result = run("rebuild", "words", app, "--store", write, "--read-store", read, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "blocked" in result.stdout and "1 dead letter" in result.stdout
+    assert "dead-letters retry words" in result.stdout and "swap words --force" in result.stdout
+    assert "ValueError: cannot count 'milk'" in result.stderr  # the parking, logged at ERROR
+    runtime = Runtime(words_app(1), store=write, read_store=read, roles=["query"])
+    try:
+        assert words_builds(runtime) == [(1, True, State.LIVE, 0), (2, False, State.BLOCKED, 1)]
+    finally:
+        runtime.stop()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import NotRegistered, RebuildInProgress, StoreUnavailable
-from ..readstore.checkpoints import Checkpoint, State
+from ..readstore.checkpoints import BuildBlocked, Checkpoint, State
 from ..runtime import DEFAULT_STORE, Runtime
 from ..stores import MISSING_TABLE_ERRORS, redact
 from .common import (
@@ -93,6 +95,8 @@ def rebuild(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 5000,
 ) -> None:
     """Blue/green rebuild of one projection, with progress; the old build serves until the swap."""
+    # Parked events and refused swaps are logged: the operator watching the rebuild sees them.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -148,7 +152,17 @@ def rebuild(
                         task, completed=row.position, total=head, rate=row.position / elapsed
                     )
 
-                projector.run_until_serving(name, build.generation, progress=show)
+                try:
+                    projector.run_until_serving(name, build.generation, progress=show)
+                except BuildBlocked as blocked:
+                    progress.stop()
+                    console.print(
+                        f"[bold red]blocked[/]: {escape(str(blocked))}; the serving build keeps"
+                        f" serving. Retry them after a fix (projectionist dead-letters retry"
+                        f" {name}), or swap it in as it is (projectionist swap {name} --force)",
+                        soft_wrap=True,
+                    )
+                    raise typer.Exit(1) from None
             elapsed = time.perf_counter() - began
             console.print(
                 f"[green]done[/]: {name} build {build.generation} serves now ({elapsed:.1f}s)"

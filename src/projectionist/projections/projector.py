@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from ..errors import HandlerFailed, NotRegistered, StoreUnavailable
-from ..readstore.checkpoints import Checkpoint, Checkpoints, State
+from ..readstore.checkpoints import BuildBlocked, Checkpoint, Checkpoints, State
 from ..readstore.leases import Leases
 from ..wakeups import HighWater, ProgressBoard, Worker
 from .builds import wanted_builds
@@ -167,7 +167,8 @@ class Projector:
         Each round applies a batch of the build and one of the serving build (the swap waits
         for it when no other process runs it), then reads the build's checkpoint: done when it
         serves, or None when it is gone (another process dropped it). `progress` sees the
-        checkpoint after each round. TimeoutError past `timeout_s`.
+        checkpoint after each round. BuildBlocked once the build has nothing left to read but
+        dead letters (it is never swapped in by itself); TimeoutError past `timeout_s`.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
@@ -181,6 +182,10 @@ class Projector:
                 return build
             if progress is not None:
                 progress(build)
+            if read == 0 and build.dead_letters:
+                raise BuildBlocked(
+                    f"build {generation} of {name} has {build.dead_letters} dead letter(s)"
+                )
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
                     f"build {generation} of {name} stood at position"
