@@ -156,12 +156,7 @@ def rebuild(
                     projector.run_until_serving(name, build.generation, progress=show)
                 except BuildBlocked as blocked:
                     progress.stop()
-                    console.print(
-                        f"[bold red]blocked[/]: {escape(str(blocked))}; the serving build keeps"
-                        f" serving. Retry them after a fix (projectionist dead-letters retry"
-                        f" {name}), or swap it in as it is (projectionist swap {name} --force)",
-                        soft_wrap=True,
-                    )
+                    _say_blocked(name, blocked)
                     raise typer.Exit(1) from None
             elapsed = time.perf_counter() - began
             console.print(
@@ -231,6 +226,15 @@ def _unknown_projections(runtime: Runtime) -> list[str]:
     except (StoreUnavailable, *MISSING_TABLE_ERRORS):  # no read models yet: nothing to list
         return []
     return sorted(names - set(runtime.app.projections))
+
+
+def _say_blocked(name: str, blocked: BuildBlocked) -> None:
+    console.print(
+        f"[bold red]blocked[/]: {escape(str(blocked))}; the serving build keeps serving. Retry"
+        f" them after a fix (projectionist dead-letters retry {name}), or swap it in as it is"
+        f" (projectionist swap {name} --force)",
+        soft_wrap=True,
+    )
 
 
 def _build_in_progress(runtime: Runtime, name: str) -> Checkpoint:

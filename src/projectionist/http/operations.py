@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import edge
 from ..auth import Principal
+from ..errors import InvalidMessage
 from ..readstore.checkpoints import State
 from ..runtime import Runtime
 from .dashboard import DASHBOARD_HTML
@@ -24,6 +25,7 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing, invalid or expired token.",
     403: "The token lacks the scope.",
     404: "There is no projection of this name.",
+    422: "A parameter is not one the route accepts.",
     409: "A rebuild of this projection is already running, or this process does not run"
     " the projector role.",
     503: "A store is unavailable; retry later.",
@@ -189,16 +191,29 @@ def _build_routes(api: FastAPI, runtime: Runtime, admin: PrincipalOf) -> None:
             403,
             404,
             409,
+            422,
             503,
             described={
                 409: "The build is behind the serving one, gone or absent, or it has dead"
                 " letters and `force` is false."
             },
         ),
+        openapi_extra={
+            "parameters": [
+                {
+                    "name": "force",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "boolean", "default": False},
+                    "description": "Swap a build with dead letters in too.",
+                }
+            ]
+        },
     )
-    async def swap(name: str, request: Request, force: bool = False) -> dict[str, Any]:
+    async def swap(name: str, request: Request) -> dict[str, Any]:
         """Swaps the build in progress in now; with `force`, one with dead letters too."""
-        admin(request)
+        admin(request)  # before reading parameters: no answer but 401/403 without the scope
+        force = _flag(request, "force")
         build = await run_in_threadpool(runtime.swap, name, force=force)
         return {
             "name": build.name,
@@ -248,6 +263,16 @@ def dead_letter_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf) -
         admin(request)
         applied, failed = await run_in_threadpool(runtime.retry_dead_letters, name)
         return {"applied": applied, "still_parked": failed}
+
+
+def _flag(request: Request, name: str) -> bool:
+    """A boolean query parameter, `true` or `false` (false when absent)."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return False
+    if len(values) > 1 or values[0] not in ("true", "false"):
+        raise InvalidMessage(f"the parameter {name!r} must be true or false, once")
+    return values[0] == "true"
 
 
 def _allowed(principal: PrincipalOf, request: Request, *scopes: str) -> Principal:
