@@ -18,6 +18,7 @@ from sqlalchemy.pool import StaticPool
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
 
 _BEGIN_MODE = "projectionist_begin"
+_NO_BEGIN = "none"
 SCHEMA_LOCK_KEY = 7_311_201_001
 """The advisory lock of schema changes: an arbitrary constant that every process agrees on."""
 
@@ -84,6 +85,21 @@ class Store:
             connection.begin(),
         ):
             yield connection
+
+    @contextmanager
+    def single(self) -> Iterator[Connection]:
+        """A connection for a single statement that reads, without a transaction around it.
+
+        One statement sees one consistent snapshot by itself; skipping BEGIN and COMMIT saves
+        two round trips on PostgreSQL.
+        """
+        with translate_errors(self.url), self.engine.connect() as connection:
+            if self.is_sqlite:
+                # The driver commits each statement itself when no BEGIN is sent; changing the
+                # isolation level would leave the pooled connection in the driver's legacy mode.
+                yield connection.execution_options(**{_BEGIN_MODE: _NO_BEGIN})
+            else:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def dispose(self) -> None:
         if self._write_lock is not None:
@@ -269,6 +285,8 @@ def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float, durable: bool
     @sa_event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(_BEGIN_MODE, "DEFERRED")
+        if mode == _NO_BEGIN:
+            return  # Store.single: each statement is its own transaction
         # Straight to the driver: SQLAlchemy's own execution of BEGIN costs several times more.
         connection.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 

@@ -69,6 +69,7 @@ _READ = sa.text(
 )
 _STREAM_VERSION = sa.text("SELECT max(version) FROM projectionist_events WHERE stream = :stream")
 _HEAD = sa.text("SELECT max(position) FROM projectionist_events")
+_APPEND = sa.insert(events_table).returning(events_table.c.position, sort_by_parameter_order=True)
 
 
 class PostgresEventLog(EventLog):
@@ -106,12 +107,7 @@ class PostgresEventLog(EventLog):
             for e in events
         ]
         try:
-            result = connection.execute(
-                sa.insert(events_table).returning(
-                    events_table.c.position, sort_by_parameter_order=True
-                ),
-                rows,
-            )
+            result = connection.execute(_APPEND, rows)
         except IntegrityError as error:
             if "projectionist_events_stream_version" not in str(error.orig):
                 raise
@@ -132,12 +128,12 @@ class PostgresEventLog(EventLog):
         return Listener(self.store.url, CHANNEL, appended)
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
-        with self.store.read() as connection:
+        with self.store.single() as connection:
             rows = connection.execute(_READ, {"after": after, "limit": limit}).fetchall()
         return [StoredEvent(*row) for row in rows]
 
     def head(self) -> int:
-        with self.store.read() as connection:
+        with self.store.single() as connection:
             value = connection.execute(_HEAD).scalar()
         return int(value or 0)
 

@@ -59,11 +59,11 @@ class SQLiteEventLog(EventLog):
         return list(range(first, first + len(rows)))
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
-        with self.store.read() as connection:
+        with self.store.single() as connection:
             rows = connection.exec_driver_sql(_READ, (after, limit)).fetchall()
         return [StoredEvent(*row) for row in rows]
 
     def head(self) -> int:
-        with self.store.read() as connection:
+        with self.store.single() as connection:
             value = connection.exec_driver_sql(_HEAD).scalar()
         return int(value or 0)

@@ -20,44 +20,20 @@ from ..errors import RebuildInProgress
 from ..stores import Store
 from ..wakeups import ProgressBoard, WakeupSource
 from ..wakeups.postgres import Listener
-from .schema import generations_table, install_checkpoints, projections_table
+from .schema import (
+    ADVANCE,
+    ADVANCE_AND_NOTIFY,
+    ADVANCE_AND_NOTIFY_AT_EPOCH,
+    ADVANCE_AT_EPOCH,
+    CHANNEL,
+    generations_table,
+    install_checkpoints,
+    projections_table,
+)
 
 log = logging.getLogger("projectionist.projections")
 
-CHANNEL = "projectionist_checkpoints"
-"""The NOTIFY channel of checkpoint moves (PostgreSQL); its payload is `name:position`."""
-_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :payload)")
 _DROP_ATTEMPTS = 5
-
-
-def _advance_statement(*, at_epoch: bool) -> sa.Update:
-    # Built once: a batch moves the checkpoint, and building the statement each time would
-    # cost more than running it.
-    t = projections_table
-    where = [
-        t.c.name == sa.bindparam("b_name"),
-        t.c.generation == sa.bindparam("b_generation"),
-        t.c.position == sa.bindparam("b_expected"),
-    ]
-    if at_epoch:
-        where.append(t.c.epoch == sa.bindparam("b_epoch"))
-    return (
-        sa.update(t)
-        .where(*where)
-        .values(
-            position=sa.bindparam("b_position"),
-            head=sa.bindparam("b_head"),
-            next_at=sa.bindparam("b_next_at"),
-            updated_at=sa.bindparam("b_updated_at"),
-            state=sa.bindparam("b_state"),
-            error=None,
-            dead_letters=t.c.dead_letters + sa.bindparam("b_parked"),
-        )
-    )
-
-
-_ADVANCE = _advance_statement(at_epoch=False)
-_ADVANCE_AT_EPOCH = _advance_statement(at_epoch=True)
 
 
 class State(StrEnum):
@@ -259,15 +235,13 @@ class Checkpoints:
             "b_state": state.value,
             "b_parked": parked,
         }
-        if epoch is None:
-            result = connection.execute(_ADVANCE, params)
-        else:
-            result = connection.execute(_ADVANCE_AT_EPOCH, {**params, "b_epoch": epoch})
-        if result.rowcount != 1:
-            return False
+        if epoch is not None:
+            params["b_epoch"] = epoch
         if connection.dialect.name == "postgresql":
-            connection.execute(_NOTIFY, {"payload": f"{name}:{position}"})
-        return True
+            notify = ADVANCE_AND_NOTIFY if epoch is None else ADVANCE_AND_NOTIFY_AT_EPOCH
+            return len(connection.execute(notify, params).fetchall()) == 1
+        update = ADVANCE if epoch is None else ADVANCE_AT_EPOCH
+        return connection.execute(update, params).rowcount == 1
 
     def wakeups(self, board: ProgressBoard) -> WakeupSource | None:
         """What tells this process of checkpoint moves made elsewhere; None: poll only."""

@@ -1,4 +1,5 @@
-"""The checkpoint tables of the read store, and the upgrade of tables made by older releases."""
+"""The checkpoint tables of the read store, the statements that move a checkpoint, and the
+upgrade of tables made by older releases."""
 
 from __future__ import annotations
 
@@ -39,6 +40,57 @@ generations_table = sa.Table(
     # process mistakes a new build for a dropped one that it still remembers.
     sa.Column("last", sa.Integer, nullable=False),
 )
+
+
+CHANNEL = "projectionist_checkpoints"
+"""The NOTIFY channel of checkpoint moves (PostgreSQL); its payload is `name:position`."""
+
+
+def _advance_statement(*, at_epoch: bool) -> sa.Update:
+    # Built once: a batch moves the checkpoint, and building the statement each time would
+    # cost more than running it.
+    t = projections_table
+    where = [
+        t.c.name == sa.bindparam("b_name"),
+        t.c.generation == sa.bindparam("b_generation"),
+        t.c.position == sa.bindparam("b_expected"),
+    ]
+    if at_epoch:
+        where.append(t.c.epoch == sa.bindparam("b_epoch"))
+    return (
+        sa.update(t)
+        .where(*where)
+        .values(
+            position=sa.bindparam("b_position"),
+            head=sa.bindparam("b_head"),
+            next_at=sa.bindparam("b_next_at"),
+            updated_at=sa.bindparam("b_updated_at"),
+            state=sa.bindparam("b_state"),
+            error=None,
+            dead_letters=t.c.dead_letters + sa.bindparam("b_parked"),
+        )
+    )
+
+
+ADVANCE = _advance_statement(at_epoch=False)
+ADVANCE_AT_EPOCH = _advance_statement(at_epoch=True)
+
+
+def _advance_and_notify(*, at_epoch: bool) -> sa.TextClause:
+    # PostgreSQL moves the checkpoint and announces it in one round trip.
+    epoch = " AND epoch = :b_epoch" if at_epoch else ""
+    return sa.text(
+        "WITH moved AS (UPDATE projectionist_projections SET position = :b_position,"
+        " head = :b_head, next_at = :b_next_at, updated_at = :b_updated_at, state = :b_state,"
+        " error = NULL, dead_letters = dead_letters + :b_parked"
+        " WHERE name = :b_name AND generation = :b_generation AND position = :b_expected"
+        f"{epoch} RETURNING name, position)"
+        f" SELECT pg_notify('{CHANNEL}', name || ':' || position) FROM moved"
+    )
+
+
+ADVANCE_AND_NOTIFY = _advance_and_notify(at_epoch=False)
+ADVANCE_AND_NOTIFY_AT_EPOCH = _advance_and_notify(at_epoch=True)
 
 
 def install_checkpoints(connection: Connection) -> None:
