@@ -34,6 +34,11 @@ from .schema import (
 log = logging.getLogger("projectionist.projections")
 
 _DROP_ATTEMPTS = 5
+# Every answer reads it: built once.
+_ACTIVE = sa.select(projections_table).where(
+    projections_table.c.name.in_(sa.bindparam("b_names", expanding=True)),
+    projections_table.c.active,
+)
 
 
 class State(StrEnum):
@@ -199,8 +204,7 @@ class Checkpoints:
 
     def active(self, connection: Connection, names: list[str]) -> dict[str, Checkpoint]:
         """The active (serving) build of each named projection."""
-        t = projections_table
-        rows = connection.execute(sa.select(t).where(t.c.name.in_(names), t.c.active)).fetchall()
+        rows = connection.execute(_ACTIVE, {"b_names": names}).fetchall()
         return {row.name: Checkpoint(*row) for row in rows}
 
     def advance(

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import ConfigurationError, InvalidMessage
 from .rows import upsert
-from .tables import DocumentCollection
+from .tables import DocumentCollection, statement_of
 
 _MISSING = object()
 
@@ -79,9 +79,13 @@ class Documents:
             return cached  # type: ignore[return-value]
         if self._shared is not None and self._shared.complete:
             return None
-        row = self.connection.execute(
-            sa.select(self.table.c.doc).where(self.table.c.key == key)
-        ).first()
+        table = self.table
+        select = statement_of(
+            table,
+            ("document",),
+            lambda: sa.select(table.c.doc).where(table.c.key == sa.bindparam("b_key")),
+        )
+        row = self.connection.execute(select, {"b_key": key}).first()
         doc = json.loads(row[0]) if row is not None else None
         self._cache[key] = doc
         return doc

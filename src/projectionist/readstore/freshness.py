@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ..wakeups import HighWater
@@ -26,7 +26,13 @@ class Freshness:
     dead_letters: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "position": self.position,
+            "head": self.head,
+            "lag_events": self.lag_events,
+            "lag_ms": self.lag_ms,
+            "dead_letters": self.dead_letters,
+        }
 
 
 def measure(

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import ConfigurationError
+from .tables import statement_of
 
 Number = int | float
 Key = tuple[Any, ...]
@@ -149,24 +150,14 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
                 )
             )
 
-        connection.execute(_statement(table, ("update", columns, adds), update), batch)
+        connection.execute(statement_of(table, ("update", columns, adds), update), batch)
     if inserts:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in inserts:
             by_columns.setdefault(tuple(sorted(row)), []).append(row)
-        insert = _statement(table, ("insert",), lambda: sa.insert(table))
+        insert = statement_of(table, ("insert",), lambda: sa.insert(table))
         for group in by_columns.values():
             connection.execute(insert, group)
-
-
-def _statement(table: sa.Table, shape: tuple[Any, ...], build: Any) -> Any:
-    """The statement of this shape on `table`, built once: a batch writes each table with a
-    few statements, and building one costs more than running it."""
-    cache: dict[tuple[Any, ...], Any] = table.info.setdefault("projectionist_statements", {})
-    statement = cache.get(shape)
-    if statement is None:
-        statement = cache[shape] = build()
-    return statement
 
 
 def _existing(
@@ -181,7 +172,7 @@ def _existing(
             return sa.select(primary[0]).where(primary[0].in_(keys))
         return sa.select(*primary).where(sa.tuple_(*primary).in_(keys))
 
-    statement = _statement(table, ("existing",), select)
+    statement = statement_of(table, ("existing",), select)
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         rows = connection.execute(statement, {"keys": [k[0] for k in chunk] if single else chunk})
@@ -214,4 +205,4 @@ def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
                 return statement.on_conflict_do_update(index_elements=keys, set_=updates)
             return statement.on_conflict_do_nothing(index_elements=keys)
 
-        connection.execute(_statement(table, ("upsert", dialect, columns), build), group)
+        connection.execute(statement_of(table, ("upsert", dialect, columns), build), group)

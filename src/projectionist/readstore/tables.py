@@ -7,7 +7,7 @@ of its own, named `<name>_g<generation>`, so a rebuild never touches what querie
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +20,16 @@ INDEX_TYPES: Mapping[type, type[sa.types.TypeEngine[Any]]] = {
     float: sa.Float,
     bool: sa.Boolean,
 }
+
+
+def statement_of(table: sa.Table, shape: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """The statement of this shape on `table`, built once and kept with the table: building a
+    SQLAlchemy statement costs more than running a small one."""
+    cache: dict[tuple[Any, ...], Any] = table.info.setdefault("projectionist_statements", {})
+    statement = cache.get(shape)
+    if statement is None:
+        statement = cache[shape] = build()
+    return statement
 
 
 def physical_name(name: str, generation: int) -> str:
