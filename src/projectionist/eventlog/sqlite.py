@@ -30,7 +30,9 @@ class SQLiteEventLog(EventLog):
             metadata.create_all(connection)
 
     def stream_version(self, connection: Connection, stream: str) -> int:
-        row = connection.exec_driver_sql(_STREAM_VERSION, (stream,)).fetchone()
+        # On the driver's connection, inside the caller's transaction: once per command.
+        driver = connection.connection.driver_connection
+        row = driver.execute(_STREAM_VERSION, (stream,)).fetchone()  # type: ignore[union-attr]
         return int(row[0]) if row is not None and row[0] is not None else 0
 
     def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
