@@ -16,6 +16,9 @@ ORDERS = ("raw_tx_per_s", "write_cmds_per_s", "write_vs_raw", "write_cpu_us_per_
 HTTP = ("query_p99_ms_at_rate", "query_p99_ms_at_rate_under_writes", "reads_per_s",
         "reads_per_s_under_writes", "read_ratio_under_writes", "commands_per_s_under_reads",
         "errors")
+# The bare-stack anchor of the HTTP benchmark: top-level keys of its JSON, not in "summary".
+HTTP_ANCHOR = ("getorder_reads_per_s", "getorder_p50_ms", "getorder_p99_ms", "bare_reads_per_s",
+               "bare_p50_ms", "bare_p99_ms", "getorder_vs_bare")
 FEEDS = ("relay_events_per_s", "read_events_per_s", "rebuild_events_per_s", "visible_p50_ms",
          "visible_p99_ms")
 
@@ -39,6 +42,7 @@ def main(paths: list[str]) -> int:
                 for source in ("log", "nats", "redis") for key in FEEDS]
     else:
         rows = [(key, [r["summary"].get(key) for r in results]) for key in HTTP]
+        rows += [(key, [r.get(key) for r in results]) for key in HTTP_ANCHOR]
     for key, values in rows:
         known = [v for v in values if v is not None]
         median = statistics.median(known) if known else None

@@ -6,6 +6,12 @@ of the same length: queries paced at a fixed rate without and with writes (laten
 the target names), then queries as fast as the clients go without and with writes (how much
 write pressure takes from reads).
 
+Then the anchor, two more phases of the same length: the same query clients flat out asking
+GetOrder only, of projectionist (auth as in the other phases), then of the bare stack
+(`bare.py`: a minimal FastAPI route on the same uvicorn stack, reading the same document from
+the same read store with the driver directly, no auth). Their ratio is what the framework
+costs on its simplest read.
+
 The clients speak HTTP/1.1 over keep-alive connections with a minimal asyncio client, so that
 on a small machine the load generator takes as little of the CPU the server needs as it can.
 """
@@ -71,6 +77,10 @@ class Phase:
     name: str
     paced: bool
     writes: bool
+    query: str | None = None
+    """Only this query (the anchor's phases); None: the mix of _QUERY_MIX."""
+    bare: bool = False
+    """Against the bare stack rather than projectionist."""
 
 
 @dataclass
@@ -167,27 +177,19 @@ class Connection:
         self._reader = self._writer = None
 
 
-class Server:
-    """`projectionist serve` in a child process, on a free loopback port."""
+class ChildServer:
+    """An HTTP server in a child process, on a free loopback port, logging to a file."""
 
-    def __init__(self, settings: HttpSettings, write_url: str, read_url: str, folder: Path,
-                 secret: str | None) -> None:
+    name = "server"
+
+    def __init__(self, folder: Path) -> None:
         self.host = "127.0.0.1"
         self.port = _free_port(self.host)
-        self.log_path = folder / "server.log"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PROJECTIONIST_STORE", "PROJECTIONIST_READ_STORE")}
-        if secret is None:
-            env["PROJECTIONIST_AUTH"] = "off"
-        else:
-            env["PROJECTIONIST_AUTH"] = "on"
-            env["PROJECTIONIST_SECRET"] = secret
-        self._command = [
-            sys.executable, "-c", "from projectionist.cli import main; main()", "serve",
-            settings.app, "--host", self.host, "--port", str(self.port), "--store", write_url,
-            "--read-store", read_url, "--quiet",
-        ]
-        self._env = env
+        self.log_path = folder / f"{self.name}.log"
+        self._command: list[str] = []
+        self._env: dict[str, str] = {k: v for k, v in os.environ.items()
+                                     if k not in ("PROJECTIONIST_STORE",
+                                                  "PROJECTIONIST_READ_STORE")}
         self._folder = folder
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -199,8 +201,8 @@ class Server:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BenchmarkFailed(f"the server exited with {self._process.returncode}:\n"
-                                      f"{self.log_tail()}")
+                raise BenchmarkFailed(f"the {self.name} exited with"
+                                      f" {self._process.returncode}:\n{self.log_tail()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=1) as sock:
                     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n"
@@ -211,7 +213,7 @@ class Server:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise BenchmarkFailed(f"the server did not answer within {timeout_s:g} s:\n"
+        raise BenchmarkFailed(f"the {self.name} did not answer within {timeout_s:g} s:\n"
                               f"{self.log_tail()}")
 
     def cpu_seconds(self) -> float | None:
@@ -241,7 +243,38 @@ class Server:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
-            return "(no server log)"
+            return f"(no {self.name} log)"
+
+
+class Server(ChildServer):
+    """`projectionist serve` in a child process, on a free loopback port."""
+
+    def __init__(self, settings: HttpSettings, write_url: str, read_url: str, folder: Path,
+                 secret: str | None) -> None:
+        super().__init__(folder)
+        if secret is None:
+            self._env["PROJECTIONIST_AUTH"] = "off"
+        else:
+            self._env["PROJECTIONIST_AUTH"] = "on"
+            self._env["PROJECTIONIST_SECRET"] = secret
+        self._command = [
+            sys.executable, "-c", "from projectionist.cli import main; main()", "serve",
+            settings.app, "--host", self.host, "--port", str(self.port), "--store", write_url,
+            "--read-store", read_url, "--quiet",
+        ]
+
+
+class BareServer(ChildServer):
+    """The bare stack (`projectionist_bench.bare`): GetOrder as a minimal FastAPI route on
+    uvicorn, one process, reading the read store with the driver directly; no auth."""
+
+    name = "bare server"
+
+    def __init__(self, read_url: str, folder: Path) -> None:
+        super().__init__(folder)
+        self.log_path = folder / "bare.log"
+        self._command = [sys.executable, "-m", "projectionist_bench.bare",
+                         "--read-store", read_url, "--host", self.host, "--port", str(self.port)]
 
 
 def _free_port(host: str) -> int:
@@ -264,14 +297,40 @@ class Driver:
     """Seeds the shop, then runs the phases against it."""
 
     def __init__(self, settings: HttpSettings, server: Server, tokens: dict[str, str | None],
-                 say: Progress) -> None:
+                 say: Progress, bare: BareServer | None = None) -> None:
         self.settings = settings
         self.server = server
         self.tokens = tokens
         self.say = say
+        self.bare = bare
 
-    def connection(self, role: str) -> Connection:
+    def connection(self, role: str, *, bare: bool = False) -> Connection:
+        if bare:
+            # The bare stack checks no token, so none is sent.
+            assert self.bare is not None
+            return Connection(self.bare.host, self.bare.port, None)
         return Connection(self.server.host, self.server.port, self.tokens[role])
+
+    async def same_document(self, seed: Seed) -> str:
+        """Checks that the bare stack answers GetOrder with projectionist's document; the
+        order asked about."""
+        order_id = seed.orders[0]
+        path = f"/queries/GetOrder?{urlencode({'order_id': order_id})}"
+        answers = []
+        for bare in (False, True):
+            connection = self.connection("queries", bare=bare)
+            try:
+                status, data = await connection.request("GET", path)
+            finally:
+                connection.close()
+            if status != 200:
+                side = "the bare stack" if bare else "projectionist"
+                raise BenchmarkFailed(f"GetOrder of {side} answered {status}: {data[:300]!r}")
+            answers.append(json.loads(data)["data"])
+        if answers[0] != answers[1]:
+            raise BenchmarkFailed(f"the bare stack answers {order_id} with {answers[1]},"
+                                  f" projectionist with {answers[0]}")
+        return order_id
 
     async def seed(self) -> Seed:
         """Registers and restocks the products, and places (some paid, shipped) orders."""
@@ -337,7 +396,11 @@ class Driver:
         queries, commands = Tally(), Tally()
         began = loop.time()
         stop_at = began + s.duration_s
-        cpu_server, cpu_client = self.server.cpu_seconds(), time.process_time()
+        target: ChildServer = self.server
+        if phase.bare:
+            assert self.bare is not None
+            target = self.bare
+        cpu_server, cpu_client = target.cpu_seconds(), time.process_time()
         clients = [self._query_client(phase, seed, k, stop_at, queries)
                    for k in range(s.query_clients)]
         if phase.writes:
@@ -345,12 +408,14 @@ class Driver:
                         for k in range(s.command_clients)]
         await asyncio.gather(*clients)
         elapsed = loop.time() - began
-        cpu_server_after = self.server.cpu_seconds()
+        cpu_server_after = target.cpu_seconds()
         lag = await self.lag()
         return {
             "name": phase.name,
             "paced": phase.paced,
             "writes": phase.writes,
+            "query": phase.query,
+            "server": "bare" if phase.bare else "projectionist",
             "seconds": round(elapsed, 3),
             "queries": queries.summary(elapsed),
             "commands": commands.summary(elapsed),
@@ -365,7 +430,7 @@ class Driver:
                             tally: Tally) -> None:
         loop = asyncio.get_running_loop()
         rng = random.Random(k)
-        connection = self.connection("queries")
+        connection = self.connection("queries", bare=phase.bare)
         interval = self.settings.query_clients / self.settings.query_rate
         next_at = loop.time() + rng.random() * interval
         names = [name for name, _ in _QUERY_MIX]
@@ -384,7 +449,9 @@ class Driver:
                     scheduled = loop.time()
                 if scheduled >= stop_at:
                     return
-                name = rng.choices(names, weights)[0]
+                # A fixed query draws nothing here, so that both anchor phases ask for the
+                # same orders in the same order.
+                name = phase.query or rng.choices(names, weights)[0]
                 path = f"/queries/{name}?{urlencode(_query_params(name, rng, seed))}"
                 try:
                     status, _ = await connection.request("GET", path)
@@ -448,13 +515,15 @@ def _query_params(name: str, rng: random.Random, seed: Seed) -> dict[str, str]:
 
 
 def phases(settings: HttpSettings) -> list[Phase]:
-    """The four phases, in the order they run."""
+    """The four phases, then the anchor's two, in the order they run."""
     rate = f"{settings.query_rate:g}/s"
     return [
         Phase(f"reads {rate}", paced=True, writes=False),
         Phase(f"reads {rate} + writes", paced=True, writes=True),
         Phase("reads max", paced=False, writes=False),
         Phase("reads max + writes", paced=False, writes=True),
+        Phase("reads max GetOrder", paced=False, writes=False, query="GetOrder"),
+        Phase("bare reads max", paced=False, writes=False, query="GetOrder", bare=True),
     ]
 
 
@@ -476,12 +545,14 @@ def run_http(settings: HttpSettings, progress: Progress | None = None) -> dict[s
         write_url, read_url = databases.fresh("http")
         database_settings = databases.settings(write_url)
         server = Server(settings, write_url, read_url, databases.directory, secret)
+        bare = BareServer(read_url, databases.directory)
         say(f"starting {settings.app} on {server.host}:{server.port}")
         server.start(settings.startup_timeout_s)
         try:
-            driver = Driver(settings, server, tokens, say)
-            results = asyncio.run(_drive(driver, settings, say))
+            driver = Driver(settings, server, tokens, say, bare)
+            results, checked_order = asyncio.run(_drive(driver, settings, say))
         finally:
+            bare.stop()
             server.stop()
     summary = {
         "query_p99_ms_at_rate": results[0]["queries"]["p99_ms"],
@@ -494,7 +565,24 @@ def run_http(settings: HttpSettings, progress: Progress | None = None) -> dict[s
         "commands_per_s_under_reads": results[3]["commands"]["per_s"],
         "errors": sum(r["queries"]["errors"] + r["commands"]["errors"] for r in results),
     }
+    getorder, bare_reads = results[4]["queries"], results[5]["queries"]
     result.update({
+        # The anchor: GetOrder alone, flat out, of projectionist and of the bare stack.
+        "getorder_reads_per_s": getorder["per_s"],
+        "getorder_p50_ms": getorder["p50_ms"],
+        "getorder_p99_ms": getorder["p99_ms"],
+        "bare_reads_per_s": bare_reads["per_s"],
+        "bare_p50_ms": bare_reads["p50_ms"],
+        "bare_p99_ms": bare_reads["p99_ms"],
+        "getorder_vs_bare": (round(getorder["per_s"] / bare_reads["per_s"], 3)
+                             if getorder["per_s"] and bare_reads["per_s"] else None),
+        "anchor": {
+            "getorder_auth": settings.auth,
+            "bare_auth": False,
+            "bare": "GET /queries/GetOrder as one FastAPI route on uvicorn, one process;"
+                    " SELECT doc by key with the driver directly, no auth",
+            "same_document_checked": checked_order,
+        },
         "summary": summary,
         "phases": results,
         "settings": {**{k: v for k, v in asdict(settings).items()
@@ -507,13 +595,20 @@ def run_http(settings: HttpSettings, progress: Progress | None = None) -> dict[s
     return result
 
 
-async def _drive(driver: Driver, settings: HttpSettings, say: Progress) -> list[dict[str, Any]]:
+async def _drive(driver: Driver, settings: HttpSettings, say: Progress
+                 ) -> tuple[list[dict[str, Any]], str]:
+    """The phases' figures, and the order whose document both stacks answered alike."""
     say(f"seeding {settings.products} products and {settings.seed_orders} orders")
     seed = await driver.seed()
     await driver.caught_up()
+    assert driver.bare is not None
+    # Started once the read store holds the seeded orders: it finds the serving table at start.
+    say(f"starting the bare stack on {driver.bare.host}:{driver.bare.port}")
+    await asyncio.to_thread(driver.bare.start, settings.startup_timeout_s)
+    checked_order = await driver.same_document(seed)
     results = []
     for number, phase in enumerate(phases(settings)):
         say(f"{phase.name}: {settings.duration_s:g} s")
         results.append(await driver.run_phase(phase, seed, number))
         await driver.caught_up()
-    return results
+    return results, checked_order

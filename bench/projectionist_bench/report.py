@@ -149,6 +149,18 @@ def print_http(console: Console, result: dict[str, Any]) -> None:
         f" reads/s under saturating writes: {_format(summary['read_ratio_under_writes'], 2)}"
         " of reads/s without"
     )
+    if result.get("getorder_vs_bare") is not None:
+        auth = "bearer token checked" if result["anchor"]["getorder_auth"] else "no auth"
+        console.print(
+            f"GetOrder alone, flat out: projectionist {_format(result['getorder_reads_per_s'])}"
+            f" queries/s (p50 {_format(result['getorder_p50_ms'])},"
+            f" p99 {_format(result['getorder_p99_ms'])} ms; {auth});"
+            f" the bare stack {_format(result['bare_reads_per_s'])} queries/s"
+            f" (p50 {_format(result['bare_p50_ms'])}, p99 {_format(result['bare_p99_ms'])} ms;"
+            " no auth)"
+        )
+        console.print(f"getorder_vs_bare (projectionist / bare, queries/s):"
+                      f" {_format(result['getorder_vs_bare'], 2)}")
 
 
 def _format(value: Any, digits: int | None = None) -> str:
