@@ -38,6 +38,11 @@ class Store:
         # Under that lock one connection serves every write: checking one out of the pool and
         # back for each transaction costs more than a small write itself.
         self._writer: Connection | None = None
+        # A file-backed SQLite store keeps one read connection per thread: a read is a few
+        # microseconds of SQLite, and a pool checkout and check-in cost many times that.
+        self._readers = threading.local() if self.is_sqlite and not _in_memory(url) else None
+        self._reader_connections: list[Connection] = []
+        self._readers_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -79,12 +84,29 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection in a read transaction (one consistent snapshot)."""
-        with (
-            translate_errors(self.url),
-            self.engine.connect() as connection,
-            connection.begin(),
-        ):
-            yield connection
+        if self._readers is None:
+            with (
+                translate_errors(self.url),
+                self.engine.connect() as connection,
+                connection.begin(),
+            ):
+                yield connection
+            return
+        reader: Connection | None = getattr(self._readers, "connection", None)
+        try:
+            with translate_errors(self.url):
+                if reader is None:
+                    reader = self._readers.connection = self.engine.connect()
+                    with self._readers_lock:
+                        self._reader_connections.append(reader)
+                with reader.begin():
+                    yield reader
+        except StoreUnavailable:
+            self._readers.connection = None
+            if reader is not None:
+                with contextlib.suppress(Exception):
+                    reader.close()
+            raise
 
     @contextmanager
     def single(self) -> Iterator[Connection]:
@@ -105,6 +127,13 @@ class Store:
         if self._write_lock is not None:
             with self._write_lock:
                 self._close_writer()
+        with self._readers_lock:
+            readers, self._reader_connections = self._reader_connections, []
+            if self._readers is not None:
+                self._readers = threading.local()
+        for reader in readers:
+            with contextlib.suppress(Exception):  # already broken: the pool discards it
+                reader.close()
         self.engine.dispose()
 
     def _close_writer(self) -> None:
@@ -123,6 +152,11 @@ def default_read_store(store_url: str) -> str:
         path = Path(store_url.removeprefix("sqlite:///"))
         return "sqlite:///" + str(path.with_name(f"{path.stem}-read{path.suffix or '.db'}"))
     return store_url
+
+
+def _in_memory(url: str) -> bool:
+    database = sa.engine.make_url(url).database or ""
+    return database in ("", ":memory:")
 
 
 def redact(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -115,6 +116,10 @@ def test_the_projector_thread_survives_an_unexpected_error(
             return step()
 
         monkeypatch.setattr(projector, "step", fails_once)
+        # The loop may be inside a step already: wait for the patched one to fail first.
+        deadline = time.monotonic() + 10
+        while not failures and time.monotonic() < deadline:
+            time.sleep(0.01)
         added = runtime.execute(AddNote(stream="s", text="after the failure"))
         answer = runtime.ask(CountNotes(stream="s"), min_position=added.position, wait_ms=10000)
         assert answer.data["count"] == 1
