@@ -4,6 +4,7 @@ import logging
 
 from .app import App
 from .auth import SYSTEM, Principal, TokenAuthority
+from .capture import CapturedTable, RowChanged
 from .commands import ANY_VERSION, CommandResult, RecordedEvent, UnitOfWork
 from .commands.aggregates import Aggregate, applies
 from .errors import (
@@ -45,6 +46,7 @@ __all__ = [
     "App",
     "ApplyContext",
     "AuthError",
+    "CapturedTable",
     "Command",
     "CommandResult",
     "ConcurrencyError",
@@ -75,6 +77,7 @@ __all__ = [
     "Registry",
     "Role",
     "RoleNotServed",
+    "RowChanged",
     "Runtime",
     "State",
     "StoreUnavailable",

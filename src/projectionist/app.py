@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 
 from .calls import check_parameters, synchronous
+from .capture import CapturedTable, RowChanged
+from .capture.declaration import ColumnRef
 from .edge import Policy
 from .errors import ConfigurationError, NotRegistered
 from .messages import Command, Event, Query, Registry
@@ -53,6 +55,7 @@ class App:
         self.commands: dict[str, CommandRegistration] = {}
         self.queries: dict[str, QueryRegistration] = {}
         self.projections: dict[str, Projection] = {}
+        self.captures: dict[str, CapturedTable] = {}
 
     def command(
         self, command_type: type[C], *, policy: Policy | None = None
@@ -118,6 +121,22 @@ class App:
         for event_type in projection.event_types:
             self.registry.add(event_type)
         return projection
+
+    def capture(
+        self, table: sa.Table | str, columns: Sequence[ColumnRef] | None = None
+    ) -> CapturedTable:
+        """Declares a table whose row changes, by any writer, become RowChanged events.
+
+        `table` is a Table, or the name of one (of the write model, else as the store has it);
+        `columns` are the columns kept in each event, all of them by default. Each row's stream
+        is keyed by its primary key.
+        """
+        captured = CapturedTable.declare(table, columns, self.write_model)
+        if captured.name in self.captures:
+            raise ConfigurationError(f"table {captured.name!r} is captured twice")
+        self.captures[captured.name] = captured
+        self.registry.add(RowChanged)
+        return captured
 
     def events(self, *event_types: type[Event]) -> None:
         """Registers event types that no projection handles (so the log can decode them)."""

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Sequence
 from types import TracebackType
 
+from . import capture
 from .app import App
 from .auth import SYSTEM, Principal
 from .backends import open_event_log, open_feed
@@ -190,7 +191,7 @@ class Runtime:
     # Lifetime
 
     def install(self) -> None:
-        """Creates the framework's tables and the app's tables, if they do not exist."""
+        """Creates the framework's and the app's missing tables; starts the app's captures."""
         if self._installed:
             return
         if self.store is not None and self.log is not None:
@@ -199,6 +200,7 @@ class Runtime:
                 with self.store.schema() as connection:
                     idempotency.install(connection)
                     self.app.write_model.create_all(connection)
+            capture.install(self.store, self.app.captures.values(), self.app.write_model)
         if self.projector is not None or self.queries is not None:
             self.checkpoints.install()
             self.dead_letters.install()

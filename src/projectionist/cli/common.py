@@ -86,7 +86,7 @@ def load_app(path: str) -> App:
     return app
 
 
-_BUNDLED_APPS = ("shop",)
+_BUNDLED_APPS = ("shop", "billing")
 
 
 def secret_directory(store: str) -> Path:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 
 from ..calls import check_parameters, synchronous
+from ..capture.events import RowChanged
 from ..errors import ConfigurationError
 from ..messages import Event
 from ..readstore.tables import DocumentCollection, ViewTable
@@ -22,6 +23,7 @@ ON_ERROR = ("park-stream", "park", "stop")
 """What a runner does with an event whose handler keeps failing: park it and hold back the
 rest of its stream (the default), park only it, or stop the projection."""
 Handler = Callable[[Any, "ApplyContext"], None]
+ROW_CHANGED = RowChanged.type_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,9 @@ class Projection:
         self.version = version
         self.on_error = on_error
         self.handlers: dict[str, HandlerSpec] = {}
+        # Row changes of captured tables share one event type: one handler of that type
+        # routes each change to its table's handler.
+        self.row_handlers: dict[str, HandlerSpec] = {}
         self.tables: dict[str, ViewTable] = {}
         self.collections: dict[str, DocumentCollection] = {}
 
@@ -77,6 +82,11 @@ class Projection:
                 function, f"the handler of {handled} in projection {self.name!r}", ("event", "ctx")
             )
             for event_type in event_types:
+                if event_type.type_name == ROW_CHANGED and self.row_handlers:
+                    raise ConfigurationError(
+                        f"projection {self.name!r} handles {ROW_CHANGED} per table with"
+                        " on_row(); it cannot also handle it with on()"
+                    )
                 if event_type.type_name in self.handlers:
                     raise ConfigurationError(
                         f"projection {self.name!r} already handles {event_type.type_name}"
@@ -88,6 +98,49 @@ class Projection:
             return function
 
         return register
+
+    def on_row(
+        self, *tables: sa.Table | str, live_only: bool = False
+    ) -> Callable[
+        [Callable[[RowChanged, ApplyContext], None]], Callable[[RowChanged, ApplyContext], None]
+    ]:
+        """Registers a handler of the row changes of one or more captured tables."""
+        if not tables:
+            raise ConfigurationError(f"projection {self.name!r}: on_row() needs a table")
+        names = [table if isinstance(table, str) else table.name for table in tables]
+
+        def register(
+            function: Callable[[RowChanged, ApplyContext], None],
+        ) -> Callable[[RowChanged, ApplyContext], None]:
+            handled = " and ".join(repr(name) for name in names)
+            check_parameters(
+                function,
+                f"the handler of row changes of {handled} in projection {self.name!r}",
+                ("change", "ctx"),
+            )
+            if ROW_CHANGED in self.handlers and not self.row_handlers:
+                raise ConfigurationError(
+                    f"projection {self.name!r} handles {ROW_CHANGED} with on(); handle each"
+                    " table with on_row() instead"
+                )
+            for name in names:
+                if name in self.row_handlers:
+                    raise ConfigurationError(
+                        f"projection {self.name!r} already handles row changes of {name!r}"
+                    )
+            call = synchronous(function)
+            for name in names:
+                self.row_handlers[name] = HandlerSpec(RowChanged, call, live_only)
+            self.handlers[ROW_CHANGED] = HandlerSpec(RowChanged, self._apply_row)
+            return function
+
+        return register
+
+    def _apply_row(self, change: RowChanged, ctx: ApplyContext) -> None:
+        spec = self.row_handlers.get(change.table)
+        if spec is None or (spec.live_only and not ctx.live):
+            return
+        spec.function(change, ctx)
 
     def table(
         self, name: str, *columns: sa.Column[Any], indexes: tuple[tuple[str, ...], ...] = ()
