@@ -16,6 +16,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..driver import DriverSql, markers
 from ..errors import RebuildInProgress
 from ..stores import Store
 from ..wakeups import ProgressBoard, WakeupSource
@@ -34,11 +35,22 @@ from .schema import (
 log = logging.getLogger("projectionist.projections")
 
 _DROP_ATTEMPTS = 5
-# Every answer reads it: built once.
-_ACTIVE = sa.select(projections_table).where(
-    projections_table.c.name.in_(sa.bindparam("b_names", expanding=True)),
-    projections_table.c.active,
+_CHECKPOINT_COLUMNS = (
+    "name, generation, version, position, head, next_at, updated_at, created_at, active,"
+    " state, error, tables, epoch, dead_letters"
 )
+_ACTIVE: dict[int, DriverSql] = {}
+
+
+def _active_of(count: int) -> DriverSql:
+    """The read of `count` projections' serving builds, made once per count."""
+    statement = _ACTIVE.get(count)
+    if statement is None:
+        statement = _ACTIVE[count] = DriverSql(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM projectionist_projections"
+            f" WHERE name IN ({markers(count)}) AND active"
+        )
+    return statement
 
 
 class State(StrEnum):
@@ -90,6 +102,7 @@ class Checkpoint:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", State(self.state))
+        object.__setattr__(self, "active", bool(self.active))  # SQLite's driver gives 0 or 1
 
     @property
     def table_names(self) -> list[str]:
@@ -204,8 +217,9 @@ class Checkpoints:
 
     def active(self, connection: Connection, names: list[str]) -> dict[str, Checkpoint]:
         """The active (serving) build of each named projection."""
-        rows = connection.execute(_ACTIVE, {"b_names": names}).fetchall()
-        return {row.name: Checkpoint(*row) for row in rows}
+        # Every answer reads it: on the driver's cursor.
+        rows = _active_of(len(names)).rows(connection, names)
+        return {row[0]: Checkpoint(*row) for row in rows}
 
     def advance(
         self,

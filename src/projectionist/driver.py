@@ -1,0 +1,48 @@
+"""Statements run on the database driver's own cursor, inside a SQLAlchemy transaction.
+
+For a point read, building and running a SQLAlchemy statement costs several times the
+database's own work. The framework's hottest statements (a query's checkpoint and document
+reads) are plain SQL written once with `?` markers and run on the driver's cursor of the same
+connection, in the same transaction. Errors are raised as SQLAlchemy's, so the translations of
+`stores.translate_errors` and `stores.missing_table` apply unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+
+class DriverSql:
+    """One statement, written with `?` markers, in the form each driver takes."""
+
+    __slots__ = ("format", "qmark")
+
+    def __init__(self, sql: str) -> None:
+        if "%" in sql:
+            raise ValueError("driver SQL must not contain '%': psycopg reads it as a marker")
+        self.qmark = sql
+        self.format = sql.replace("?", "%s")
+
+    def rows(self, connection: Connection, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row the statement returns, as the driver's tuples."""
+        dialect = connection.dialect
+        sql = self.qmark if dialect.paramstyle == "qmark" else self.format
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()  # type: ignore[no-any-return]
+        except dialect.loaded_dbapi.Error as error:
+            raise sa.exc.DBAPIError.instance(
+                sql, params, error, dialect.loaded_dbapi.Error
+            ) from error
+        finally:
+            cursor.close()
+
+
+def markers(count: int) -> str:
+    """`?, ?, ?` for a list of `count` values."""
+    return ", ".join("?" * count)
