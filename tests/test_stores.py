@@ -26,6 +26,48 @@ def test_postgres_url_options_reach_the_connection(
         store.dispose()
 
 
+@pytest.mark.parametrize(("durable", "expected"), [(True, "on"), (False, "off")])
+def test_a_postgres_read_store_apart_commits_without_waiting_for_the_disk(
+    make_store_url: Callable[[str], str], durable: bool, expected: str
+) -> None:
+    # The read store apart from the write store can be rebuilt from the log, and its
+    # checkpoints commit with its rows: it trades the last commits for latency, as SQLite's
+    # synchronous=NORMAL does.
+    store = Store(make_store_url("postgresql"), durable=durable)
+    try:
+        with store.read() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == expected
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_sqlite_synchronous_follows_durability(tmp_path: Path, durable: bool) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}", durable=durable)
+    try:
+        with store.read() as connection:
+            # 2 is FULL, 1 is NORMAL
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == (2 if durable else 1)
+    finally:
+        store.dispose()
+
+
+def test_the_read_store_is_durable_only_when_it_is_the_write_store(
+    make_store_url: Callable[[str], str],
+) -> None:
+    from projectionist import App, Runtime
+
+    write, read = make_store_url("postgresql"), make_store_url("postgresql")
+    for read_url, durable in ((read, "off"), (write, "on")):
+        runtime = Runtime(App("durability"), store=write, read_store=read_url)
+        try:
+            with runtime.read_store.read() as connection:
+                setting = connection.exec_driver_sql("SHOW synchronous_commit").scalar()
+            assert setting == durable
+        finally:
+            runtime.stop()
+
+
 def test_sqlite_store_is_in_wal_mode(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'x.db'}")
     try:

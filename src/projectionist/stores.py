@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from .driver import DriverSql
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
 
 _BEGIN_MODE = "projectionist_begin"
@@ -122,6 +123,11 @@ class Store:
                 yield connection.execution_options(**{_BEGIN_MODE: _NO_BEGIN})
             else:
                 yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    def fetch(self, statement: DriverSql, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one reading statement, at its own snapshot, outside any transaction."""
+        with self.single() as connection:
+            return statement.rows(connection, params)
 
     def dispose(self) -> None:
         if self._write_lock is not None:
@@ -273,6 +279,11 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float, durable: bool)
                     "options": f"-c lock_timeout={int(timeout_s * 1000)}"
                     f" -c statement_timeout={int(timeout_s * 6000)}"
                     f" -c idle_in_transaction_session_timeout={int(timeout_s * 6000)}"
+                    # A read store apart from the write store holds what the log can rebuild,
+                    # each build's checkpoint in the same transaction as its rows: like
+                    # SQLite's synchronous=NORMAL there, a crash may lose its last commits,
+                    # never half of one, and the projector applies those events again.
+                    + ("" if durable else " -c synchronous_commit=off")
                     + "".join(f" {o}" for o in _url_options(parsed)),
                 },
             )

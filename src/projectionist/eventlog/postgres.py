@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..driver import DriverSql
 from ..errors import ConcurrencyError
 from ..messages import StoredEvent
 from ..wakeups import HighWater
@@ -63,12 +64,11 @@ _HAS_TRIGGERS = sa.text(
     "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'projectionist_events'::regclass"
     " AND tgname IN ('projectionist_events_lock', 'projectionist_events_notify')"
 )
-_READ = sa.text(
-    f"SELECT {COLUMNS} FROM projectionist_events WHERE position > :after"
-    " ORDER BY position LIMIT :limit"
+_READ = DriverSql(
+    f"SELECT {COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
 )
 _STREAM_VERSION = sa.text("SELECT max(version) FROM projectionist_events WHERE stream = :stream")
-_HEAD = sa.text("SELECT max(position) FROM projectionist_events")
+_HEAD = DriverSql("SELECT max(position) FROM projectionist_events")
 _APPEND = sa.insert(events_table).returning(events_table.c.position, sort_by_parameter_order=True)
 
 
@@ -128,14 +128,10 @@ class PostgresEventLog(EventLog):
         return Listener(self.store.url, CHANNEL, appended)
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
-        with self.store.single() as connection:
-            rows = connection.execute(_READ, {"after": after, "limit": limit}).fetchall()
-        return [StoredEvent(*row) for row in rows]
+        return [StoredEvent(*row) for row in self.store.fetch(_READ, (after, limit))]
 
     def head(self) -> int:
-        with self.store.single() as connection:
-            value = connection.execute(_HEAD).scalar()
-        return int(value or 0)
+        return int(self.store.fetch(_HEAD)[0][0] or 0)
 
 
 def _clash(error: IntegrityError, events: Sequence[NewEvent]) -> tuple[str, int]:

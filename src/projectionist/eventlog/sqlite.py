@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from ..driver import DriverSql
 from ..errors import ConcurrencyError
 from ..messages import StoredEvent
 from .base import EventLog, NewEvent
@@ -17,9 +18,11 @@ _INSERT = (
     " (stream, version, type, schema_version, data, metadata, recorded_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_READ = f"SELECT {COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
+_READ = DriverSql(
+    f"SELECT {COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
+)
 _STREAM_VERSION = "SELECT max(version) FROM projectionist_events WHERE stream = ?"
-_HEAD = "SELECT max(position) FROM projectionist_events"
+_HEAD = DriverSql("SELECT max(position) FROM projectionist_events")
 
 
 class SQLiteEventLog(EventLog):
@@ -61,11 +64,7 @@ class SQLiteEventLog(EventLog):
         return list(range(first, first + len(rows)))
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
-        with self.store.single() as connection:
-            rows = connection.exec_driver_sql(_READ, (after, limit)).fetchall()
-        return [StoredEvent(*row) for row in rows]
+        return [StoredEvent(*row) for row in self.store.fetch(_READ, (after, limit))]
 
     def head(self) -> int:
-        with self.store.single() as connection:
-            value = connection.exec_driver_sql(_HEAD).scalar()
-        return int(value or 0)
+        return int(self.store.fetch(_HEAD)[0][0] or 0)
