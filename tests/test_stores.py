@@ -46,8 +46,8 @@ def test_sqlite_synchronous_follows_durability(tmp_path: Path, durable: bool) ->
     store = Store(f"sqlite:///{tmp_path / 'x.db'}", durable=durable)
     try:
         with store.read() as connection:
-            # 2 is FULL, 1 is NORMAL
-            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == (2 if durable else 1)
+            level = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        assert level == (2 if durable else 1)  # FULL, NORMAL
     finally:
         store.dispose()
 
