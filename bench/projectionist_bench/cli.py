@@ -159,19 +159,32 @@ def rebuild(
                       console=console) as progress:
             tasks: dict[str, TaskID] = {}
 
+            tenths: dict[str, int] = {}
+
             def show(name: str, done: int, total: int) -> None:
                 if name not in tasks:
                     tasks[name] = progress.add_task(name, total=total)
                 progress.update(tasks[name], completed=done, total=total)
+                tenth = done * 10 // max(total, 1)
+                if not console.is_terminal and tenth > tenths.get(name, 0):
+                    # A log file sees no progress bar: a line per tenth instead.
+                    tenths[name] = tenth
+                    errors.print(f"{name}: {done:,} of {total:,} events", soft_wrap=True)
 
             result = run_rebuild(settings, show)
     except ProjectionistError as error:
         errors.print(f"[bold red]benchmark failed:[/] {error}", soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"seeded {result['events']:,} events at {result['seed_events_per_s']:,}/s")
+    log = result["log"]
+    console.print(f"log: {log['bytes']:,} bytes, {log['bytes_per_event']} bytes per event")
     for name, figures in result["rebuilds"].items():
+        planned = figures["capacity"]
         console.print(f"rebuild of {name}: {figures['seconds']} s end to end,"
-                      f" {figures['events_per_s']:,} events/s")
+                      f" {figures['events_per_s']:,} events/s;"
+                      f" replay {planned['replay_events_per_s']:,} events/s,"
+                      f" {planned['storage_bytes']:,} bytes ({planned['bytes_per_event']} per"
+                      " event)")
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from projectionist.cli.capacity import plan
 from projectionist.eventlog import NewEvent
 from projectionist.messages import EventMetadata, encode_event
 from projectionist.runtime import Runtime
@@ -22,6 +23,7 @@ from .report import host, now_iso, versions
 
 SEED_BATCH = 10_000
 REBUILT = ("order_summary", "daily_sales")
+PLANNED_EVENTS = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,11 @@ def run_rebuild(settings: RebuildSettings,
             results = {}
             for name in settings.projections:
                 results[name] = _rebuild(runtime, name, progress)
+            # What the capacity report says of the rebuilt stores (docs/capacity.md).
+            report = plan(runtime, PLANNED_EVENTS)
+            for entry in report["projections"]:
+                if entry["name"] in results:
+                    results[entry["name"]]["capacity"] = entry
             store_settings = databases.settings(write_url)
         finally:
             runtime.stop()
@@ -60,6 +67,7 @@ def run_rebuild(settings: RebuildSettings,
         "events": seeded,
         "seed_events_per_s": round(seeded / seed_s),
         "rebuilds": results,
+        "log": report["log"],
         "settings": {"batch_size": settings.batch_size, "store": store_settings},
         "versions": versions(),
         "host": host(),
@@ -68,9 +76,10 @@ def run_rebuild(settings: RebuildSettings,
 
 
 def seed_shop_log(runtime: Runtime, total: int,
-                  progress: Callable[[str, int, int], None] | None) -> int:
-    """Appends `total` shop events straight to the log (no commands, no write model); returns
-    how many it appended."""
+                  progress: Callable[[str, int, int], None] | None, *, first_order: int = 0) -> int:
+    """Appends `total` shop events straight to the log (no commands, no write model), in
+    transactions of SEED_BATCH events, for orders numbered from `first_order`; returns how many
+    it appended."""
     from projectionist_examples.shop.messages import (
         Line,
         OrderCancelled,
@@ -83,7 +92,7 @@ def seed_shop_log(runtime: Runtime, total: int,
     metadata = EventMetadata(event_id="", command_id="seed", correlation_id="seed").to_json()
     start = time.time() - 86_400 * 30
     written = 0
-    order = 0
+    order = first_order
     while written < total:
         batch: list[NewEvent] = []
         while len(batch) < SEED_BATCH and written + len(batch) < total:

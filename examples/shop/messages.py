@@ -1,4 +1,4 @@
-"""The shop's commands, events and queries."""
+"""The shop's commands, events, queries and the results of its queries."""
 
 from __future__ import annotations
 
@@ -169,3 +169,74 @@ class SalesReport(Query):
 
 class ProductCatalog(Query):
     search: Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)] | None = None
+
+
+# Query results: what each query's `data` holds (the OpenAPI document states them)
+
+
+class OrderLine(BaseModel):
+    """One line of an order, at the price it was placed at."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class Order(BaseModel):
+    """An order as the orders read model holds it (GetOrder; the items of ListOrders)."""
+
+    order_id: str
+    customer_id: str
+    status: Status
+    total_cents: int
+    lines: list[OrderLine]
+    placed_at: str
+    updated_at: str
+
+
+class OrderPage(BaseModel):
+    """A page of orders, newest first; `next` is the cursor of the next page (None: no more)."""
+
+    items: list[Order]
+    next: str | None
+
+
+class Dashboard(BaseModel):
+    """A customer's counters."""
+
+    customer_id: str
+    orders: int
+    open_orders: int
+    spent_cents: int
+    last_order_at: str | None
+
+
+class SalesDay(BaseModel):
+    """One day of sales."""
+
+    day: str
+    orders: int
+    revenue_cents: int
+    cancellations: int
+
+
+class Sales(BaseModel):
+    """Days of sales, oldest first."""
+
+    days: list[SalesDay]
+
+
+class CatalogItem(BaseModel):
+    """A product: its price, how many can be bought now, and how many were sold."""
+
+    sku: str
+    name: str
+    price_cents: int
+    available: int
+    sold: int
+
+
+class Catalog(BaseModel):
+    """Products in SKU order."""
+
+    items: list[CatalogItem]

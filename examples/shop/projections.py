@@ -30,7 +30,9 @@ def day(ctx: ApplyContext) -> str:
 
 # Orders: one document per order, found by customer and status.
 
-order_summary = Projection("order_summary", version=1)
+# Keyed by order, so its four partitions (by the order's stream) never write one document
+# twice: projector processes share them (version 2 brought the partitions in).
+order_summary = Projection("order_summary", version=2, partitions=4)
 orders = order_summary.documents(
     "orders", indexes={"customer_id": str, "status": str, "placed_at": str}
 )

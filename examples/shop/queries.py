@@ -8,7 +8,18 @@ import sqlalchemy as sa
 
 from projectionist import App, Forbidden, NotFound, Principal, ReadContext
 
-from .messages import CustomerDashboard, GetOrder, ListOrders, ProductCatalog, SalesReport
+from .messages import (
+    Catalog,
+    CustomerDashboard,
+    Dashboard,
+    GetOrder,
+    ListOrders,
+    Order,
+    OrderPage,
+    ProductCatalog,
+    Sales,
+    SalesReport,
+)
 from .projections import (
     catalog,
     customer_dashboard,
@@ -48,7 +59,7 @@ def own_dashboard_only(principal: Principal, query: CustomerDashboard) -> None:
 def register(app: App) -> None:
     """Binds the shop's query handlers to `app`."""
 
-    @app.query(GetOrder, reads=[order_summary])
+    @app.query(GetOrder, reads=[order_summary], result=Order)
     def get_order(query: GetOrder, ctx: ReadContext) -> dict[str, Any]:
         doc = ctx[orders].get(query.order_id)
         if doc is None:
@@ -57,7 +68,7 @@ def register(app: App) -> None:
             raise Forbidden("a customer may see only their own orders")
         return doc
 
-    @app.query(ListOrders, reads=[order_summary], policy=own_orders_only)
+    @app.query(ListOrders, reads=[order_summary], policy=own_orders_only, result=OrderPage)
     def list_orders(query: ListOrders, ctx: ReadContext) -> dict[str, Any]:
         where = {k: v for k, v in (("customer_id", query.customer_id),
                                    ("status", query.status)) if v is not None}
@@ -65,14 +76,15 @@ def register(app: App) -> None:
                                 limit=query.limit, after=query.after)
         return {"items": page.items, "next": page.next}
 
-    @app.query(CustomerDashboard, reads=[customer_dashboard], policy=own_dashboard_only)
+    @app.query(CustomerDashboard, reads=[customer_dashboard], policy=own_dashboard_only,
+               result=Dashboard)
     def dashboard(query: CustomerDashboard, ctx: ReadContext) -> dict[str, Any]:
         doc = ctx[customers].get(query.customer_id)
         if doc is None:
             raise NotFound(f"customer {query.customer_id!r} has no orders")
         return doc
 
-    @app.query(SalesReport, reads=[daily_sales])
+    @app.query(SalesReport, reads=[daily_sales], result=Sales)
     def sales_report(query: SalesReport, ctx: ReadContext) -> dict[str, Any]:
         table = ctx[sales_days]
         statement = sa.select(table).order_by(table.c.day)
@@ -83,7 +95,7 @@ def register(app: App) -> None:
         rows = ctx.connection.execute(statement).mappings()
         return {"days": [dict(row) for row in rows]}
 
-    @app.query(ProductCatalog, reads=[product_catalog])
+    @app.query(ProductCatalog, reads=[product_catalog], result=Catalog)
     def product_list(query: ProductCatalog, ctx: ReadContext) -> dict[str, Any]:
         table = ctx[catalog]
         statement = sa.select(table).order_by(table.c.sku)

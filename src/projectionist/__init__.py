@@ -7,6 +7,7 @@ from .auth import SYSTEM, Principal, TokenAuthority
 from .capture import CapturedTable, RowChanged
 from .commands import ANY_VERSION, CommandResult, RecordedEvent, UnitOfWork
 from .commands.aggregates import Aggregate, applies
+from .correlation import CorrelationFilter
 from .errors import (
     AuthError,
     ConcurrencyError,
@@ -51,6 +52,7 @@ __all__ = [
     "CommandResult",
     "ConcurrencyError",
     "ConfigurationError",
+    "CorrelationFilter",
     "DocumentCollection",
     "Documents",
     "Event",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 
 from .calls import check_parameters, synchronous
 from .capture import CapturedTable, RowChanged
@@ -37,12 +39,14 @@ class CommandRegistration:
 
 @dataclass(frozen=True, slots=True)
 class QueryRegistration:
-    """A query type, its handler, the projections it reads and its policy."""
+    """A query type, its handler, the projections it reads, its policy, and the model of its
+    result (None when it declares none)."""
 
     query_type: type[Query]
     handler: Callable[[Any, ReadContext], Any]
     reads: tuple[Projection, ...]
     policy: Policy | None
+    result: type[BaseModel] | None = None
 
 
 class App:
@@ -80,9 +84,19 @@ class App:
         *,
         reads: Sequence[Projection],
         policy: Policy | None = None,
+        result: type[BaseModel] | None = None,
     ) -> Callable[[Callable[[Q, ReadContext], Any]], Callable[[Q, ReadContext], Any]]:
-        """Registers the handler of a query type and the projections it reads."""
+        """Registers the handler of a query type and the projections it reads.
+
+        `result` is the Pydantic model of what the handler returns (the model itself or a dict
+        of its shape), stated in the OpenAPI document; by default, the handler's return
+        annotation when it is a Pydantic model.
+        """
         name = query_type.type_name
+        if result is not None and not _is_model(result):
+            raise ConfigurationError(
+                f"query {name}: result must be a Pydantic model class, got {result!r:.80}"
+            )
         if not reads:
             raise ConfigurationError(
                 f"query {name} must name the projections it reads (reads=[...])"
@@ -97,7 +111,11 @@ class App:
                 self.projection(projection)
             self.registry.add(query_type)
             self.queries[name] = QueryRegistration(
-                query_type, synchronous(handler), tuple(reads), checked
+                query_type,
+                synchronous(handler),
+                tuple(reads),
+                checked,
+                result or _returned_model(handler),
             )
             return handler
 
@@ -159,6 +177,19 @@ class App:
             f"App({self.name!r}, commands={len(self.commands)}, queries={len(self.queries)},"
             f" projections={len(self.projections)})"
         )
+
+
+def _is_model(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _returned_model(handler: Callable[..., Any]) -> type[BaseModel] | None:
+    """The handler's return annotation, when it names a Pydantic model."""
+    try:
+        returned = typing.get_type_hints(handler).get("return")
+    except Exception:  # an annotation that does not resolve here states no model
+        return None
+    return returned if _is_model(returned) else None
 
 
 def _policy(policy: Policy | None, message: str, parameter: str) -> Policy | None:

@@ -36,6 +36,30 @@ class ProjectionGauges(Protocol):
     def dead_letters(self) -> int: ...
     @property
     def active(self) -> bool: ...
+    @property
+    def storage_bytes(self) -> int | None: ...
+    @property
+    def rebuild_eta_s(self) -> float | None: ...
+    @property
+    def partitions(self) -> Sequence[PartitionGauges]: ...
+
+
+class PartitionGauges(Protocol):
+    """What the metrics read of one partition of a partitioned build."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def position(self) -> int: ...
+
+
+class LogFigures(Protocol):
+    """What the metrics read of the event log (a `Footprint` of its table)."""
+
+    @property
+    def rows(self) -> int: ...
+    @property
+    def storage_bytes(self) -> int: ...
 
 
 _LATENCY_BUCKETS = (
@@ -107,10 +131,26 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.capture_changes = Counter(
+            "projectionist_capture_changes",
+            "Row changes captured from the WAL and appended to the log.",
+            registry=self.registry,
+        )
+        self._log_watched = False
 
     def watch_projections(self, status: Callable[[], Sequence[ProjectionGauges]]) -> None:
         """Reports projection gauges from `status` at every scrape."""
         self.registry.register(_ProjectionCollector(status))
+
+    def watch_log(self, figures: Callable[[], LogFigures]) -> None:
+        """Reports the event log's size at every scrape (once, however often it is asked)."""
+        if not self._log_watched:
+            self._log_watched = True
+            self.registry.register(_LogCollector(figures))
+
+    def watch_capture(self, status: Callable[[], CaptureGauges | None]) -> None:
+        """Reports where the capture of the write store stands at every scrape."""
+        self.registry.register(_CaptureCollector(status))
 
     def watch_feed(self, relayed: Callable[[], int], head: Callable[[], int]) -> None:
         """Reports how far this process's relay copied the log into the event feed."""
@@ -157,8 +197,33 @@ class _ProjectionCollector(Collector):
             "1 for the projection's current state.",
             labels=[*labels, "state"],
         )
+        storage = GaugeMetricFamily(
+            "projectionist_projection_storage_bytes",
+            "Bytes on disk of the projection's tables and indexes.",
+            labels=labels,
+        )
+        eta = GaugeMetricFamily(
+            "projectionist_projection_rebuild_eta_seconds",
+            "Seconds a rebuild from scratch would take at the current head and replay rate.",
+            labels=labels,
+        )
+        partition_position = GaugeMetricFamily(
+            "projectionist_projection_partition_position",
+            "The checkpoint of one partition of a partitioned projection.",
+            labels=[*labels, "partition"],
+        )
+        partition_lag = GaugeMetricFamily(
+            "projectionist_projection_partition_lag_events",
+            "Events one partition of a partitioned projection has not read yet.",
+            labels=[*labels, "partition"],
+        )
         for row in rows:
             key = [row.name, str(row.version)]
+            for part in row.partitions:
+                partition_position.add_metric([*key, str(part.partition)], part.position)
+                partition_lag.add_metric(
+                    [*key, str(part.partition)], max(0, row.head - part.position)
+                )
             position.add_metric(key, row.position)
             head.add_metric(key, row.head)
             lag_events.add_metric(key, row.lag_events)
@@ -166,7 +231,36 @@ class _ProjectionCollector(Collector):
             dead.add_metric(key, row.dead_letters)
             for name in State:
                 state.add_metric([*key, name.value], 1.0 if row.state is name else 0.0)
-        yield from (position, head, lag_events, lag_seconds, dead, state)
+            if row.storage_bytes is not None:
+                storage.add_metric(key, row.storage_bytes)
+            if row.rebuild_eta_s is not None:
+                eta.add_metric(key, row.rebuild_eta_s)
+        yield from (position, head, lag_events, lag_seconds, dead, state, storage, eta)
+        yield from (partition_position, partition_lag)
+
+
+class _LogCollector(Collector):
+    def __init__(self, figures: Callable[[], LogFigures]) -> None:
+        self._figures = figures
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            figures = self._figures()
+        except Exception:  # the write store is down: report nothing rather than fail
+            return
+        events = GaugeMetricFamily(
+            "projectionist_log_events",
+            "Events in the log (estimated past a bound: see docs/capacity.md).",
+        )
+        events.add_metric([], figures.rows)
+        size = GaugeMetricFamily(
+            "projectionist_log_bytes", "Bytes on disk of the log's table and indexes."
+        )
+        size.add_metric([], figures.storage_bytes)
+        yield from (events, size)
 
 
 class _FeedCollector(Collector):
@@ -194,6 +288,61 @@ class _FeedCollector(Collector):
         )
         lag.add_metric([], max(0, head - relayed))
         yield lag
+
+
+class CaptureGauges(Protocol):
+    """What the metrics read of a capture (a `CaptureStatus`)."""
+
+    @property
+    def slot(self) -> str: ...
+    @property
+    def commit_lsn(self) -> int: ...
+    @property
+    def lag_bytes(self) -> int: ...
+    @property
+    def lag_seconds(self) -> float: ...
+    @property
+    def retained_bytes(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class _CaptureCollector(Collector):
+    def __init__(self, status: Callable[[], CaptureGauges | None]) -> None:
+        self._status = status
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            found = self._status()
+        except Exception:  # the write store is down: report no capture rather than fail
+            found = None
+        if found is None:
+            return
+        figures = {
+            "lag_bytes": (
+                "WAL bytes written since the capture last read through.",
+                found.lag_bytes,
+            ),
+            "lag_seconds": (
+                "Age of the oldest change not yet captured, at most.",
+                found.lag_seconds,
+            ),
+            "retained_wal_bytes": ("WAL bytes the capture's slot keeps.", found.retained_bytes),
+            "last_commit_lsn": ("Commit LSN of the last transaction captured.", found.commit_lsn),
+            "failed": (
+                "1 when capture stopped with an error (a lost slot).",
+                float(bool(found.error)),
+            ),
+        }
+        for name, (text, value) in figures.items():
+            if value is None:
+                continue
+            gauge = GaugeMetricFamily(f"projectionist_capture_{name}", text, labels=["slot"])
+            gauge.add_metric([found.slot], float(value))
+            yield gauge
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""The roles a process takes: command, projector, query (all three by default)."""
+"""The roles a process takes: command, projector, query, and capture for apps that capture
+tables on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,14 +10,23 @@ from .errors import ConfigurationError
 
 
 class Role(StrEnum):
-    """What a process does; one process may take any of them (all three by default)."""
+    """What a process does; one process may take any of them."""
 
     COMMAND = "command"
     PROJECTOR = "projector"
     QUERY = "query"
+    CAPTURE = "capture"
 
 
-ROLES = tuple(Role)
+ROLES = (Role.COMMAND, Role.PROJECTOR, Role.QUERY)
+"""The default roles; `capture` joins them when the app captures tables on PostgreSQL."""
+
+
+def default_roles(*, captures: bool, store_url: str) -> tuple[Role, ...]:
+    """The roles of a process that names none: capture too when it has a process to run."""
+    if captures and store_url.startswith("postgresql"):
+        return (*ROLES, Role.CAPTURE)
+    return ROLES
 
 
 def parse_roles(roles: str | Iterable[str]) -> tuple[Role, ...]:
@@ -26,6 +36,6 @@ def parse_roles(roles: str | Iterable[str]) -> tuple[Role, ...]:
     unknown = [r for r in chosen if r not in Role.__members__.values()]
     if unknown or not chosen:
         raise ConfigurationError(
-            f"unknown role {', '.join(unknown) or '(none)'}; roles are {', '.join(ROLES)}"
+            f"unknown role {', '.join(unknown) or '(none)'}; roles are {', '.join(Role)}"
         )
     return tuple(Role(r) for r in chosen)

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Sequence
 from types import TracebackType
 
-from . import capture
+from . import capture, migrations
 from .app import App
 from .auth import SYSTEM, Principal
 from .backends import open_event_log, open_feed
@@ -18,7 +18,6 @@ from .commands import idempotency
 from .commands.dispatch import CommandBus, CommandResult
 from .commands.unit_of_work import RecordedEvent
 from .errors import (
-    NotRegistered,
     RoleNotServed,
     StoreUnavailable,
 )
@@ -26,23 +25,26 @@ from .eventlog import EventLog, EventSource
 from .feeds import Feed, Relay
 from .messages import Command, Query
 from .metrics import Metrics
-from .projections.builds import swap_in
+from .migrations import UpgradeMode
 from .projections.definition import Projection
+from .projections.operations import ProjectionOperations
+from .projections.partitions import PartitionedRunner
 from .projections.projector import Projector
 from .projections.runner import ProjectionRunner
 from .projections.status import ProjectionStatus, StatusReader
 from .queries.dispatch import Answer, QueryBus
 from .readstore.checkpoints import Checkpoint, Checkpoints
-from .readstore.dead_letters import DeadLetter, DeadLetters
+from .readstore.dead_letters import DeadLetters
 from .readstore.leases import Leases
-from .roles import ROLES, Role, parse_roles
+from .readstore.partitions import Partition
+from .roles import Role, default_roles, parse_roles
 from .stores import MISSING_TABLE_ERRORS, Store, default_read_store
 from .wakeups import HighWater, ProgressBoard, WakeupSource
 
 DEFAULT_STORE = "sqlite:///projectionist.db"
 
 
-class Runtime:
+class Runtime(ProjectionOperations):
     """An App bound to a write store and a read store, running some or all roles."""
 
     def __init__(
@@ -51,7 +53,7 @@ class Runtime:
         *,
         store: str | None = None,
         read_store: str | None = None,
-        roles: str | Sequence[str] = ROLES,
+        roles: str | Sequence[str] | None = None,
         batch_size: int = 1000,
         poll_interval_s: float = 0.5,
         pool_size: int = 5,
@@ -59,16 +61,21 @@ class Runtime:
         stall_after_s: float = 30.0,
         events: str | None = None,
         idempotency_ttl_s: float | None = idempotency.DEFAULT_TTL_S,
+        upgrade: str = UpgradeMode.AUTO,
     ) -> None:
         self.app = app
-        self.roles = parse_roles(roles)
+        self.upgrade = UpgradeMode.parse(upgrade)
+        store_url = store or DEFAULT_STORE
+        captures = bool(app.captures)
+        self.roles = parse_roles(roles or default_roles(captures=captures, store_url=store_url))
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
-        store_url = store or DEFAULT_STORE
         read_url = read_store or default_read_store(store_url)
         # Projectors fed by a feed (`events`) never touch the write store.
-        needs_write_store = Role.COMMAND in self.roles or (
-            Role.PROJECTOR in self.roles and events is None
+        needs_write_store = (
+            Role.COMMAND in self.roles
+            or (Role.PROJECTOR in self.roles and events is None)
+            or Role.CAPTURE in self.roles
         )
         self.store: Store | None = (
             Store(store_url, pool_size=pool_size) if needs_write_store else None
@@ -99,12 +106,16 @@ class Runtime:
         self.leases: Leases | None = None
         self.projector: Projector | None = None
         self.queries: QueryBus | None = None
+        self.capturer: capture.Capturer | None = None
+        self.capture_progress = capture.progress(app, store_url, self.store, self.metrics)
         if Role.COMMAND in self.roles:
             self._build_command_role(idempotency_ttl_s)
         if Role.PROJECTOR in self.roles:
             self._build_projector_role(lease_ttl_s)
         if Role.QUERY in self.roles:
             self._build_query_role()
+        if Role.CAPTURE in self.roles:
+            self._build_capture_role(lease_ttl_s)
         self.metrics.watch_projections(self.status)
         self._installed = False
 
@@ -161,6 +172,7 @@ class Runtime:
             high_water=self.high_water,
             board=self.board,
             metrics=self.metrics,
+            lsn_positions=self.capture_progress.position_through if self.capture_progress else None,
         )
         if self.projector is not None:
             return  # queries wait on this process's own projector
@@ -172,8 +184,23 @@ class Runtime:
         if source is not None:
             self.wakeups.append(source)
 
+    def _build_capture_role(self, lease_ttl_s: float) -> None:
+        assert self.store is not None and self.log is not None
+        leases = Leases(self.read_store, ttl_s=lease_ttl_s)
+        self.capturer = capture.role(self.app, self.store, self.log, leases, self.metrics)
+
     def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
-        # Each build reads a feed through a reader of its own, which follows its position.
+        count = projection.partitions
+        if count == 1:
+            return self._make_part(projection, build, None)
+        parts = [self._make_part(projection, build, Partition(i, count)) for i in range(count)]
+        return PartitionedRunner(parts, build)
+
+    def _make_part(
+        self, projection: Projection, build: Checkpoint, partition: Partition | None
+    ) -> ProjectionRunner:
+        # Each build (each partition) reads a feed through a reader of its own, which
+        # follows its position.
         source: EventSource | None = self.feed.reader() if self.feed is not None else self.log
         assert source is not None
         return ProjectionRunner(
@@ -186,6 +213,7 @@ class Runtime:
             dead_letters=self.dead_letters,
             batch_size=self.batch_size,
             metrics=self.metrics,
+            partition=partition,
         )
 
     # Lifetime
@@ -194,6 +222,9 @@ class Runtime:
         """Creates the framework's and the app's missing tables; starts the app's captures."""
         if self._installed:
             return
+        # Older framework tables first: what follows creates only the missing ones.
+        reads = self.projector is not None or self.queries is not None
+        migrations.upgrade_stores(self.store, self.read_store if reads else None, self.upgrade)
         if self.store is not None and self.log is not None:
             self.log.install()
             if self.commands is not None:
@@ -201,6 +232,8 @@ class Runtime:
                     idempotency.install(connection)
                     self.app.write_model.create_all(connection)
             capture.install(self.store, self.app.captures.values(), self.app.write_model)
+            if self.capturer is not None:
+                self.capturer.install()
         if self.projector is not None or self.queries is not None:
             self.checkpoints.install()
             self.dead_letters.install()
@@ -225,12 +258,18 @@ class Runtime:
             source.start()
         if self.projector is not None:
             self.projector.start()
+        if self.capturer is not None:
+            self.capturer.start()
         elif self.queries is not None and self.feed is not None:
             with contextlib.suppress(StoreUnavailable):
                 self.head()
         return self
 
     def stop(self) -> None:
+        if self.capturer is not None:
+            self.capturer.stop()
+        if self.capture_progress is not None:
+            self.capture_progress.close()
         for source in self.wakeups:
             source.stop()
         if self.projector is not None:
@@ -274,98 +313,15 @@ class Runtime:
         principal: Principal = SYSTEM,
         min_position: int | None = None,
         wait_ms: int | None = None,
+        min_lsn: str | None = None,
     ) -> Answer:
         """Answers a query from the read models, with its freshness."""
         if self.queries is None:
             raise RoleNotServed("this process does not run the query role")
         self.install()
-        return self.queries.ask(query, principal, min_position=min_position, wait_ms=wait_ms)
-
-    # Projections
-
-    def catch_up(self, *, strict: bool = False) -> int:
-        """Applies every pending event to every build, in this thread; returns the count.
-
-        With `strict`, a handler's first failure is raised (HandlerFailed) instead of retried
-        and parked: the mode for an app's own tests. See `Projector.catch_up`.
-        """
-        projector = self._projector()
-        self.install()
-        return projector.catch_up(strict=strict)
-
-    @property
-    def runners(self) -> list[ProjectionRunner]:
-        """The builds this process runs, serving ones first, in the App's order."""
-        if self.projector is None:
-            return []
-        self.install()
-        order = {name: index for index, name in enumerate(self.app.projections)}
-        return sorted(
-            self.projector.runners.values(),
-            key=lambda r: (not r.serving, order.get(r.name, 0), r.generation),
+        return self.queries.ask(
+            query, principal, min_position=min_position, wait_ms=wait_ms, min_lsn=min_lsn
         )
-
-    def pause_projector(self) -> None:
-        """Stops applying events until `resume_projector` (lag builds up meanwhile)."""
-        self._projector().pause()
-
-    def resume_projector(self) -> None:
-        self._projector().resume()
-
-    def rebuild(self, name: str) -> Checkpoint:
-        """Starts a blue/green rebuild; the serving build answers queries until the swap.
-
-        In a process without the projector role, this records the request; the projector
-        processes pick it up within seconds.
-        """
-        self.install()
-        projection = self._projection(name)
-        if self.projector is not None:
-            return self.projector.rebuild(name)
-        return self.checkpoints.start_build(name, projection.version, projection.table_names)
-
-    def list_dead_letters(self, name: str | None = None) -> list[DeadLetter]:
-        """Unresolved dead letters, of one projection or all."""
-        if name is not None:
-            self._projection(name)
-        try:
-            with self.read_store.read() as connection:
-                return self.dead_letters.open(connection, name)
-        except MISSING_TABLE_ERRORS:
-            return []
-
-    def retry_dead_letters(self, name: str) -> tuple[int, int]:
-        """Applies a projection's parked events again, in order; (applied, still parked)."""
-        self._projection(name)
-        projector = self._projector()
-        self.install()
-        return projector.retry_parked(name)
-
-    def swap(self, name: str, *, force: bool = False) -> Checkpoint:
-        """Swaps the build in progress of a projection in, now; the build as it serves.
-
-        Refused (409) while the build is behind the serving one, or while it has dead letters
-        unless `force`: forcing serves a read model that misses the events it parked, which is
-        right when those events are known to be of no consequence to it.
-        """
-        self._projection(name)
-        self.install()
-        swapped = swap_in(self.checkpoints, name, force=force)
-        if self.projector is not None:
-            self.projector.reconcile()
-        self.high_water.wake()
-        return swapped
-
-    def _projection(self, name: str) -> Projection:
-        try:
-            return self.app.projections[name]
-        except KeyError:
-            raise NotRegistered(f"there is no projection named {name!r}") from None
-
-    def _projector(self) -> Projector:
-        if self.projector is None:
-            raise RoleNotServed("this process does not run the projector role")
-        return self.projector
 
     # Where things stand
 

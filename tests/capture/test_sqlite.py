@@ -27,8 +27,6 @@ from projectionist import (
     Runtime,
     UnitOfWork,
 )
-from projectionist.capture import install
-from projectionist.stores import Store
 from tests.capture.conftest import Stores, head
 
 
@@ -379,12 +377,18 @@ def test_a_store_table_without_a_kept_column_or_a_key_is_refused(stores: Stores)
     writer.close()
 
 
-def test_capture_on_postgresql_is_refused_until_it_is_supported() -> None:
-    store = Store("postgresql+psycopg://nobody@127.0.0.1:1/none")
-    app = people_app()
-    with pytest.raises(ConfigurationError, match="captures 'people', and capture needs a SQLite"):
-        install(store, app.captures.values(), app.write_model)
-    store.dispose()
+def test_the_capture_role_on_sqlite_installs_the_triggers_and_runs_no_process(
+    stores: Stores,
+) -> None:
+    assert Runtime(people_app(), store=stores.url).roles == ("command", "projector", "query")
+    runtime = Runtime(people_app(), store=stores.url, roles="capture")
+    runtime.start()
+    assert runtime.capturer is None and runtime.capture_progress is None
+    writer = stores.connect()
+    writer.execute("INSERT INTO people (id, name) VALUES (1, 'Ann')")
+    assert head(writer) == 1
+    writer.close()
+    runtime.stop()
 
 
 class Rename(Command):

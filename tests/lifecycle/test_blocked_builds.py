@@ -193,10 +193,11 @@ def test_a_checkpoint_table_of_an_older_release_gains_its_dead_letter_count(
     try:
         runtime.execute(Say(word="milk"))
         runtime.catch_up()
-        with runtime.read_store.write() as connection:
+        with runtime.read_store.write() as connection:  # as an older release left it
             connection.exec_driver_sql(
                 "ALTER TABLE projectionist_projections DROP COLUMN dead_letters"
             )
+            connection.exec_driver_sql("DROP TABLE projectionist_schema")
     finally:
         runtime.stop()
     again = runtime_of(Vocabulary(1, poison={"milk"}), stores)

@@ -1,5 +1,6 @@
-"""Leases across processes: one projector applies each projection; kill -9 it and another
-takes over within the lease's time, without losing or repeating an event."""
+"""Leases across processes: one projector applies each projection (each partition of a
+partitioned one, shared between the projectors); kill -9 one and the other takes over within
+the lease's time, without losing or repeating an event."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def lease_owners(read_url: str) -> dict[str, tuple[str, float]]:
                 " FROM projectionist_leases")).all()
     finally:
         engine.dispose()
-    return {name: (owner, float(left)) for name, owner, left in rows}
+    # The leases that hand out work: a process's membership in a partitioned build only
+    # counts the processes that share it.
+    return {name: (owner, float(left)) for name, owner, left in rows if ":members:" not in name}
 
 
 def held_by(owners: dict[str, tuple[str, float]], server: Server) -> set[str]:
@@ -64,7 +67,11 @@ def test_killing_the_lease_holder_hands_every_projection_over_within_the_ttl(
     pg_stores: tuple[str, str], servers: Servers, commands: Runtime, reader: Runtime,
 ) -> None:
     write, read = pg_stores
-    projections = len(create_audited_shop().projections)
+    app = create_audited_shop()
+    # A lease per unpartitioned projection, and one per partition of a partitioned one.
+    projections = sum(p.partitions for p in app.projections.values())
+    partitioned = {name for name, p in app.projections.items() if p.partitions > 1}
+    assert partitioned == {"order_summary"}
     settings = ["--lease-ttl", str(TTL_S)]
     commands.install()
     register_products(commands)
@@ -89,13 +96,18 @@ def test_killing_the_lease_holder_hands_every_projection_over_within_the_ttl(
     writer = threading.Thread(target=keep_commanding)
     writer.start()
     try:
-        # Both run; only the first applies (the second waits for leases it cannot take).
+        # Both run. The partitions of order_summary are shared, two each; every other
+        # projection stays with the first (the second waits for leases it cannot take).
+        wait_for(lambda: len(held_by(lease_owners(read), second)) == 2,
+                 timeout_s=4 * TTL_S, what="the second projector taking its share")
         deadline = time.monotonic() + TTL_S + 1.0
         while time.monotonic() < deadline:
             owners = lease_owners(read)
             assert len(owners) == projections
-            assert len(held_by(owners, first)) == projections
-            assert not held_by(owners, second)
+            seconds = held_by(owners, second)
+            assert len(held_by(owners, first)) == projections - 2
+            assert len(seconds) == 2
+            assert all(name.startswith("order_summary:") for name in seconds)
             time.sleep(0.1)
 
         first.kill()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -14,6 +14,17 @@ from ..errors import ConfigurationError
 
 RESERVED_PREFIX = "projectionist_"
 ColumnRef = str | sa.Column[Any]
+
+
+class CapturingApp(Protocol):
+    """What capture reads of an App: its name, its captured tables and its write model."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def captures(self) -> Mapping[str, CapturedTable]: ...
+    @property
+    def write_model(self) -> sa.MetaData: ...
 
 
 @dataclass(frozen=True, slots=True)

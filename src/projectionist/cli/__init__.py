@@ -9,7 +9,10 @@ import typer
 from rich.markup import escape
 
 from ..errors import ProjectionistError
+from .capacity import capacity
+from .capture import capture_cli
 from .common import DEFAULT_APP, errors, load_app
+from .migrate import migrate
 from .project import default_map, project_settings
 from .projections import dead_letters_cli, rebuild, status, swap
 from .serve import serve, token
@@ -26,9 +29,11 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (serve, token, status, rebuild, swap):
+for command in (serve, token, status, rebuild, swap, capacity):
     cli.command()(command)
 cli.add_typer(dead_letters_cli, name="dead-letters")
+cli.add_typer(capture_cli, name="capture")
+cli.command()(migrate)
 
 
 @cli.command(

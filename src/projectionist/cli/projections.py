@@ -12,9 +12,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import NotRegistered, RebuildInProgress, StoreUnavailable
+from ..projections.status import ProjectionStatus
 from ..readstore.checkpoints import BuildBlocked, Checkpoint, State
 from ..runtime import DEFAULT_STORE, Runtime
 from ..stores import MISSING_TABLE_ERRORS, redact
+from .capacity import human_bytes, human_duration, human_rate
 from .common import (
     DEFAULT_APP,
     AppOption,
@@ -45,8 +47,17 @@ def status(
         )
         try:
             rows = [row for row in runtime.status()]
+            progress = runtime.capture_progress
+            captured = progress.status() if progress is not None else None
         finally:
             runtime.stop()
+    if captured is not None and not as_json:
+        console.print(
+            f"capture: slot {captured.slot}, {captured.state}, through"
+            f" {captured.to_json()['through_lsn']}, lag {captured.lag_bytes} bytes"
+            f" ({captured.lag_seconds:.1f} s)" + (f": {captured.error}" if captured.error else ""),
+            soft_wrap=True,
+        )
     if as_json:
         print(json.dumps([{**row.to_json(), "active": row.active} for row in rows], indent=2))
         return
@@ -60,6 +71,11 @@ def status(
         "lag (events)",
         "lag (ms)",
         "dead letters",
+        "storage",
+        "rows",
+        "replay",
+        "rebuild ETA",
+        "remaining",
     ):
         text = column in ("name", "state")
         table.add_column(column, justify="left" if text else "right", no_wrap=text)
@@ -82,8 +98,22 @@ def status(
             str(row.lag_events),
             f"{row.lag_ms:.0f}",
             str(row.dead_letters),
+            *_capacity_cells(row),
         )
     console.print(table)
+
+
+def _capacity_cells(row: ProjectionStatus) -> list[str]:
+    """Storage, rows, replay rate, rebuild ETA and a rebuild's time left, in human units."""
+    rows = "-" if row.rows is None else f"{'~' if row.rows_estimated else ''}{row.rows:,}"
+    remaining = "" if row.active else human_duration(row.remaining_s)
+    return [
+        human_bytes(row.storage_bytes),
+        rows,
+        human_rate(row.replay_events_per_s),
+        human_duration(row.rebuild_eta_s),
+        remaining,
+    ]
 
 
 def rebuild(

@@ -10,7 +10,7 @@ import typer
 
 from ..auth import ALL_SCOPES, READ_ONLY_SCOPES, TokenAuthority, auth_enabled
 from ..commands.admission import MAX_PENDING_COMMANDS
-from ..roles import ROLES
+from ..correlation import CorrelationFilter
 from ..runtime import DEFAULT_STORE, Runtime
 from .common import (
     DEFAULT_APP,
@@ -26,13 +26,19 @@ from .common import (
 )
 
 
+# long: one parameter per command-line option
 def serve(
     app_path: AppOption = DEFAULT_APP,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    roles: Annotated[str, typer.Option("--roles", help="Any of command,projector,query.")] = (
-        ",".join(ROLES)
-    ),
+    roles: Annotated[
+        str | None,
+        typer.Option(
+            "--roles",
+            help="Any of command,projector,query,capture (default: the first three, and"
+            " capture when the app captures tables on PostgreSQL).",
+        ),
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
     read_store: ReadStoreOption = None,
     events: EventsOption = None,
@@ -68,13 +74,26 @@ def serve(
             help="Commands this process holds at once; past it, 503 with Retry-After at once.",
         ),
     ] = MAX_PENDING_COMMANDS,
+    upgrade: Annotated[
+        str,
+        typer.Option(
+            "--upgrade",
+            envvar="PROJECTIONIST_UPGRADE",
+            help="A store whose framework tables an older release made: auto upgrades it at"
+            " start, refuse stops (then run projectionist migrate).",
+        ),
+    ] = "auto",
 ) -> None:
     """Serve an app over HTTP, running the chosen roles in this process."""
     import uvicorn
 
     from ..http import create_http_app
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(CorrelationFilter())
     with friendly_errors():
         app = load_app(app_path)
         runtime = Runtime(
@@ -87,6 +106,7 @@ def serve(
             batch_size=batch_size,
             events=events,
             idempotency_ttl_s=idempotency_ttl or None,
+            upgrade=upgrade,
         )
         authority = authority_for(store) if auth_enabled() else None
         runtime.start()

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from .. import edge
 from ..app import App
 from ..auth import Principal
+from ..correlation import current as current_correlation
 from ..errors import (
     ConcurrencyError,
     Forbidden,
@@ -28,6 +29,7 @@ from ..eventlog import EventLog
 from ..messages import Command
 from ..metrics import Metrics, observe
 from ..stores import Store, first_line, is_lock_conflict
+from ..tracing import span
 from . import idempotency
 from .group_commit import GroupCommit, Ticket
 from .unit_of_work import RecordedEvent, UnitOfWork
@@ -106,9 +108,20 @@ class CommandBus:
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
     ) -> CommandResult:
-        """Authorizes and handles a command; its changes and events commit together."""
-        with observe(self.metrics.commands, self.metrics.command_seconds, command.type_name):
-            return self._execute(command, principal, idempotency_key, correlation_id)
+        """Authorizes and handles a command; its changes and events commit together.
+
+        `correlation_id` is stored in its events' metadata (by default, the command's id).
+        """
+        token = current_correlation.set(correlation_id) if correlation_id is not None else None
+        try:
+            with (
+                span("projectionist.command", {"projectionist.command": command.type_name}),
+                observe(self.metrics.commands, self.metrics.command_seconds, command.type_name),
+            ):
+                return self._execute(command, principal, idempotency_key, correlation_id)
+        finally:
+            if token is not None:
+                current_correlation.reset(token)
 
     def _execute(
         self,
@@ -188,7 +201,10 @@ class CommandBus:
                 versions.update(unit.versions)
                 staged.append((ticket, unit))
             pending = [event for _, unit in staged for event in unit.pending]
-            positions = self.log.append(connection, pending) if pending else []
+            positions = []
+            if pending:
+                with span("projectionist.append", {"projectionist.events": len(pending)}):
+                    positions = self.log.append(connection, pending)
             recorded: list[RecordedEvent] = []
             results: list[tuple[Ticket[_Request, CommandResult], CommandResult]] = []
             offset = 0
@@ -301,6 +317,9 @@ class CommandBus:
         Constraint and data errors of the store become 409 and 422.
         """
         name = request.command.type_name
+        # The handler's log lines carry its command's correlation id, in whichever thread
+        # runs it (one thread runs a whole group commit).
+        token = current_correlation.set(unit.correlation_id)
         try:
             request.handler(request.command, unit)
             unit.save_loaded()
@@ -313,6 +332,8 @@ class CommandBus:
             raise InvalidMessage(
                 f"{name} has a value the store cannot hold: {first_line(cause)}"
             ) from error
+        finally:
+            current_correlation.reset(token)
 
     def _result(
         self,

@@ -23,7 +23,8 @@ idempotency_table = sa.Table(
     sa.Column("response", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
-_by_age = sa.Index("projectionist_idempotency_created_at", idempotency_table.c.created_at)
+# Pruning finds expired answers by age.
+sa.Index("projectionist_idempotency_created_at", idempotency_table.c.created_at)
 
 DEFAULT_TTL_S = 7 * 86400.0
 """How long an answer is kept for retries by default: a week."""
@@ -46,9 +47,8 @@ def scoped_key(subject: str | None, key: str) -> str:
 
 
 def install(connection: Connection) -> None:
-    """Creates the table, and the index pruning uses on a table made before it existed."""
+    """Creates the table if it is missing (`migrations` upgrades an older one)."""
     metadata.create_all(connection)
-    _by_age.create(connection, checkfirst=True)
 
 
 def lookup(

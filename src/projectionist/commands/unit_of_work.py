@@ -14,6 +14,7 @@ from ..auth import Principal
 from ..errors import ConcurrencyError
 from ..eventlog import EventLog, NewEvent
 from ..messages import Event, EventMetadata, Registry, encode_event
+from ..tracing import span
 from .aggregates import Aggregate
 
 A = TypeVar("A", bound=Aggregate)
@@ -162,7 +163,8 @@ class UnitOfWork:
         if not self._pending:
             return []
         try:
-            positions = self._log.append(self.connection, self._pending)
+            with span("projectionist.append", {"projectionist.events": len(self._pending)}):
+                positions = self._log.append(self.connection, self._pending)
         except ConcurrencyError as conflict:
             # A stream recorded with ANY_VERSION only lost a race for its next version to
             # another process: running the command again is safe and will succeed.

@@ -28,18 +28,17 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..messages import StoredEvent
 from ..wakeups import HighWater, WakeupSource
 from .base import Feed, decode, encode
+from .jetstream_url import parse
 
 log = logging.getLogger("projectionist.jetstream")
 
 T = TypeVar("T")
 
-DEFAULT_STREAM = "PROJECTIONIST_EVENTS"
 GAP = "Projectionist-Gap"
 POSITION = "Projectionist-Position"
 RECORDED_AT = "Projectionist-Recorded-At"
@@ -50,6 +49,13 @@ _FETCH_MAX = 1000
 # the consumer is gone.
 _FETCH_TIMEOUT_S = 2.0
 _CONSUMER_IDLE_S = 300.0
+# A consumer is made in a few short tries rather than one long wait (see _create_consumer).
+_CREATE_ATTEMPTS = 10
+_CREATE_TIMEOUT_S = 0.4
+# A server that answers no ping for two intervals is gone: the client moves to another of the
+# cluster's servers within about 2 s, where TCP alone could take minutes.
+_PING_INTERVAL_S = 1
+_MAX_OUTSTANDING_PINGS = 2
 
 
 async def _log_error(error: Exception) -> None:
@@ -59,26 +65,23 @@ async def _log_error(error: Exception) -> None:
 class JetStream(Feed):
     """One NATS connection, driven by a private event loop thread so that threads can use it.
 
-    The URL is NATS's own (`nats://host:4222`), with `?stream=NAME` to choose the stream
-    (default PROJECTIONIST_EVENTS); its subject is `projectionist.<NAME>`.
+    The URL is NATS's own (`nats://host:4222`, or a cluster's servers separated by commas),
+    with `?stream=NAME` to choose the stream (default PROJECTIONIST_EVENTS) and `replicas=N`
+    for the copies a cluster keeps of it; its subject is `projectionist.<NAME>`. Requests time
+    out after `timeout_s`, short enough that a relay or projector moves on within seconds of
+    a server's loss or a leader's election.
     """
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 2.0) -> None:
         if importlib.util.find_spec("nats") is None:
             raise ConfigurationError(
                 "an events URL needs the NATS client: pip install 'projectionist[nats]'"
             )
-        parts = urlsplit(url)
-        if parts.scheme not in ("nats", "tls"):
-            raise ConfigurationError(f"an events URL starts with nats:// or tls://, not {url!r}")
-        stream = parse_qs(parts.query).get("stream", [DEFAULT_STREAM])[0]
-        if not stream or not all(c.isalnum() or c in "_-" for c in stream):
-            raise ConfigurationError(
-                f"the stream name {stream!r} may hold letters, digits, _ and - only"
-            )
-        self.server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        self._shown = f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}"
-        self.stream = stream
+        address = parse(url)
+        self.servers = list(address.servers)
+        self._shown = address.shown
+        self.stream = stream = address.stream
+        self.replicas = address.replicas
         self.subject = f"projectionist.{stream}"
         self.timeout_s = timeout_s
         self._loop = asyncio.new_event_loop()
@@ -130,10 +133,12 @@ class JetStream(Feed):
                 # A few quick reconnects ride out a restart; past them the connection closes
                 # and the next call connects afresh (or says NATS is unreachable).
                 self._nc = await nats.connect(
-                    self.server,
+                    servers=self.servers,
                     connect_timeout=self.timeout_s,
                     max_reconnect_attempts=5,
                     reconnect_time_wait=0.5,
+                    ping_interval=_PING_INTERVAL_S,
+                    max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
                     allow_reconnect=True,
                     name="projectionist",
                     error_cb=_log_error,
@@ -150,7 +155,8 @@ class JetStream(Feed):
     # Feed
 
     def ensure(self) -> None:
-        """Creates the stream if it does not exist (file storage, kept until deleted)."""
+        """Creates the stream if it does not exist (file storage, kept until deleted, with
+        the URL's replicas)."""
         from nats.js.api import StorageType, StreamConfig
         from nats.js.errors import NotFoundError
 
@@ -163,6 +169,7 @@ class JetStream(Feed):
                         name=self.stream,
                         subjects=[self.subject],
                         storage=StorageType.FILE,
+                        num_replicas=self.replicas,
                         description="projectionist: the event log, one message per position",
                     )
                 )
@@ -493,29 +500,8 @@ class JetStreamEventSource:
     async def _subscribe(self, start: int) -> None:
         """A new ephemeral consumer from `start`: no acks, in memory, gone after
         _CONSUMER_IDLE_S idle (and deleted with this reader)."""
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import APIError
-
         await self.unsubscribe()
-        js = await self.jetstream.connected()
-        name = f"projectionist-{uuid.uuid4().hex}"
-        try:
-            info = await js.add_consumer(
-                self.jetstream.stream,
-                ConsumerConfig(
-                    name=name,
-                    filter_subject=self.jetstream.subject,
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=start,
-                    ack_policy=AckPolicy.NONE,
-                    inactive_threshold=_CONSUMER_IDLE_S,
-                    mem_storage=True,
-                ),
-            )
-        except APIError as error:  # the stream was deleted, for one
-            raise StoreUnavailable(
-                f"JetStream could not follow {self.jetstream!r} from {start}: {error}"
-            ) from None
+        name, info = await self._create_consumer(start)
         self._consumer = name
         self._batch_limit = min(_FETCH_MAX, getattr(info.config, "max_batch", None) or _FETCH_MAX)
         self._max_batch = min(self._max_batch, self._batch_limit)
@@ -523,6 +509,45 @@ class JetStreamEventSource:
         self._pulled_at = time.monotonic()
         # A reader dropped with its build takes its consumer with it.
         self._finalizer = weakref.finalize(self, self.jetstream.delete_consumer_soon, name)
+
+    async def _create_consumer(self, start: int) -> tuple[str, Any]:
+        """(name, info) of a consumer made on the server, tried a few times with short waits:
+        a cluster places the consumer on one of the stream's peers, a dead one too until it
+        counts that one offline (some seconds), and another try lands on a live peer."""
+        import nats.errors
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import APIError, ServiceUnavailableError
+
+        js = await self.jetstream.connected()
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            name = f"projectionist-{uuid.uuid4().hex}"
+            config = ConsumerConfig(
+                name=name,
+                filter_subject=self.jetstream.subject,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=_CONSUMER_IDLE_S,
+                mem_storage=True,
+            )
+            try:
+                info = await js.add_consumer(
+                    self.jetstream.stream, config, timeout=_CREATE_TIMEOUT_S
+                )
+            except (TimeoutError, nats.errors.TimeoutError, ServiceUnavailableError) as error:
+                self.jetstream.delete_consumer_soon(name)  # should it be made after all
+                if attempt == _CREATE_ATTEMPTS:
+                    raise StoreUnavailable(
+                        f"JetStream made no consumer of {self.jetstream!r} from {start} in"
+                        f" {attempt} tries: {error!r}"
+                    ) from None
+                continue
+            except APIError as error:  # the stream was deleted, for one
+                raise StoreUnavailable(
+                    f"JetStream could not follow {self.jetstream!r} from {start}: {error}"
+                ) from None
+            return name, info
+        raise AssertionError("unreachable")
 
     async def unsubscribe(self) -> None:
         """Deletes the consumer on the server."""

@@ -89,7 +89,8 @@ class Relay:
                 moved = self.relay()
                 backoff = 0.0
             except Exception as error:
-                backoff = min(5.0, backoff * 2 or 0.1)
+                # Capped at 1 s: a feed back from an outage is caught up within seconds.
+                backoff = min(1.0, backoff * 2 or 0.1)
                 level = logging.ERROR if isinstance(error, ConfigurationError) else logging.WARNING
                 log.log(
                     level,

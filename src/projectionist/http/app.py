@@ -8,17 +8,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from .. import edge
+from .. import correlation, edge
 from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
 from ..commands.admission import MAX_PENDING_COMMANDS, Admission
 from ..errors import InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
+from .openapi import COMMAND_RESPONSES, QUERY_RESPONSES, install_openapi, typed_answer
 from .operations import LagHistory, dead_letter_routes, health_routes, operation_routes
 
 MAX_BODY_BYTES = 256 * 1024
@@ -74,9 +74,36 @@ def create_http_app(
     health_routes(api, runtime)
     operation_routes(api, runtime, principal, history)
     dead_letter_routes(api, runtime, principal)
-    _install_openapi(api, schemas)
+    install_openapi(api, schemas)
+    api.add_middleware(_Correlate)
     api.add_middleware(_CountResponses, metrics=runtime.metrics, api=api)
     return api
+
+
+class _Correlate:
+    """ASGI middleware giving each request its correlation id (see `correlation`): current
+    while the request runs, and echoed in the answer's X-Request-ID header."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = correlation.from_headers(scope["headers"])
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        token = correlation.current.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation.current.reset(token)
 
 
 class _CountResponses:
@@ -147,7 +174,13 @@ def _command_routes(
             with admission:
                 key = _idempotency_key(request)
                 command = bus.parse(name, await _read_body(request, max_body_bytes))
-                result = await run_in_threadpool(bus.execute, command, who, idempotency_key=key)
+                result = await run_in_threadpool(
+                    bus.execute,
+                    command,
+                    who,
+                    idempotency_key=key,
+                    correlation_id=correlation.current.get(),
+                )
             return JSONResponse(result.to_json())
 
         return handle
@@ -161,7 +194,7 @@ def _command_routes(
             tags=["commands"],
             name=name,
             summary=(registration.command_type.__doc__ or name).strip().splitlines()[0],
-            responses=_COMMAND_RESPONSES,
+            responses=COMMAND_RESPONSES,
             openapi_extra={
                 "requestBody": {
                     "required": True,
@@ -210,17 +243,23 @@ def _query_routes(
                 params[key] = value
             min_position = _int_param(params.pop("min_position", None), "min_position")
             wait_ms = _int_param(params.pop("wait_ms", None), "wait_ms")
+            min_lsn = params.pop("min_lsn", None)
             query = bus.parse(name, params)
             answer = await run_in_threadpool(
-                bus.ask, query, who, min_position=min_position, wait_ms=wait_ms
+                bus.ask, query, who, min_position=min_position, wait_ms=wait_ms, min_lsn=min_lsn
             )
             return Response(answer.json_bytes(), media_type="application/json")
 
         return handle
 
+    lsn = bus.lsn_positions is not None
     for name, registration in runtime.app.queries.items():
         query_type = registration.query_type
         schemas[name] = query_type
+        responses = QUERY_RESPONSES
+        if registration.result is not None:
+            schemas[f"{name}Result"] = registration.result
+            responses = {**QUERY_RESPONSES, 200: typed_answer(f"{name}Result")}
         api.add_api_route(
             f"/queries/{name}",
             route(name),
@@ -228,8 +267,8 @@ def _query_routes(
             tags=["queries"],
             name=name,
             summary=(query_type.__doc__ or name).strip().splitlines()[0],
-            responses=_QUERY_RESPONSES,
-            openapi_extra={"parameters": _query_parameters(query_type)},
+            responses=responses,
+            openapi_extra={"parameters": _query_parameters(query_type, lsn=lsn)},
         )
 
     @api.get("/queries/{name}", tags=["queries"], include_in_schema=False)
@@ -269,7 +308,9 @@ def _int_param(value: str | None, name: str) -> int | None:
     return int(value)
 
 
-def _query_parameters(query_type: type[BaseModel]) -> list[dict[str, Any]]:
+def _query_parameters(query_type: type[BaseModel], *, lsn: bool) -> list[dict[str, Any]]:
+    """The query's fields as parameters, then the freshness ones (`min_lsn` where the
+    process knows how far the capture of a PostgreSQL store has read)."""
     schema = query_type.model_json_schema(ref_template="#/components/schemas/{model}")
     required = set(schema.get("required", []))
     parameters = [
@@ -289,105 +330,19 @@ def _query_parameters(query_type: type[BaseModel]) -> list[dict[str, Any]]:
             "in": "query",
             "required": False,
             "schema": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 2000},
-            "description": "How long to wait for min_position (only with min_position).",
+            "description": "How long to wait for min_position" + (" or min_lsn." if lsn else "."),
+        },
+    ]
+    if not lsn:
+        return parameters
+    parameters += [
+        {
+            "name": "min_lsn",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"},
+            "description": "Wait until every captured change committed before this LSN"
+            " (a writer's pg_current_wal_lsn() after its commit) is in the read models.",
         },
     ]
     return parameters
-
-
-_ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
-
-
-_COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The command was handled; its events are in the log.",
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/CommandAccepted"}}
-        },
-    },
-    401: _error("Missing, invalid or expired token."),
-    403: _error("The token lacks the scope, or a policy refuses."),
-    404: _error("Unknown command type."),
-    409: _error("Refused by the current state; nothing was written."),
-    422: _error("The body does not match the command's schema."),
-    503: _error("The write store is unavailable, or too many commands are pending; retry later."),
-}
-
-_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The answer and its freshness.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueryAnswer"}}},
-    },
-    401: _error("Missing, invalid or expired token."),
-    403: _error("The token lacks the scope, or a policy refuses."),
-    404: _error("Unknown query type, or no such item."),
-    422: _error("Bad parameters."),
-    503: _error("min_position was not reached within wait_ms, or the read store is down."),
-}
-
-_SHARED_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "detail"],
-        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-    },
-    "Freshness": {
-        "type": "object",
-        "required": ["position", "head", "lag_events", "lag_ms", "dead_letters"],
-        "properties": {
-            "position": {"type": "integer"},
-            "head": {"type": "integer"},
-            "lag_events": {"type": "integer"},
-            "lag_ms": {"type": "number"},
-            "dead_letters": {"type": "integer"},
-        },
-    },
-    "QueryAnswer": {
-        "type": "object",
-        "required": ["data", "freshness"],
-        "properties": {"data": {}, "freshness": {"$ref": "#/components/schemas/Freshness"}},
-    },
-    "CommandAccepted": {
-        "type": "object",
-        "required": ["command_id", "position", "events"],
-        "properties": {
-            "command_id": {"type": "string"},
-            "position": {"type": "integer"},
-            "events": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["type", "stream", "version", "position"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "stream": {"type": "string"},
-                        "version": {"type": "integer"},
-                        "position": {"type": "integer"},
-                    },
-                },
-            },
-        },
-    },
-}
-
-
-def _install_openapi(api: FastAPI, schemas: dict[str, type[BaseModel]]) -> None:
-    def openapi() -> dict[str, Any]:
-        if api.openapi_schema is None:
-            document = get_openapi(
-                title=api.title, version=api.version, description=api.description, routes=api.routes
-            )
-            components = document.setdefault("components", {}).setdefault("schemas", {})
-            components.update(_SHARED_SCHEMAS)
-            for name, model in schemas.items():
-                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(schema.pop("$defs", {}))
-                components[name] = schema
-            api.openapi_schema = document
-        return api.openapi_schema
-
-    api.openapi = openapi  # type: ignore[method-assign]

@@ -15,8 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from .. import edge
 from ..auth import Principal
 from ..errors import InvalidMessage
+from ..eventlog.schema import events_table
+from ..projections.status import ProjectionStatus
 from ..readstore.checkpoints import State
+from ..readstore.storage import Cached, Footprint, measure_tables
 from ..runtime import Runtime
+from ..stores import Store
 from .dashboard import DASHBOARD_HTML
 
 PrincipalOf = Callable[[Request], Principal]
@@ -81,11 +85,23 @@ class LagHistory:
             rows = self.runtime.status()
         except Exception:  # a store is down: skip this sample
             return
+        now = time.time()
+        positions = {_build_label(r): r.position for r in rows}
+        last = self.samples[-1] if self.samples else None
+        replayed = {}
+        if last is not None and now > last["t"]:
+            # Events applied per second since the last sample: the replay throughput seen live.
+            for label, position in positions.items():
+                before = last["positions"].get(label)
+                if before is not None:
+                    replayed[label] = round(max(0, position - before) / (now - last["t"]), 1)
         self.samples.append(
             {
-                "t": time.time(),
+                "t": now,
                 "lag_events": {r.name: r.lag_events for r in rows if r.active},
                 "lag_ms": {r.name: r.lag_ms for r in rows if r.active},
+                "positions": positions,
+                "events_per_s": replayed,
             }
         )
 
@@ -95,8 +111,17 @@ class LagHistory:
             self._stop.wait(self.every_s)
 
 
+def _build_label(row: ProjectionStatus) -> str:
+    return row.name if row.active else f"{row.name} (g{row.generation})"
+
+
 def health_routes(api: FastAPI, runtime: Runtime) -> None:
     """Adds /healthz and /metrics, open to whoever reaches them (your own network only)."""
+    store = runtime.store
+    if store is not None:
+        # Measured at most every few seconds: a scrape never waits on a walk of a large log.
+        log_size = Cached(lambda: _log_footprint(store))
+        runtime.metrics.watch_log(log_size.get)
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, Any]:
@@ -135,6 +160,15 @@ def operation_routes(
                 body["progress"] = row.progress
             listed.append(body)
         return listed
+
+    @api.get("/projections/capture", tags=["operations"], responses=_errors(401, 403, 503))
+    async def capture(request: Request) -> dict[str, Any] | None:
+        """Where the capture of the write store stands: slot, state, through_lsn, lag; null
+        when the app captures no table of a PostgreSQL store or no capture has started."""
+        watcher(request)
+        progress = runtime.capture_progress
+        found = None if progress is None else await run_in_threadpool(progress.status)
+        return None if found is None else found.to_json()
 
     @api.get("/projections/history", tags=["operations"], responses=_errors(401, 403))
     async def lag_history(request: Request) -> list[dict[str, Any]]:
@@ -263,6 +297,11 @@ def dead_letter_routes(api: FastAPI, runtime: Runtime, principal: PrincipalOf) -
         admin(request)
         applied, failed = await run_in_threadpool(runtime.retry_dead_letters, name)
         return {"applied": applied, "still_parked": failed}
+
+
+def _log_footprint(store: Store) -> Footprint:
+    with store.read() as connection:
+        return measure_tables(connection, [events_table.name])
 
 
 def _flag(request: Request, name: str) -> bool:

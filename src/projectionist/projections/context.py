@@ -29,8 +29,10 @@ class ApplyContext(ViewContext):
         live_since: float | None = None,
         live_after: int = 0,
         caches: Mapping[str, DocumentCache] | None = None,
+        lock_reads: bool = False,
     ) -> None:
         super().__init__(connection, {projection: generation}, caches)
+        self.lock_reads = lock_reads
         self._live_since = live_since
         self._live_after = live_after
         self._rows = RowWrites()

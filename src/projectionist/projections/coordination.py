@@ -2,13 +2,17 @@
 
 Like the coordination agent of Marten's daemon: a process runs a build only while it holds the
 build's lease; a process that dies stops extending it, and another takes over within the TTL.
-The checkpoint's compare-and-set still fences every batch.
+A process that is alive but cannot read its events (its feed is cut off) gives its leases back
+after `give_up_after_s` of failures and stands down for `stand_down_s`, so that a process that
+can read takes over rather than waiting for a lease that is still being extended. The
+checkpoint's compare-and-set still fences every batch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from enum import Enum
 
 from ..readstore.leases import Leases
@@ -16,9 +20,10 @@ from ..readstore.leases import Leases
 log = logging.getLogger("projectionist.projections")
 
 
-def lease_name(projection: str, generation: int) -> str:
-    """The lease of one build of a projection."""
-    return f"{projection}:g{generation}"
+def lease_name(projection: str, generation: int, partition: int | None = None) -> str:
+    """The lease of one build of a projection, or of one partition of a partitioned build."""
+    build = f"{projection}:g{generation}"
+    return build if partition is None else f"{build}:p{partition}"
 
 
 class Claim(Enum):
@@ -44,10 +49,20 @@ class Claim(Enum):
 class Coordinator:
     """Takes, extends and gives back this process's leases; without leases, owns everything."""
 
-    def __init__(self, leases: Leases | None, *, retry_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        leases: Leases | None,
+        *,
+        retry_s: float = 0.5,
+        give_up_after_s: float = 2.5,
+        stand_down_s: float = 1.0,
+    ) -> None:
         self.leases = leases
         self.retry_s = retry_s
+        self.give_up_after_s = give_up_after_s
+        self.stand_down_s = stand_down_s
         self._next_try: dict[str, float] = {}
+        self._failing_since: dict[str, float] = {}
 
     def claim(self, name: str) -> Claim:
         """Takes or extends the lease of `name` when due."""
@@ -81,6 +96,31 @@ class Coordinator:
                 self.leases.release(name)
             except Exception:  # the store is down: the lease runs out by itself
                 log.debug("could not release %s", name, exc_info=True)
+
+    def failed(self, name: str, started: float, also: Sequence[str] = ()) -> bool:
+        """Notes that a batch of `name` begun at `started` (monotonic) could not read or
+        write; True when failures have lasted `give_up_after_s`, and the lease was given back,
+        with the leases `also` held for the same build, so that another process takes over
+        (this one stands down for `stand_down_s`)."""
+        since = self._failing_since.setdefault(name, started)
+        now = time.monotonic()
+        if self.leases is None or now - since < self.give_up_after_s:
+            return False
+        del self._failing_since[name]
+        for lease in dict.fromkeys([name, *also]):
+            if self.leases.holds(lease):
+                log.warning(
+                    "this process gave back the lease of %s after %.1f s of failures",
+                    lease,
+                    now - since,
+                )
+            self.release(lease)
+            self._next_try[lease] = now + self.stand_down_s
+        return True
+
+    def succeeded(self, name: str) -> None:
+        """Notes that a batch of `name` went through: failures start counting afresh."""
+        self._failing_since.pop(name, None)
 
     def runs_elsewhere(self, name: str) -> bool:
         """True when some process holds a live lease of `name` (this one included)."""

@@ -12,6 +12,7 @@ from ..calls import check_parameters, synchronous
 from ..capture.events import RowChanged
 from ..errors import ConfigurationError
 from ..messages import Event
+from ..readstore.partitions import check_count
 from ..readstore.tables import DocumentCollection, ViewTable
 
 if TYPE_CHECKING:
@@ -40,9 +41,22 @@ class Projection:
 
     Raise `version` when the handlers or tables change: the new version is built apart from
     the one serving queries.
+
+    With `partitions=N`, events are split by stream (a stable hash of its name) into N
+    partitions, each with its own checkpoint and lease, applied side by side by the
+    projector processes that share them; each stream's events keep their order. Key what a
+    partitioned projection writes by the event's stream, or change shared rows with
+    `ctx.increment`: two partitions may write the same row at the same time.
     """
 
-    def __init__(self, name: str, version: int = 1, *, on_error: str = "park-stream") -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int = 1,
+        *,
+        on_error: str = "park-stream",
+        partitions: int = 1,
+    ) -> None:
         if on_error not in ON_ERROR:
             raise ConfigurationError(
                 f"projection {name!r}: on_error must be one of {', '.join(ON_ERROR)}"
@@ -54,6 +68,7 @@ class Projection:
         self.name = name
         self.version = version
         self.on_error = on_error
+        self.partitions = check_count(name, partitions)
         self.handlers: dict[str, HandlerSpec] = {}
         # Row changes of captured tables share one event type: one handler of that type
         # routes each change to its table's handler.

@@ -44,6 +44,7 @@ class Projector:
         reconcile_interval_s: float = 2.0,
         max_backoff_s: float = 30.0,
         lease_retry_s: float = 0.5,
+        store_retry_s: float = 0.5,
     ) -> None:
         self.projections = {p.name: p for p in projections}
         self.make_runner = make_runner
@@ -54,6 +55,7 @@ class Projector:
         self.poll_interval_s = poll_interval_s
         self.reconcile_interval_s = reconcile_interval_s
         self.max_backoff_s = max_backoff_s
+        self.store_retry_s = store_retry_s
         self.runners: dict[tuple[str, int], ProjectionRunner] = {}
         self.swapper = Swapper(checkpoints, board, self.coordinator, self.runners)
         self.paused = threading.Event()
@@ -85,6 +87,7 @@ class Projector:
             runner = self.runners.get(key)
             if runner is None:
                 runner = self.make_runner(build.projection, build.checkpoint)
+                runner.attach(self.coordinator)
                 runner.install()
                 self.runners[key] = runner
             runner.serving = build.checkpoint.active
@@ -145,7 +148,7 @@ class Projector:
                             )
                             raise
                 if runner.serving:
-                    self.board.advance(runner.name, runner.position)
+                    self._progressed(runner, runner.position)
                 elif self.swapper.swap(key, runner) is Swap.WAITING:
                     # The serving build (run by another process) moved on meanwhile: catch
                     # up again, after a moment.
@@ -219,6 +222,15 @@ class Projector:
             self.swapper.patient(key)
         return self.swapper.swap(key, runner, force=force) in (Swap.SWAPPED, Swap.GONE)
 
+    def _progressed(self, runner: ProjectionRunner, position: int) -> None:
+        """Tells queries here where a serving build stands, if this process knows it alone."""
+        if runner.complete:
+            self.board.advance(runner.name, position)
+        else:
+            # A share of a partitioned build: other processes move the rest, so queries
+            # watch the build's checkpoint instead.
+            self.board.forget(runner.name)
+
     # Leases
 
     def owns(self, runner: ProjectionRunner) -> bool:
@@ -239,7 +251,8 @@ class Projector:
     def stop(self, timeout_s: float = 10.0) -> None:
         self._worker.stop(timeout_s)
         for runner in list(self.runners.values()):
-            self.coordinator.release(runner.lease_name)
+            for lease in runner.leases():
+                self.coordinator.release(lease)
 
     @property
     def running(self) -> bool:
@@ -279,17 +292,21 @@ class Projector:
             log.info("%s", moved)
             return 0
         except StoreUnavailable as down:
-            # Not the projection's fault: keep its state, retry soon.
-            self._retry_at[lease] = now + 1.0
+            # Not the projection's fault: keep its state, retry soon. Failing on, give the
+            # build to a process that can read (this one's feed may be cut off).
+            self._retry_at[lease] = time.monotonic() + self.store_retry_s
             log.warning("projection %s waits for a store: %s", runner.name, down)
+            if self.coordinator.failed(lease, now, runner.leases()) and runner.serving:
+                self.board.forget(runner.name)
             return 0
         except Exception as error:  # a handler failed: back off, then retry or park
             self._back_off(runner, error, now)
             return 0
         self._failures.pop(lease, None)
         self._retry_at.pop(lease, None)
+        self.coordinator.succeeded(lease)
         if runner.serving:
-            self.board.advance(runner.name, result.position)
+            self._progressed(runner, result.position)
         elif result.caught_up:
             try:
                 if self.swapper.ready(key, runner):

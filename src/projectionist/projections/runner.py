@@ -18,12 +18,20 @@ from ..metrics import Metrics
 from ..readstore.checkpoints import Checkpoint, Checkpoints, State
 from ..readstore.dead_letters import DeadLetters
 from ..readstore.documents import DocumentCache
+from ..readstore.partitions import Partition, PartitionCheckpoints, PartitionState
+from ..readstore.replay import ReplayMeter, ReplayRates
 from ..stores import Store, first_line
+from ..tracing import span
 from .context import ApplyContext
-from .coordination import lease_name
+from .coordination import Coordinator, lease_name
 from .definition import Projection
+from .retry import retry_parked
 
 log = logging.getLogger("projectionist.projections")
+
+
+MAX_CONFLICTS = 5
+"""Write conflicts in a row, between partitions of a build, before a batch counts as failed."""
 
 
 class CheckpointMoved(Exception):
@@ -61,8 +69,12 @@ class ProjectionRunner:
         batch_size: int = 1000,
         max_attempts: int = 3,
         metrics: Metrics | None = None,
+        partition: Partition | None = None,
     ) -> None:
         self.projection = projection
+        # One partition of a partitioned build: only its streams, its own checkpoint.
+        self.partition = partition
+        self.partitions = PartitionCheckpoints()
         self.generation = build.generation
         self.created_at = build.created_at
         self.serving = build.active
@@ -82,9 +94,15 @@ class ProjectionRunner:
         self._position: int | None = None
         self._epoch = 0
         self._blocked: set[str] | None = None
-        self._caches = {name: DocumentCache() for name in projection.collections}
+        # Partitions of a build write its tables side by side: none may keep documents
+        # between batches, and each reads them afresh, locked, in its own transaction.
+        self._caches = (
+            {} if partition else {name: DocumentCache() for name in projection.collections}
+        )
         self._careful_until: int | None = None
         self._attempts: dict[int, int] = {}
+        self._conflicts: dict[int, int] = {}
+        self.replay = ReplayMeter(ReplayRates(read_store), projection.name, build.generation)
 
     @property
     def name(self) -> str:
@@ -92,11 +110,26 @@ class ProjectionRunner:
 
     @property
     def lease_name(self) -> str:
-        return lease_name(self.projection.name, self.generation)
+        index = None if self.partition is None else self.partition.index
+        return lease_name(self.projection.name, self.generation, index)
+
+    def leases(self) -> list[str]:
+        """The leases this runner takes: its build's (a partitioned build's are its own)."""
+        return [self.lease_name]
+
+    def attach(self, coordinator: Coordinator) -> None:
+        """The projector's coordinator; only a partitioned build takes leases by itself."""
+
+    @property
+    def complete(self) -> bool:
+        """True when this runner applies all of its build (not a share of its partitions)."""
+        return self.partition is None
 
     def install(self) -> None:
         """Creates this build's tables if they do not exist."""
         with self.read_store.schema() as connection:
+            if self.projection.partitions == 1:
+                self.partitions.ensure(connection, self.name, self.generation, 1, 0)
             inspector = sa.inspect(connection)
             created = set()
             for table in self.projection.physical_tables(self.generation):
@@ -120,7 +153,14 @@ class ProjectionRunner:
     def position(self) -> int:
         if self._position is None:
             with self.read_store.read() as connection:
-                row = self.checkpoints.load(connection, self.name, self.generation)
+                if self.partition is None:
+                    row: Checkpoint | PartitionState | None = self.checkpoints.load(
+                        connection, self.name, self.generation
+                    )
+                else:
+                    row = self.partitions.load(
+                        connection, self.name, self.generation, self.partition.index
+                    )
             if row is None:
                 raise CheckpointMoved(f"build {self.generation} of {self.name} is gone")
             self._position = row.position
@@ -132,6 +172,7 @@ class ProjectionRunner:
         start = self.position
         careful = self._careful_until is not None and start < self._careful_until
         limit = 1 if careful else self.batch_size
+        read_at = time.perf_counter()
         events = self.log.read(start, limit)
         if not events:
             return BatchResult(0, start, start, caught_up=True)
@@ -144,7 +185,11 @@ class ProjectionRunner:
                 head = max(self.log.head(), following[0].position)
         began = time.perf_counter()
         try:
-            self._apply(events, expected=start, head=head, next_at=next_at)
+            with span(
+                "projectionist.apply",
+                {"projectionist.projection": self.name, "projectionist.events": len(events)},
+            ):
+                self._apply(events, expected=start, head=head, next_at=next_at)
         except CheckpointMoved:
             self.forget_position()
             raise
@@ -153,6 +198,12 @@ class ProjectionRunner:
             raise
         except Exception as error:
             self.forget_position()
+            if self.partition is not None and _write_conflict(error) and self._conflict(start):
+                # Another partition wrote the same row at the same time: apply it again.
+                raise CheckpointMoved(
+                    f"partition {self.partition} of {self.name} g{self.generation} met a"
+                    f" concurrent write ({first_line(error)}); it applies the batch again"
+                ) from error
             if len(events) > 1:
                 # Find the failing event: go one event per transaction up to this batch's end.
                 self._careful_until = last
@@ -161,9 +212,12 @@ class ProjectionRunner:
         self._attempts.pop(events[0].position, None)
         for cache in self._caches.values():
             cache.trim()
+        done = time.perf_counter()
         if self.metrics is not None:
             self.metrics.events_applied.labels(self.name).inc(len(events))
-            self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - began)
+            self.metrics.batch_seconds.labels(self.name).observe(done - began)
+        # A replay reads the log as well as applying it: the rate counts both.
+        self.replay.batch(len(events), done - read_at, caught_up=next_at is None)
         self._position = last
         return BatchResult(len(events), last, head, caught_up=next_at is None)
 
@@ -206,13 +260,15 @@ class ProjectionRunner:
                 connection,
                 name,
                 self.generation,
-                live_since=self._live_since(),
+                live_since=self.live_since(),
                 live_after=self.live_after,
                 caches=self._caches,
+                lock_reads=self.partition is not None,
             )
+            partition = self.partition
             for record in events:
                 spec = handlers.get(record.type)
-                if spec is None:
+                if spec is None or (partition is not None and not partition.holds(record.stream)):
                     continue
                 if record.stream in blocked:
                     self.dead_letters.park(
@@ -234,7 +290,14 @@ class ProjectionRunner:
                 held,
             )
 
-    def _live_since(self) -> float | None:
+    def _conflict(self, position: int) -> bool:
+        """Counts a write conflict of the batch after `position`; False past a few in a row
+        (then it is treated as the handler's failure, so it cannot loop for ever)."""
+        count = self._conflicts.get(position, 0) + 1
+        self._conflicts = {position: count}
+        return count <= MAX_CONFLICTS
+
+    def live_since(self) -> float | None:
         return self.created_at if self.serving or self.live_while_building else None
 
     def _advance(
@@ -247,6 +310,25 @@ class ProjectionRunner:
         *,
         parked: int = 0,
     ) -> None:
+        if self.partition is not None:
+            moved = self.partitions.advance(
+                connection,
+                self.name,
+                self.generation,
+                self.partition.index,
+                expected=expected,
+                position=position,
+                epoch=self._epoch,
+                head=head,
+                next_at=next_at,
+                serving=self.serving,
+                parked=parked,
+            )
+            if not moved:
+                raise CheckpointMoved(
+                    f"partition {self.partition} of {self.name} g{self.generation} moved"
+                )
+            return
         state = State.REBUILDING
         if self.serving:
             state = State.LIVE if next_at is None else State.CATCHING_UP
@@ -305,56 +387,10 @@ class ProjectionRunner:
 
         A stream whose event fails again keeps its later events parked behind it.
         """
-        applied = 0
-        while True:
-            with self.read_store.read() as connection:
-                letters = self.dead_letters.open(connection, self.name, self.generation)
-            progressed = 0
-            failed: set[str] = set()
-            for letter in letters:
-                if letter.stream in failed:
-                    continue
-                found = self.log.read(letter.position - 1, 1)
-                if not found or found[0].position != letter.position:
-                    continue  # the event is not in the log this process reads
-                record = found[0]
-                try:
-                    with self.read_store.write() as connection:
-                        spec = self.projection.handlers.get(record.type)
-                        if spec is not None:
-                            context = ApplyContext(
-                                connection,
-                                self.name,
-                                self.generation,
-                                live_since=self._live_since(),
-                                live_after=self.live_after,
-                            )
-                            context.record = record
-                            if not (spec.live_only and not context.live):
-                                event = self.registry.decode_event(
-                                    record.type, record.schema_version, record.data
-                                )
-                                spec.function(event, context)
-                            context.flush()
-                        self.dead_letters.resolve(connection, letter.id)
-                        self.checkpoints.bump_epoch(
-                            connection, self.name, self.generation, resolved=1
-                        )
-                except StoreUnavailable:
-                    raise
-                except Exception as error:
-                    failed.add(letter.stream)
-                    self.dead_letters.failed_again(
-                        letter.id,
-                        f"{type(error).__name__}: {error}",
-                        "".join(traceback.format_exception(error)),
-                    )
-                    continue
-                progressed += 1
-            applied += progressed
-            if progressed:
-                self.forget_position()
-            if not progressed:
-                with self.read_store.read() as connection:
-                    left = len(self.dead_letters.open(connection, self.name, self.generation))
-                return applied, left
+        return retry_parked(self)
+
+
+def _write_conflict(error: Exception) -> bool:
+    """A unique key taken by a concurrent insert, or a deadlock between two writers."""
+    orig = error.orig if isinstance(error, sa.exc.DBAPIError) else None
+    return getattr(orig, "sqlstate", None) in ("23505", "40P01", "40001")

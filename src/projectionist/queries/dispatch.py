@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, is_dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError
 from .. import edge
 from ..app import App, QueryRegistration
 from ..auth import Principal
+from ..capture.postgres.pgoutput import parse_lsn
 from ..errors import Forbidden, InvalidMessage, NotFresh, StoreUnavailable
 from ..messages import Query
 from ..metrics import Metrics, observe
@@ -24,6 +25,7 @@ from ..readstore.context import ReadContext
 from ..readstore.documents import Page
 from ..readstore.freshness import Freshness, measure
 from ..stores import Store, first_line, missing_table
+from ..tracing import span
 from ..wakeups import HighWater, ProgressBoard
 
 DEFAULT_WAIT_MS = 2000
@@ -62,8 +64,12 @@ class QueryBus:
         high_water: HighWater | None = None,
         board: ProgressBoard | None = None,
         metrics: Metrics | None = None,
+        lsn_positions: Callable[[int], int | None] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        # The log position holding every captured change committed before an LSN, once the
+        # capture has read that far: what `min_lsn` waits for.
+        self.lsn_positions = lsn_positions
         self.app = app
         self.read_store = read_store
         self.checkpoints = checkpoints
@@ -81,10 +87,47 @@ class QueryBus:
         *,
         min_position: int | None = None,
         wait_ms: int | None = None,
+        min_lsn: str | None = None,
     ) -> Answer:
-        """Answers a query; with `min_position`, first waits up to `wait_ms` for it."""
-        with observe(self.metrics.queries, self.metrics.query_seconds, query.type_name):
+        """Answers a query; with `min_position`, first waits up to `wait_ms` for it.
+
+        With `min_lsn` (a writer's `pg_current_wal_lsn()` after its commit), it first waits
+        for the capture to read the WAL that far, then for the position that holds it.
+        """
+        with (
+            span("projectionist.query", {"projectionist.query": query.type_name}),
+            observe(self.metrics.queries, self.metrics.query_seconds, query.type_name),
+        ):
+            if min_lsn is not None:
+                started = time.monotonic()
+                at_least = self._position_of(query.type_name, min_lsn, wait_ms)
+                min_position = max(min_position or 0, at_least)
+                waited = int((time.monotonic() - started) * 1000)
+                wait_ms = max(0, (DEFAULT_WAIT_MS if wait_ms is None else wait_ms) - waited)
             return self._ask(query, principal, min_position, wait_ms)
+
+    def _position_of(self, type_name: str, min_lsn: str, wait_ms: int | None) -> int:
+        try:
+            lsn = parse_lsn(min_lsn)
+        except ValueError as error:
+            raise InvalidMessage(f"min_lsn: {error}") from None
+        if self.lsn_positions is None:
+            raise InvalidMessage(
+                "min_lsn needs an app that captures tables of a PostgreSQL write store"
+            )
+        wait = DEFAULT_WAIT_MS if wait_ms is None else wait_ms
+        if not 0 <= wait <= MAX_WAIT_MS:
+            raise InvalidMessage(f"wait_ms must be between 0 and {MAX_WAIT_MS}, got {wait}")
+        deadline = time.monotonic() + wait / 1000.0
+        while (position := self.lsn_positions(lsn)) is None:
+            if time.monotonic() >= deadline:
+                names = [p.name for p in self.app.query_registration(type_name).reads]
+                raise NotFresh(
+                    f"the capture did not read the WAL up to {min_lsn} within {wait} ms",
+                    self.freshness(names),
+                )
+            time.sleep(_POLL_S)
+        return position
 
     def _ask(
         self, query: Query, principal: Principal, min_position: int | None, wait_ms: int | None

@@ -29,6 +29,7 @@ from .schema import (
     CHANNEL,
     generations_table,
     install_checkpoints,
+    partitions_table,
     projections_table,
 )
 
@@ -357,6 +358,10 @@ class Checkpoints:
             with self.store.schema() as connection:
                 connection.execute(
                     sa.delete(t).where(t.c.name == build.name, t.c.generation == build.generation)
+                )
+                p = partitions_table
+                connection.execute(
+                    sa.delete(p).where(p.c.name == build.name, p.c.generation == build.generation)
                 )
 
     def _drop_table(self, table: str) -> None:

@@ -17,6 +17,9 @@ from .tables import DocumentCollection, ViewTable
 class ViewContext:
     """Resolves declared tables and collections to the version this context works on."""
 
+    lock_reads = False
+    """True where other writers share the tables: documents are read locked (PostgreSQL)."""
+
     def __init__(
         self,
         connection: Connection,
@@ -46,7 +49,11 @@ class ViewContext:
         documents = self._documents.get(id(handle))
         if documents is None:
             documents = Documents(
-                self.connection, handle, handle.physical(generation), self._caches.get(handle.name)
+                self.connection,
+                handle,
+                handle.physical(generation),
+                self._caches.get(handle.name),
+                lock=self.lock_reads,
             )
             self._documents[id(handle)] = documents
         return documents

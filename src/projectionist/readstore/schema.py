@@ -1,5 +1,4 @@
-"""The checkpoint tables of the read store, the statements that move a checkpoint, and the
-upgrade of tables made by older releases."""
+"""The checkpoint tables of the read store, and the statements that move a checkpoint."""
 
 from __future__ import annotations
 
@@ -39,6 +38,31 @@ generations_table = sa.Table(
     # The highest generation a projection ever had: numbers are never given twice, so no
     # process mistakes a new build for a dropped one that it still remembers.
     sa.Column("last", sa.Integer, nullable=False),
+)
+
+replay_table = sa.Table(
+    "projectionist_replay",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    # The build's last run of batches with events left behind (a catch-up or a rebuild): how
+    # many events it applied and the seconds it spent reading and applying them.
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("seconds", sa.Float(precision=53), nullable=False),
+    sa.Column("measured_at", sa.Float(precision=53), nullable=False),
+)
+
+partitions_table = sa.Table(
+    "projectionist_partitions",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    # The checkpoint of one partition of a partitioned build; the build's own row holds the
+    # lowest of them, so that freshness and min_position read one row as for any build.
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.Float(precision=53), nullable=False),
 )
 
 
@@ -94,20 +118,5 @@ ADVANCE_AND_NOTIFY_AT_EPOCH = _advance_and_notify(at_epoch=True)
 
 
 def install_checkpoints(connection: Connection) -> None:
-    """Creates the checkpoint tables, or adds what a table made by an older release lacks."""
+    """Creates the checkpoint tables that are missing (`migrations` upgrades older ones)."""
     metadata.create_all(connection)
-    inspector = sa.inspect(connection)
-    columns = {c["name"] for c in inspector.get_columns(projections_table.name)}
-    if "dead_letters" in columns:
-        return
-    connection.exec_driver_sql(
-        "ALTER TABLE projectionist_projections ADD COLUMN dead_letters INTEGER NOT NULL DEFAULT 0"
-    )
-    if inspector.has_table("projectionist_dead_letters"):
-        connection.exec_driver_sql(
-            "UPDATE projectionist_projections SET dead_letters = (SELECT count(*)"
-            " FROM projectionist_dead_letters d"
-            " WHERE d.projection = projectionist_projections.name"
-            " AND d.generation = projectionist_projections.generation"
-            " AND d.resolved_at IS NULL)"
-        )

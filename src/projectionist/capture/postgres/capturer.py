@@ -1,0 +1,341 @@
+"""The capture loop: committed transactions read from the slot, appended to the log exactly once.
+
+Each round reads the slot (`pg_logical_slot_peek_binary_changes`) up to the WAL flushed when the
+round began, and groups what it read by transaction. The changes of every transaction whose
+commit LSN is above the checkpoint are appended through the event log in ONE write transaction
+together with the checkpoint's move (a compare-and-set, like a projection's). Only then is the
+slot advanced. A crash between the append and the advance leaves the slot behind the checkpoint:
+the next round reads those transactions again and skips them by their commit LSN. So a change is
+appended once, whatever the crashes. pgoutput sends only committed transactions, each whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ...errors import StoreUnavailable
+from ...eventlog.base import EventLog
+from ...readstore.leases import Leases
+from ...stores import Store
+from ..declaration import CapturedTable
+from ..schema import metadata as capture_metadata
+from ..schema import snapshots_table, state_table
+from . import slot as slots
+from . import snapshot
+from .changes import Kept, Translator
+from .pgoutput import Relations, lsn_text
+from .slot import SlotLost
+from .snapshot import Snapshot
+from .transactions import Peeked, Transaction, group
+
+log = logging.getLogger("projectionist.capture")
+
+_SETTINGS = sa.text("SELECT current_setting('wal_level'), current_schema(), current_database()")
+_FLUSHED = sa.text("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn")
+_PEEK = sa.text(
+    "SELECT data FROM pg_logical_slot_peek_binary_changes(:slot, CAST(:upto AS pg_lsn), :changes,"
+    " 'proto_version', '1', 'publication_names', :publication, 'messages', 'true')"
+)
+_ADVANCE = sa.text("SELECT pg_replication_slot_advance(:slot, CAST(:lsn AS pg_lsn))")
+_HEARTBEAT = sa.text("SELECT pg_logical_emit_message(false, 'projectionist', 'heartbeat')")
+
+
+class CheckpointMoved(RuntimeError):
+    """Another process moved the capture's checkpoint first; the round was rolled back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    commit_lsn: int
+    through_lsn: int
+    position: int
+
+
+class Capturer:
+    """Captures the app's tables from one slot: set-up, snapshots, then round after round."""
+
+    def __init__(
+        self,
+        app: str,
+        store: Store,
+        log: EventLog,
+        captures: Collection[CapturedTable],
+        write_model: sa.MetaData,
+        *,
+        leases: Leases | None = None,
+        poll_interval_s: float = 0.05,
+        max_changes: int = 10_000,
+        idle_record_s: float = 1.0,
+        heartbeat_s: float = 10.0,
+        on_appended: Callable[[int], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.log = log
+        self.captures = list(captures)
+        self.write_model = write_model
+        self.leases = leases
+        self.poll_interval_s = poll_interval_s
+        self.max_changes = max_changes
+        self.idle_record_s = idle_record_s
+        self.heartbeat_s = heartbeat_s
+        self.on_appended = on_appended
+        self.relations = Relations()
+        self.snapshots: dict[str, Snapshot] = {}
+        self.error: str | None = None
+        self.slot = self.publication = self.schema = ""
+        self.translator: Translator | None = None
+        self._recorded_at = self._heartbeat_at = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def lease(self) -> str:
+        return f"capture:{self.slot}"
+
+    def install(self) -> None:
+        """Checks the server and the tables, and makes the publication, the slot and the
+        capture's tables; refuses to start with an error naming what is wrong."""
+        with self.store.schema() as connection:
+            wal_level, self.schema, database = connection.execute(_SETTINGS).one()
+            slots.check_wal_level(str(wal_level))
+            self.slot, self.publication = slots.names(self.app, str(database))
+            shapes = [c.shape(connection, self.write_model) for c in self.captures]
+            slots.check_identities(connection, self.schema, shapes)
+            capture_metadata.create_all(connection, [state_table, snapshots_table])
+            slots.publish(connection, self.publication, self.schema, [s.table for s in shapes])
+        self.translator = Translator(
+            {
+                s.table: Kept(s, c.columns is None)
+                for s, c in zip(shapes, self.captures, strict=True)
+            },
+            self.schema,
+        )
+        if self.leases is not None:
+            self.leases.install()
+        with self.store.single() as connection:
+            self._start_slot(connection, [s.table for s in shapes])
+
+    def _start_slot(self, connection: Connection, tables: list[str]) -> None:
+        known = self._checkpoint(connection)
+        state = slots.slot_state(connection, self.slot)
+        slots.check_slot(state, self.slot, expected=known is not None)
+        if state is None:
+            start = slots.create_slot(connection, self.slot)
+            log.info("made the replication slot %s at %s", self.slot, lsn_text(start))
+        else:
+            start = state.confirmed_flush_lsn or 0
+        if known is not None:
+            connection.execute(
+                sa.update(state_table).where(state_table.c.slot == self.slot).values(error=None)
+            )
+        else:
+            now = time.time()
+            connection.execute(
+                sa.insert(state_table).values(
+                    slot=self.slot,
+                    commit_lsn=0,
+                    through_lsn=start,
+                    through_at=now,
+                    position=0,
+                    error=None,
+                    updated_at=now,
+                )
+            )
+        for table in tables:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO projectionist_capture_snapshots (slot, table_name, position)"
+                    " VALUES (:slot, :table, 0) ON CONFLICT DO NOTHING"
+                ),
+                {"slot": self.slot, "table": table},
+            )
+
+    def _checkpoint(self, connection: Connection) -> Checkpoint | None:
+        row = connection.execute(
+            sa.select(
+                state_table.c.commit_lsn, state_table.c.through_lsn, state_table.c.position
+            ).where(state_table.c.slot == self.slot)
+        ).first()
+        return None if row is None else Checkpoint(*(int(v) for v in row))
+
+    def run_once(self) -> int:
+        """One round: pending snapshots, then the transactions read from the slot; the count
+        of events appended."""
+        assert self.translator is not None, "install() first"
+        appended = self._snapshots()
+        with self.store.single() as connection:
+            known = self._checkpoint(connection)
+            state = slots.slot_state(connection, self.slot)
+            slots.check_slot(state, self.slot, expected=True)
+            assert known is not None and state is not None
+            upto = int(connection.execute(_FLUSHED).scalar_one())
+            peeked = self._peek(connection, upto, self.max_changes)
+            if peeked.rows >= self.max_changes and peeked.read_through is None:
+                # Not one transaction ended within the limit: read on to its Commit.
+                peeked = self._peek(connection, upto, 0)
+        cut = self.max_changes and peeked.rows >= self.max_changes
+        through = peeked.read_through if cut else upto
+        through = max(through or 0, known.through_lsn)
+        fresh = [t for t in peeked.transactions if t.commit_lsn > known.commit_lsn]
+        now = time.monotonic()
+        if not fresh and (
+            through == known.through_lsn or now - self._recorded_at < self.idle_record_s
+        ):
+            self._heartbeat(now)
+            return appended
+        appended += self._append(known, fresh, through)
+        self._recorded_at = now
+        if through > (state.confirmed_flush_lsn or 0):
+            with self.store.single() as connection:
+                connection.execute(_ADVANCE, {"slot": self.slot, "lsn": lsn_text(through)})
+        return appended
+
+    def _peek(self, connection: Connection, upto: int, limit: int) -> Peeked:
+        rows = connection.execute(
+            _PEEK,
+            {
+                "slot": self.slot,
+                "upto": lsn_text(upto),
+                "changes": limit or None,
+                "publication": self.publication,
+            },
+        )
+        return group(rows, self.relations)
+
+    def _append(self, known: Checkpoint, fresh: list[Transaction], through: int) -> int:
+        assert self.translator is not None
+        with self.store.write() as connection:
+            events = self.translator.events(connection, fresh, self._visible)
+            positions = self.log.append(connection, events) if events else []
+            moved = connection.execute(
+                sa.update(state_table)
+                .where(
+                    state_table.c.slot == self.slot,
+                    state_table.c.commit_lsn == known.commit_lsn,
+                    state_table.c.through_lsn == known.through_lsn,
+                )
+                .values(
+                    commit_lsn=fresh[-1].commit_lsn if fresh else known.commit_lsn,
+                    through_lsn=through,
+                    through_at=time.time(),
+                    position=sa.func.greatest(
+                        state_table.c.position, positions[-1] if positions else 0
+                    ),
+                    updated_at=time.time(),
+                )
+            ).rowcount
+            if not moved:
+                raise CheckpointMoved(f"the checkpoint of capture {self.slot} moved")
+        if positions and self.on_appended is not None:
+            self.on_appended(len(positions))
+        return len(positions)
+
+    def _visible(self, table: str, xid: int) -> bool:
+        seen = self.snapshots.get(table)
+        return seen is not None and seen.visible(xid)
+
+    def _snapshots(self) -> int:
+        assert self.translator is not None
+        with self.store.single() as connection:
+            rows = connection.execute(
+                sa.select(snapshots_table.c.table_name, snapshots_table.c.snapshot).where(
+                    snapshots_table.c.slot == self.slot
+                )
+            ).fetchall()
+        taken = 0
+        for table, seen in rows:
+            kept = self.translator.tables.get(table)
+            if seen is None and kept is not None:
+                count = snapshot.take(self.store, self.log, kept, self.slot, self.schema)
+                log.info("snapshotted %s: %d rows", table, count)
+                taken += count
+        if taken or len(self.snapshots) != len(rows):
+            with self.store.single() as connection:
+                rows = connection.execute(
+                    sa.select(snapshots_table.c.table_name, snapshots_table.c.snapshot).where(
+                        snapshots_table.c.slot == self.slot
+                    )
+                ).fetchall()
+        self.snapshots = {t: Snapshot.parse(s) for t, s in rows if s is not None}
+        return taken
+
+    def _heartbeat(self, now: float) -> None:
+        if now - self._heartbeat_at >= self.heartbeat_s:
+            self._heartbeat_at = now
+            with self.store.single() as connection:
+                connection.execute(_HEARTBEAT)
+
+    # The loop
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self.leases is not None and self.leases.holds(self.lease):
+            try:
+                self.leases.release(self.lease)
+            except StoreUnavailable:
+                log.debug("could not release %s", self.lease, exc_info=True)
+
+    def _run(self) -> None:
+        backoff = self.poll_interval_s
+        while not self._stopping.is_set():
+            try:
+                if not self._hold_lease():
+                    self._stopping.wait(0.5)
+                    continue
+                appended = self.run_once()
+                backoff = self.poll_interval_s
+                if not appended:
+                    self._stopping.wait(self.poll_interval_s)
+            except SlotLost as lost:
+                self._fail(str(lost))
+                return
+            except CheckpointMoved as moved:
+                log.warning("%s; another process captures this slot", moved)
+                self._stopping.wait(0.5)
+            except (StoreUnavailable, sa.exc.DBAPIError) as error:
+                log.warning("capture round failed, retried in %.1f s: %s", backoff, error)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2 + 0.1, 5.0)
+            except Exception:
+                log.exception("capture round failed; retried in %.1f s", backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2 + 0.1, 5.0)
+
+    def _hold_lease(self) -> bool:
+        leases = self.leases
+        if leases is None:
+            return True
+        if leases.holds(self.lease) and not leases.due(self.lease):
+            return True
+        return leases.take(self.lease)
+
+    def _fail(self, error: str) -> None:
+        """Stops capture for good, with the error recorded where `status` reads it."""
+        log.error("capture stopped: %s", error)
+        self.error = error
+        try:
+            with self.store.write() as connection:
+                connection.execute(
+                    sa.update(state_table)
+                    .where(state_table.c.slot == self.slot)
+                    .values(error=error, updated_at=time.time())
+                )
+        except StoreUnavailable:
+            log.debug("could not record the capture's error", exc_info=True)

@@ -1,0 +1,280 @@
+"""Row changes of committed transactions as RowChanged events, in the shape the SQLite triggers
+write: stream `<table>:<key values joined by ':'>`, `key`, `row` and `old` of the kept columns.
+
+pgoutput sends no old row unless the table has REPLICA IDENTITY FULL, and marks a TOASTed value
+that an UPDATE left alone as unchanged ('u') rather than sending it. Both come from the row's
+previous event instead: the capture writes every change of a row to its stream in commit order,
+so the stream's last event holds the row as it stood before this change. A value that event
+does not hold (the kept columns changed since) is read from the table, which may be newer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ...eventlog.base import NewEvent
+from ...eventlog.schema import events_table
+from ...messages import encode_event
+from ..declaration import Shape
+from ..events import Operation, RowChanged
+from . import pgoutput, values
+from .pgoutput import Column, Delete, Insert, Relation, Truncate, Update
+from .transactions import Change, Transaction
+
+log = logging.getLogger("projectionist.capture")
+
+CAPTURED = "capture"
+SNAPSHOT = "capture-snapshot"
+Row = dict[str, Any]
+Visible = Callable[[str, int], bool]
+"""Whether a transaction (table, xid) is in a table's snapshot already, so skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A captured table: its shape, and whether it keeps every column the table has now."""
+
+    shape: Shape
+    keep_all: bool
+
+    def columns(self, relation: Relation) -> list[str]:
+        present = [c.name for c in relation.columns]
+        if self.keep_all:
+            return present
+        return [c for c in self.shape.columns if c in present]
+
+
+_UNCHANGED = object()
+
+
+class Translator:
+    """Turns the changes of committed transactions into the events to append."""
+
+    def __init__(self, tables: Mapping[str, Kept], schema: str) -> None:
+        self.tables = tables
+        self.schema = schema
+
+    def events(
+        self, connection: Connection, transactions: Sequence[Transaction], visible: Visible
+    ) -> list[NewEvent]:
+        """The events of `transactions`, in commit order, with their stream versions."""
+        streams = Streams(connection)
+        made: list[NewEvent] = []
+        for transaction in transactions:
+            for change in transaction.changes:
+                relation = change.relation
+                kept = self.tables.get(relation.name)
+                if kept is None or relation.namespace != self.schema:
+                    continue
+                if visible(relation.name, transaction.xid):
+                    continue
+                for op, key, row, old in self._rows(connection, streams, kept, change):
+                    stream = stream_of(kept.shape.table, key)
+                    event = RowChanged(table=kept.shape.table, op=op, key=key, row=row, old=old)
+                    made.append(
+                        NewEvent(
+                            stream,
+                            streams.next_version(stream, row),
+                            RowChanged.type_name,
+                            RowChanged.schema_version,
+                            encode_event(event),
+                            metadata(CAPTURED, transaction.commit_lsn, transaction.xid),
+                            transaction.committed_at,
+                        )
+                    )
+        return made
+
+    def _rows(
+        self, connection: Connection, streams: Streams, kept: Kept, change: Change
+    ) -> Iterator[tuple[Operation, Row, Row | None, Row | None]]:
+        relation, message = change.relation, change.message
+        shape = kept.shape
+        columns = kept.columns(relation)
+        if isinstance(message, Insert):
+            new = _decode(relation, message.new)
+            yield "insert", _pick(new, shape.key), _pick(new, columns), None
+        elif isinstance(message, Delete):
+            sent = _decode(relation, message.old)
+            key = _pick(sent, shape.key)
+            before = streams.row(stream_of(shape.table, key))
+            if message.old_kind == "O":
+                before = _pick(sent, columns)
+            elif before is None:
+                before = _pick(sent, columns, skip_missing=True)
+            yield "delete", key, None, before
+        elif isinstance(message, Update):
+            yield from self._update(connection, streams, kept, relation, message, columns)
+        elif isinstance(message, Truncate):
+            for key, before in streams.live(connection, shape):
+                yield "delete", key, None, before
+
+    def _update(
+        self,
+        connection: Connection,
+        streams: Streams,
+        kept: Kept,
+        relation: Relation,
+        message: Update,
+        columns: list[str],
+    ) -> Iterator[tuple[Operation, Row, Row | None, Row | None]]:
+        shape = kept.shape
+        new = _decode(relation, message.new)
+        sent_old = _decode(relation, message.old) if message.old is not None else {}
+        key = _pick(new, shape.key)
+        old_key = key
+        if all(sent_old.get(k) is not None for k in shape.key) and sent_old:
+            old_key = _pick(sent_old, shape.key)
+        previous = streams.row(stream_of(shape.table, old_key))
+        before = _pick(sent_old, columns) if message.old_kind == "O" else previous
+        for name in columns:
+            if new.get(name) is _UNCHANGED:
+                new[name] = self._unchanged(connection, shape, key, name, before, previous)
+        row = _pick(new, columns)
+        if old_key != key:
+            # A new primary key is another row to whoever keys by it.
+            yield "delete", old_key, None, before
+            yield "insert", key, row, None
+        elif before != row:
+            yield "update", key, row, before
+
+    def _unchanged(
+        self,
+        connection: Connection,
+        shape: Shape,
+        key: Row,
+        name: str,
+        before: Row | None,
+        previous: Row | None,
+    ) -> Any:
+        for known in (before, previous):
+            if known is not None and name in known and known[name] is not _UNCHANGED:
+                return known[name]
+        log.warning(
+            "the unchanged value of %s.%s is not in the row's last event; read from the table",
+            shape.table,
+            name,
+        )
+        table = sa.table(shape.table, *(sa.column(c) for c in (*shape.key, name)))
+        found = connection.execute(
+            sa.select(table.c[name]).where(*(table.c[k] == v for k, v in key.items()))
+        ).first()
+        return None if found is None else found[0]
+
+
+class Streams:
+    """The version and the last row of each stream the events being made touch."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.known: dict[str, tuple[int, Row | None]] = {}
+
+    def _load(self, stream: str) -> tuple[int, Row | None]:
+        known = self.known.get(stream)
+        if known is None:
+            last = self.connection.execute(
+                sa.select(events_table.c.version, events_table.c.type, events_table.c.data)
+                .where(events_table.c.stream == stream)
+                .order_by(events_table.c.version.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                known = (0, None)
+            else:
+                row = (
+                    json.loads(last.data).get("row") if last.type == RowChanged.type_name else None
+                )
+                known = (int(last.version), row)
+            self.known[stream] = known
+        return known
+
+    def row(self, stream: str) -> Row | None:
+        return self._load(stream)[1]
+
+    def next_version(self, stream: str, row: Row | None) -> int:
+        version = self._load(stream)[0] + 1
+        self.known[stream] = (version, row)
+        return version
+
+    def live(self, connection: Connection, shape: Shape) -> list[tuple[Row, Row]]:
+        """The rows of a table that its events hold now: (key, row) of each live stream."""
+        prefix = f"{shape.table}:"
+        newest = (
+            sa.select(
+                events_table.c.stream,
+                sa.func.max(events_table.c.version).label("version"),
+            )
+            .where(events_table.c.stream.startswith(prefix, autoescape=True))
+            .group_by(events_table.c.stream)
+            .subquery()
+        )
+        found = connection.execute(
+            sa.select(events_table.c.stream).join(
+                newest,
+                sa.and_(
+                    events_table.c.stream == newest.c.stream,
+                    events_table.c.version == newest.c.version,
+                ),
+            )
+        ).scalars()
+        for stream in found:
+            self._load(stream)
+        live = []
+        for stream, (_, row) in self.known.items():
+            if stream.startswith(prefix) and row is not None:
+                live.append(({k: row.get(k) for k in shape.key}, row))
+        return live
+
+
+def _decode(relation: Relation, tuple_data: Sequence[Column]) -> Row:
+    row: Row = {}
+    for column, (kind, data) in zip(relation.columns, tuple_data, strict=False):
+        if kind == "n" or data is None:
+            row[column.name] = _UNCHANGED if kind == "u" else None
+        elif kind == "t":
+            row[column.name] = values.value(column.type_oid, data)
+        else:
+            row[column.name] = values.binary_value(data)
+    return row
+
+
+def _pick(row: Row, columns: Sequence[str], *, skip_missing: bool = False) -> Row:
+    if skip_missing:
+        return {c: row[c] for c in columns if row.get(c) is not None}
+    return {c: row.get(c) for c in columns}
+
+
+def stream_of(table: str, key: Mapping[str, Any]) -> str:
+    """`<table>:<key values joined by ':'>`, as the SQLite triggers name a row's stream."""
+    return f"{table}:" + ":".join(_key_text(v) for v in key.values())
+
+
+def _key_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def metadata(command_id: str, lsn: int | None, xid: int | None) -> str:
+    """The metadata of a captured event: who wrote it is unknown; where, in the WAL, is."""
+    body: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "command_id": command_id,
+        "correlation_id": CAPTURED,
+        "subject": None,
+        "token_id": None,
+    }
+    if lsn is not None:
+        body["lsn"] = pgoutput.lsn_text(lsn)
+    if xid is not None:
+        body["xid"] = xid
+    return json.dumps(body, separators=(",", ":"))

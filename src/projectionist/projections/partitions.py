@@ -1,0 +1,205 @@
+"""Partitioned builds: the partitions of one build, shared fairly by the processes that run it.
+
+Like Axon's segments or a Kafka consumer group: each partition has its own lease, and each
+projector process holds about `partitions / processes` of them. A process counts the others
+by their membership leases (one per process and build, taken as the projector steps the
+build): when one joins, those holding more than their share give the extra partitions back;
+when one dies, its membership and partition leases run out and the others take its share.
+The partition checkpoint's compare-and-set fences every batch, as for any build.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from ..errors import HandlerFailed
+from ..readstore.checkpoints import Checkpoint
+from ..readstore.partitions import PartitionCheckpoints
+from .coordination import Claim, Coordinator, lease_name
+from .runner import BatchResult, CheckpointMoved, ProjectionRunner
+
+log = logging.getLogger("projectionist.projections")
+
+_MEMBERS_TTL_S = 1.0
+"""How long a count of the build's member processes is trusted before reading it again."""
+
+
+class PartitionedRunner(ProjectionRunner):
+    """Runs the partitions of one partitioned build that this process holds.
+
+    `parts` are one runner per partition, in partition order. The projector steps this runner
+    like any other; each step claims this process's share of the partitions and runs a batch
+    of each. Its position is the build's: the lowest partition position.
+    """
+
+    def __init__(self, parts: list[ProjectionRunner], build: Checkpoint) -> None:
+        first = parts[0]
+        super().__init__(
+            first.projection,
+            build,
+            log=first.log,
+            read_store=first.read_store,
+            registry=first.registry,
+            checkpoints=first.checkpoints,
+            dead_letters=first.dead_letters,
+            batch_size=first.batch_size,
+            max_attempts=first.max_attempts,
+            metrics=first.metrics,
+        )
+        self.parts = parts
+        self.coordinator: Coordinator | None = None
+        self._members = 1
+        self._members_read_at = 0.0
+        self._held: list[ProjectionRunner] = []
+
+    # What the projector and the swapper set and read
+
+    @property
+    def lease_name(self) -> str:
+        """The membership lease of this process in the build; the partitions have their own."""
+        owner = "local"
+        if self.coordinator is not None and self.coordinator.leases is not None:
+            owner = self.coordinator.leases.owner
+        return f"{self._members_prefix}{owner}"
+
+    @property
+    def _members_prefix(self) -> str:
+        return f"{lease_name(self.name, self.generation)}:members:"
+
+    def leases(self) -> list[str]:
+        return [self.lease_name, *(part.lease_name for part in self.parts)]
+
+    def attach(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+
+    @property
+    def complete(self) -> bool:
+        """True while this process holds every partition (its positions are then the build's)."""
+        return len(self._held) == len(self.parts)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # The projector and the swapper set these on the build's runner: every partition
+        # runs as the build does.
+        super().__setattr__(name, value)
+        if name in ("serving", "live_while_building", "live_after"):
+            for part in self.__dict__.get("parts", ()):
+                setattr(part, name, value)
+
+    @property
+    def position(self) -> int:
+        if self.complete:
+            return min(part.position for part in self.parts)
+        with self.read_store.read() as connection:
+            row = self.checkpoints.load(connection, self.name, self.generation)
+        if row is None:
+            raise CheckpointMoved(f"build {self.generation} of {self.name} is gone")
+        return row.position
+
+    def install(self) -> None:
+        super().install()
+        with self.read_store.schema() as connection:
+            build = self.checkpoints.load(connection, self.name, self.generation)
+            position = build.position if build is not None else 0
+            PartitionCheckpoints().ensure(
+                connection, self.name, self.generation, len(self.parts), position
+            )
+
+    def forget_position(self) -> None:
+        super().forget_position()
+        for part in self.parts:
+            part.forget_position()
+
+    # Running
+
+    def run_once(self) -> BatchResult:
+        """Runs one batch of each partition this process holds; the build's result.
+
+        A partition whose handler fails does not hold the others back: they run first, and
+        the failure is raised after them.
+        """
+        applied, head, caught_up = 0, 0, True
+        failure: Exception | None = None
+        for part in self._claim():
+            try:
+                result = part.run_once()
+            except CheckpointMoved as moved:
+                log.info("%s", moved)
+                caught_up = False
+                continue
+            except HandlerFailed as error:
+                failure = failure or error
+                continue
+            applied += result.applied
+            head = max(head, result.head)
+            caught_up = caught_up and result.caught_up
+        if failure is not None:
+            raise failure
+        position = self.position
+        return BatchResult(applied, position, max(head, position), caught_up)
+
+    def run_until_caught_up(self, *, max_batches: int | None = None) -> int:
+        total = 0
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            result = self.run_once()
+            total += result.applied
+            batches += 1
+            if result.caught_up or not self._held:
+                break
+        return total
+
+    def retry_parked(self) -> tuple[int, int]:
+        applied = left = 0
+        for part in self.parts:
+            done, still = part.retry_parked()
+            applied += done
+            left = still  # every partition counts the build's letters: the last count holds
+        return applied, left
+
+    # Sharing the partitions
+
+    def _claim(self) -> list[ProjectionRunner]:
+        """This process's share of the partitions, taken or kept; extra ones given back."""
+        coordinator = self.coordinator
+        if coordinator is None or coordinator.leases is None:
+            self._held = list(self.parts)
+            return self._held
+        leases = coordinator.leases
+        share = math.ceil(len(self.parts) / self._member_count())
+        held: list[ProjectionRunner] = []
+        for part in self.parts:
+            name = part.lease_name
+            if len(held) >= share:
+                if leases.holds(name):
+                    log.info("giving %s back: %d process(es) share the build", name, self._members)
+                    coordinator.release(name)
+                    part.forget_position()
+                continue
+            claim = coordinator.claim(name)
+            if claim in (Claim.TAKEN, Claim.LOST):
+                part.forget_position()
+            if claim.held:
+                held.append(part)
+        self._held = held
+        return held
+
+    def _member_count(self) -> int:
+        now = time.monotonic()
+        if now - self._members_read_at < _MEMBERS_TTL_S:
+            return self._members
+        assert self.coordinator is not None and self.coordinator.leases is not None
+        prefix = self._members_prefix
+        wall = time.time()
+        try:
+            owners = self.coordinator.leases.owners()
+        except Exception:  # the read store is down: keep the last count
+            log.debug("could not count the processes of %s", self.name, exc_info=True)
+            return self._members
+        live = [
+            n for n, (_owner, until) in owners.items() if n.startswith(prefix) and until >= wall
+        ]
+        self._members = max(1, len(live))
+        self._members_read_at = now
+        return self._members

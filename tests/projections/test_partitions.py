@@ -1,0 +1,268 @@
+"""Partitioned projections: split by stream, each partition checkpointed and leased, shared
+fairly by projector processes, and the same read model as one runner builds."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from projectionist import (
+    App,
+    ApplyContext,
+    Command,
+    ConfigurationError,
+    Event,
+    Projection,
+    Runtime,
+    UnitOfWork,
+)
+from projectionist.projections.partitions import PartitionedRunner
+from projectionist.readstore.partitions import (
+    MAX_PARTITIONS,
+    Partition,
+    PartitionCheckpoints,
+    partition_of,
+)
+from tests.helpers import wait_for
+
+STREAMS = 24
+
+
+class Deposit(Command):
+    account: str
+    cents: int
+
+
+class Deposited(Event):
+    account: str
+    cents: int
+
+
+def bank(partitions: int, version: int = 1) -> App:
+    """Accounts (a document per stream) and one shared total row, changed by increments."""
+    app = App("bank")
+    balances = Projection("balances", version, partitions=partitions)
+    accounts = balances.documents("accounts")
+    totals = balances.table(
+        "totals",
+        sa.Column("bank", sa.String, primary_key=True),
+        sa.Column("deposits", sa.Integer, nullable=False),
+        sa.Column("cents", sa.BigInteger, nullable=False),
+    )
+
+    @balances.on(Deposited)
+    def deposited(event: Deposited, ctx: ApplyContext) -> None:
+        doc = ctx[accounts].get(event.account) or {"deposits": 0, "cents": 0}
+        doc = {"deposits": doc["deposits"] + 1, "cents": doc["cents"] + event.cents}
+        ctx[accounts].put(event.account, doc)
+        ctx.increment(totals, {"bank": "all"}, deposits=1, cents=event.cents)
+
+    app.projection(balances)
+
+    @app.command(Deposit)
+    def deposit(command: Deposit, uow: UnitOfWork) -> None:
+        uow.record(f"account-{command.account}", Deposited(**command.model_dump()))
+
+    return app
+
+
+def deposits(count: int, offset: int = 0) -> list[Deposit]:
+    return [
+        Deposit(account=f"a{(offset + i) % STREAMS}", cents=offset + i + 1) for i in range(count)
+    ]
+
+
+def expected(commands: list[Deposit]) -> dict[str, dict[str, int]]:
+    accounts: dict[str, dict[str, int]] = {}
+    for c in commands:
+        doc = accounts.setdefault(c.account, {"deposits": 0, "cents": 0})
+        doc["deposits"] += 1
+        doc["cents"] += c.cents
+    return accounts
+
+
+def position(runtime: Runtime) -> int:
+    """The position answers state for the projection: its serving build's checkpoint."""
+    with runtime.read_store.read() as connection:
+        return runtime.checkpoints.active(connection, ["balances"])["balances"].position
+
+
+def read_back(runtime: Runtime, app: App) -> tuple[dict[str, Any], tuple[int, int]]:
+    projection = app.projections["balances"]
+    with runtime.read_store.read() as connection:
+        active = runtime.checkpoints.active(connection, ["balances"])["balances"]
+        docs = projection.collections["accounts"].physical(active.generation)
+        rows = connection.execute(sa.select(docs.c.key, docs.c.doc)).fetchall()
+        totals = projection.tables["totals"].physical(active.generation)
+        total = connection.execute(sa.select(totals.c.deposits, totals.c.cents)).one()
+    import json
+
+    return {key: json.loads(doc) for key, doc in rows}, (total[0], total[1])
+
+
+@pytest.fixture
+def urls(schema_store_urls: tuple[str, str]) -> tuple[str, str]:
+    return schema_store_urls
+
+
+def runtime_of(app: App, urls: tuple[str, str], **options: Any) -> Runtime:
+    runtime = Runtime(app, store=urls[0], read_store=urls[1], **options)
+    runtime.install()
+    return runtime
+
+
+@pytest.fixture
+def runtimes() -> Iterator[list[Runtime]]:
+    made: list[Runtime] = []
+    yield made
+    for runtime in made:
+        runtime.stop()
+
+
+def test_partition_of_is_stable_and_spreads() -> None:
+    # CRC-32: the same in every process (Python's hash() of a str is not).
+    assert partition_of("account-a1", 4) == partition_of("account-a1", 4)
+    assert {partition_of(f"s{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+    assert Partition(2, 4).holds("x") == (partition_of("x", 4) == 2)
+
+
+@pytest.mark.parametrize("count", [0, -1, MAX_PARTITIONS + 1, 2.0, True, "4"])
+def test_a_bad_partition_count_is_refused(count: Any) -> None:
+    with pytest.raises(ConfigurationError, match="partitions of projection 'p'"):
+        Projection("p", partitions=count)
+
+
+def test_a_partitioned_build_equals_the_unpartitioned_one(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    commands = deposits(120)
+    app = bank(partitions=4)
+    runtime = runtime_of(app, urls)
+    runtimes.append(runtime)
+    for command in commands:
+        runtime.execute(command)
+    runtime.catch_up()
+    docs, total = read_back(runtime, app)
+    assert docs == expected(commands)
+    assert total == (120, sum(c.cents for c in commands))
+    # Each partition checkpoint reached the head; the build's row holds the lowest.
+    with runtime.read_store.read() as connection:
+        parts = PartitionCheckpoints().all(connection, "balances", 1)
+        build = runtime.checkpoints.load(connection, "balances", 1)
+    assert [p.partition for p in parts] == [0, 1, 2, 3]
+    assert build is not None and build.position == runtime.head() == min(p.position for p in parts)
+
+
+def test_live_partitions_apply_and_queries_wait_for_all_of_them(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    app = bank(partitions=3)
+    runtime = runtime_of(app, urls, poll_interval_s=0.05)
+    runtimes.append(runtime)
+    runtime.start()
+    commands = deposits(60)
+    last = 0
+    for command in commands:
+        last = runtime.execute(command).position
+    wait_for(lambda: position(runtime) >= last)
+    docs, total = read_back(runtime, app)
+    assert docs == expected(commands)
+    assert total[0] == 60
+
+
+def test_two_processes_share_the_partitions_and_one_takes_over_when_the_other_dies(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    options = {"poll_interval_s": 0.05, "lease_ttl_s": 1.0}
+    app_a, app_b = bank(partitions=4), bank(partitions=4)
+    a = runtime_of(app_a, urls, roles="command,projector", **options)
+    b = runtime_of(app_b, urls, roles="projector", **options)
+    runtimes.extend([a, b])
+    a.start()
+    b.start()
+
+    def held(runtime: Runtime) -> int:
+        runner = next(iter(runtime.projector.runners.values()))
+        assert isinstance(runner, PartitionedRunner)
+        return sum(1 for p in runner.parts if runner.coordinator.leases.holds(p.lease_name))
+
+    wait_for(lambda: held(a) == 2 and held(b) == 2, timeout_s=20)
+    # Status names each partition's owner: two processes, two partitions each.
+    status = next(s for s in a.status() if s.name == "balances")
+    owners = [p["owner"] for p in status.to_json()["partitions"]]
+    assert [p["partition"] for p in status.to_json()["partitions"]] == [0, 1, 2, 3]
+    assert sorted(owners.count(o) for o in set(owners)) == [2, 2]
+    assert set(owners) == {a.leases.owner, b.leases.owner}
+    first = deposits(80)
+    for command in first:
+        a.execute(command)
+    wait_for(lambda: position(a) >= a.head())
+    b.stop()  # gives its leases back: a takes them all
+    wait_for(lambda: held(a) == 4, timeout_s=20)
+    second = deposits(40, offset=80)
+    for command in second:
+        a.execute(command)
+    wait_for(lambda: position(a) >= a.head())
+    docs, total = read_back(a, app_a)
+    assert docs == expected(first + second)  # nothing lost, nothing applied twice
+    assert total == (120, sum(c.cents for c in first + second))
+
+
+def test_concurrent_partitions_keep_shared_increments_exact(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    # Four projector processes (runtimes), one partition each, all incrementing one row.
+    options = {"poll_interval_s": 0.02, "lease_ttl_s": 2.0}
+    apps = [bank(partitions=4) for _ in range(4)]
+    writer = runtime_of(apps[0], urls, roles="command", **options)
+    runtimes.append(writer)
+    projectors = [runtime_of(app, urls, roles="projector", **options) for app in apps]
+    runtimes.extend(projectors)
+    commands = deposits(200)
+    done = threading.Event()
+
+    def write() -> None:
+        for command in commands:
+            writer.execute(command)
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    for projector in projectors:
+        projector.start()
+    thread.join()
+    head = writer.head()
+    wait_for(lambda: position(projectors[0]) >= head, timeout_s=60)
+    docs, total = read_back(projectors[0], apps[0])
+    assert docs == expected(commands)
+    assert total == (200, sum(c.cents for c in commands))
+
+
+def test_changing_the_partition_count_needs_a_new_version(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    runtime = runtime_of(bank(partitions=2), urls)
+    runtimes.append(runtime)
+    for command in deposits(10):
+        runtime.execute(command)
+    runtime.catch_up()
+    for count in (3, 1):
+        other = Runtime(bank(partitions=count), store=urls[0], read_store=urls[1])
+        runtimes.append(other)
+        with pytest.raises(ConfigurationError, match="new version of the projection"):
+            other.install()
+            other.catch_up()
+    # A new version rebuilds beside the old one with the new count, and swaps in.
+    rebuilt = Runtime(bank(partitions=3, version=2), store=urls[0], read_store=urls[1])
+    runtimes.append(rebuilt)
+    rebuilt.install()
+    rebuilt.catch_up()
+    docs, total = read_back(rebuilt, bank(partitions=3, version=2))
+    assert docs == expected(deposits(10))
+    assert total[0] == 10
+    status = {s.name: s for s in rebuilt.status()}
+    assert status["balances"].version == 2
