@@ -28,7 +28,7 @@ from .metrics import Metrics
 from .migrations import UpgradeMode
 from .projections.definition import Projection
 from .projections.operations import ProjectionOperations
-from .projections.partitions import PartitionedRunner
+from .projections.partitions import PartitionedRunner, StepReads
 from .projections.projector import Projector
 from .projections.runner import ProjectionRunner
 from .projections.status import ProjectionStatus, StatusReader
@@ -192,17 +192,29 @@ class Runtime(ProjectionOperations):
     def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
         count = projection.partitions
         if count == 1:
-            return self._make_part(projection, build, None)
-        parts = [self._make_part(projection, build, Partition(i, count)) for i in range(count)]
-        return PartitionedRunner(parts, build)
+            return self._make_part(projection, build, None, self._source())
+        # The partitions of a build read the log once per step; each follows a feed with a
+        # reader of its own, which follows its position.
+        shared = StepReads(self.log) if self.feed is None and self.log is not None else None
+        parts = [
+            self._make_part(projection, build, Partition(i, count), shared or self._source())
+            for i in range(count)
+        ]
+        return PartitionedRunner(parts, build, shared)
 
-    def _make_part(
-        self, projection: Projection, build: Checkpoint, partition: Partition | None
-    ) -> ProjectionRunner:
-        # Each build (each partition) reads a feed through a reader of its own, which
-        # follows its position.
+    def _source(self) -> EventSource:
+        # Each build reads a feed through a reader of its own, which follows its position.
         source: EventSource | None = self.feed.reader() if self.feed is not None else self.log
         assert source is not None
+        return source
+
+    def _make_part(
+        self,
+        projection: Projection,
+        build: Checkpoint,
+        partition: Partition | None,
+        source: EventSource,
+    ) -> ProjectionRunner:
         return ProjectionRunner(
             projection,
             build,

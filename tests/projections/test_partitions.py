@@ -266,3 +266,40 @@ def test_changing_the_partition_count_needs_a_new_version(
     assert total[0] == 10
     status = {s.name: s for s in rebuilt.status()}
     assert status["balances"].version == 2
+
+
+class CountingReads:
+    """The log, counting the reads made of it."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.reads = 0
+
+    def read(self, after: int, limit: int) -> Any:
+        self.reads += 1
+        return self.source.read(after, limit)
+
+    def head(self) -> int:
+        return int(self.source.head())
+
+
+def test_the_partitions_of_a_build_read_each_batch_of_the_log_once(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    app = bank(partitions=4)
+    runtime = runtime_of(app, urls, batch_size=1000)
+    runtimes.append(runtime)
+    runtime.catch_up()
+    runner = next(iter(runtime.projector.runners.values()))
+    assert isinstance(runner, PartitionedRunner) and runner.reads is not None
+    counting = CountingReads(runner.reads.source)
+    runner.reads.source = counting
+    commands = deposits(40)
+    for command in commands:
+        runtime.execute(command)
+    result = runner.run_once()
+    # Four partitions at one position: one read of the batch, shared.
+    assert counting.reads == 1
+    assert result.applied == 40 and result.caught_up
+    docs, _ = read_back(runtime, app)
+    assert docs == expected(commands)

@@ -15,6 +15,8 @@ import math
 import time
 
 from ..errors import HandlerFailed
+from ..eventlog import EventSource
+from ..messages import StoredEvent
 from ..readstore.checkpoints import Checkpoint
 from ..readstore.partitions import PartitionCheckpoints
 from .coordination import Claim, Coordinator, lease_name
@@ -26,6 +28,32 @@ _MEMBERS_TTL_S = 1.0
 """How long a count of the build's member processes is trusted before reading it again."""
 
 
+class StepReads:
+    """The log as the partitions of one build read it in one step: each read made once.
+
+    Partitions of a build that stand at the same position ask for the same batch; the first
+    reads it and the others share it. Forgotten at the start of every step, so no partition
+    sees the log older than the step it runs in.
+    """
+
+    def __init__(self, source: EventSource) -> None:
+        self.source = source
+        self._reads: dict[tuple[int, int], list[StoredEvent]] = {}
+
+    def read(self, after: int, limit: int) -> list[StoredEvent]:
+        key = (after, limit)
+        events = self._reads.get(key)
+        if events is None:
+            events = self._reads[key] = self.source.read(after, limit)
+        return events
+
+    def head(self) -> int:
+        return self.source.head()
+
+    def forget(self) -> None:
+        self._reads = {}
+
+
 class PartitionedRunner(ProjectionRunner):
     """Runs the partitions of one partitioned build that this process holds.
 
@@ -34,7 +62,9 @@ class PartitionedRunner(ProjectionRunner):
     of each. Its position is the build's: the lowest partition position.
     """
 
-    def __init__(self, parts: list[ProjectionRunner], build: Checkpoint) -> None:
+    def __init__(
+        self, parts: list[ProjectionRunner], build: Checkpoint, reads: StepReads | None = None
+    ) -> None:
         first = parts[0]
         super().__init__(
             first.projection,
@@ -49,6 +79,7 @@ class PartitionedRunner(ProjectionRunner):
             metrics=first.metrics,
         )
         self.parts = parts
+        self.reads = reads
         self.coordinator: Coordinator | None = None
         self._members = 1
         self._members_read_at = 0.0
@@ -121,6 +152,9 @@ class PartitionedRunner(ProjectionRunner):
         """
         applied, head, caught_up = 0, 0, True
         failure: Exception | None = None
+        if self.reads is not None:
+            self.reads.forget()
+        began = time.perf_counter()
         for part in self._claim():
             try:
                 result = part.run_once()
@@ -136,6 +170,8 @@ class PartitionedRunner(ProjectionRunner):
             caught_up = caught_up and result.caught_up
         if failure is not None:
             raise failure
+        if applied:
+            self.replay.batch(applied, time.perf_counter() - began, caught_up=caught_up)
         position = self.position
         return BatchResult(applied, position, max(head, position), caught_up)
 

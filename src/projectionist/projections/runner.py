@@ -213,13 +213,17 @@ class ProjectionRunner:
         for cache in self._caches.values():
             cache.trim()
         done = time.perf_counter()
+        partition = self.partition
+        count = len(events) if partition is None else sum(partition.holds(e.stream) for e in events)
         if self.metrics is not None:
-            self.metrics.events_applied.labels(self.name).inc(len(events))
+            self.metrics.events_applied.labels(self.name).inc(count)
             self.metrics.batch_seconds.labels(self.name).observe(done - began)
-        # A replay reads the log as well as applying it: the rate counts both.
-        self.replay.batch(len(events), done - read_at, caught_up=next_at is None)
+        if partition is None:
+            # A replay reads the log as well as applying it: the rate counts both. (A
+            # partitioned build measures its partitions together.)
+            self.replay.batch(count, done - read_at, caught_up=next_at is None)
         self._position = last
-        return BatchResult(len(events), last, head, caught_up=next_at is None)
+        return BatchResult(count, last, head, caught_up=next_at is None)
 
     def run_until_caught_up(self, *, max_batches: int | None = None) -> int:
         """Applies batches until the log has nothing more; returns how many events it read."""
