@@ -45,6 +45,7 @@ class Deposited(Event):
 def bank(partitions: int, version: int = 1) -> App:
     """Accounts (a document per stream) and one shared total row, changed by increments."""
     app = App("bank")
+    app.refuse_negative = True  # type: ignore[attr-defined]
     balances = Projection("balances", version, partitions=partitions)
     accounts = balances.documents("accounts")
     totals = balances.table(
@@ -56,6 +57,8 @@ def bank(partitions: int, version: int = 1) -> App:
 
     @balances.on(Deposited)
     def deposited(event: Deposited, ctx: ApplyContext) -> None:
+        if event.cents < 0 and app.refuse_negative:
+            raise ValueError(f"a negative deposit of {event.cents}")
         doc = ctx[accounts].get(event.account) or {"deposits": 0, "cents": 0}
         doc = {"deposits": doc["deposits"] + 1, "cents": doc["cents"] + event.cents}
         ctx[accounts].put(event.account, doc)
@@ -303,3 +306,39 @@ def test_the_partitions_of_a_build_read_each_batch_of_the_log_once(
     assert result.applied == 40 and result.caught_up
     docs, _ = read_back(runtime, app)
     assert docs == expected(commands)
+
+
+def test_a_poison_event_parks_its_stream_in_its_partition_and_the_rest_goes_on(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    app = bank(partitions=4)
+    runtime = runtime_of(app, urls)
+    runtimes.append(runtime)
+    good = deposits(48)
+    poison = Deposit(account="a5", cents=-7)
+    after = Deposit(account="a5", cents=100)  # same stream: waits behind the poison
+    for command in [*good[:24], poison, after, *good[24:]]:
+        runtime.execute(command)
+    runtime.catch_up()
+    letters = runtime.list_dead_letters("balances")
+    # The poison, then every later event of its stream (ours, and a5's among the good ones).
+    assert [(letter.stream, letter.reason) for letter in letters] == [
+        ("account-a5", "failed"),
+        ("account-a5", "waiting"),
+        ("account-a5", "waiting"),
+    ]
+    docs, total = read_back(runtime, app)
+    # Every other stream is whole; a5 lacks the parked pair and nothing after it.
+    assert {k: v for k, v in docs.items() if k != "a5"} == {
+        k: v for k, v in expected(good).items() if k != "a5"
+    }
+    assert docs["a5"] == expected(good[:24])["a5"]
+    assert position(runtime) == runtime.head()
+    status = next(s for s in runtime.status() if s.name == "balances")
+    assert status.dead_letters == 3
+    # Fixed: the retry applies all three, in stream order.
+    app.refuse_negative = False  # type: ignore[attr-defined]
+    assert runtime.retry_dead_letters("balances") == (3, 0)
+    docs, total = read_back(runtime, app)
+    assert docs == expected([*good, poison, after])
+    assert total[0] == len(good) + 2
