@@ -342,3 +342,23 @@ def test_a_poison_event_parks_its_stream_in_its_partition_and_the_rest_goes_on(
     docs, total = read_back(runtime, app)
     assert docs == expected([*good, poison, after])
     assert total[0] == len(good) + 2
+
+
+def test_partitions_without_events_of_their_own_move_on_together(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    app = bank(partitions=4)
+    runtime = runtime_of(app, urls)
+    runtimes.append(runtime)
+    runtime.catch_up()
+    runner = next(iter(runtime.projector.runners.values()))
+    commits: list[int] = []
+    sa.event.listen(runtime.read_store.engine, "commit", lambda _c: commits.append(1))
+    last = runtime.execute(deposits(1)[0]).position
+    result = runner.run_once()
+    # One transaction applies the event in its partition; one moves the three others on.
+    assert len(commits) == 2
+    assert result.applied == 1 and result.position == last
+    with runtime.read_store.read() as connection:
+        parts = PartitionCheckpoints().all(connection, "balances", 1)
+    assert [p.position for p in parts] == [last] * 4

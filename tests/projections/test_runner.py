@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from projectionist import ProjectionistError, Runtime
-from projectionist.projections.runner import CheckpointMoved
+from projectionist.projections.batch import CheckpointMoved
 from tests.helpers import checkpoint, read_model_rows, serving, wait_for
 from tests.notes import AddNote, AddNotes, ClaimName, CountNotes, FindNotes, Notes
 

@@ -19,8 +19,9 @@ from ..eventlog import EventSource
 from ..messages import StoredEvent
 from ..readstore.checkpoints import Checkpoint
 from ..readstore.partitions import PartitionCheckpoints
+from .batch import BatchResult, CheckpointMoved
 from .coordination import Claim, Coordinator, lease_name
-from .runner import BatchResult, CheckpointMoved, ProjectionRunner
+from .runner import Deferred, ProjectionRunner
 
 log = logging.getLogger("projectionist.projections")
 
@@ -80,6 +81,9 @@ class PartitionedRunner(ProjectionRunner):
         )
         self.parts = parts
         self.reads = reads
+        self._deferred: list[Deferred] = []
+        for part in parts:
+            part.deferred = self._deferred
         self.coordinator: Coordinator | None = None
         self._members = 1
         self._members_read_at = 0.0
@@ -168,12 +172,35 @@ class PartitionedRunner(ProjectionRunner):
             applied += result.applied
             head = max(head, result.head)
             caught_up = caught_up and result.caught_up
+        if self._deferred:
+            caught_up = self._commit_deferred() and caught_up
         if failure is not None:
             raise failure
         if applied:
             self.replay.batch(applied, time.perf_counter() - began, caught_up=caught_up)
         position = self.position
         return BatchResult(applied, position, max(head, position), caught_up)
+
+    def _commit_deferred(self) -> bool:
+        """Moves on, in one transaction, the partitions whose batch held none of their events;
+        False if another runner moved one of them (they reload and read again)."""
+        deferred, self._deferred[:] = list(self._deferred), []
+        try:
+            with self.read_store.write() as connection:
+                for move in deferred:
+                    move.runner.advance(
+                        connection, move.expected, move.position, move.head, move.next_at
+                    )
+        except CheckpointMoved as moved:
+            log.info("%s", moved)
+            for move in deferred:
+                move.runner.forget_position()
+            return False
+        except BaseException:
+            for move in deferred:
+                move.runner.forget_position()
+            raise
+        return True
 
     def run_until_caught_up(self, *, max_batches: int | None = None) -> int:
         total = 0

@@ -17,10 +17,11 @@ from ..errors import HandlerFailed, NotRegistered, StoreUnavailable
 from ..readstore.checkpoints import BuildBlocked, Checkpoint, Checkpoints, State
 from ..readstore.leases import Leases
 from ..wakeups import HighWater, ProgressBoard, Worker
+from .batch import CheckpointMoved
 from .builds import wanted_builds
 from .coordination import Claim, Coordinator
 from .definition import Projection
-from .runner import CheckpointMoved, ProjectionRunner
+from .runner import ProjectionRunner
 from .swap import Swap, Swapper
 
 log = logging.getLogger("projectionist.projections")

@@ -22,6 +22,7 @@ from ..readstore.partitions import Partition, PartitionCheckpoints, PartitionSta
 from ..readstore.replay import ReplayMeter, ReplayRates
 from ..stores import Store, first_line
 from ..tracing import span
+from .batch import MAX_CONFLICTS, BatchResult, CheckpointMoved, write_conflict
 from .context import ApplyContext
 from .coordination import Coordinator, lease_name
 from .definition import Projection
@@ -30,22 +31,15 @@ from .retry import retry_parked
 log = logging.getLogger("projectionist.projections")
 
 
-MAX_CONFLICTS = 5
-"""Write conflicts in a row, between partitions of a build, before a batch counts as failed."""
-
-
-class CheckpointMoved(Exception):
-    """Another runner moved the checkpoint; this batch was rolled back."""
-
-
 @dataclass(frozen=True, slots=True)
-class BatchResult:
-    """What one batch did; `caught_up` when it read everything visible in the log."""
+class Deferred:
+    """A partition's move past a batch that held none of its events, not committed yet."""
 
-    applied: int
+    runner: ProjectionRunner
+    expected: int
     position: int
     head: int
-    caught_up: bool
+    next_at: float | None
 
 
 class ProjectionRunner:
@@ -75,6 +69,8 @@ class ProjectionRunner:
         # One partition of a partitioned build: only its streams, its own checkpoint.
         self.partition = partition
         self.partitions = PartitionCheckpoints()
+        # Set by a partitioned build: where a partition leaves a batch without its events.
+        self.deferred: list[Deferred] | None = None
         self.generation = build.generation
         self.created_at = build.created_at
         self.serving = build.active
@@ -183,6 +179,13 @@ class ProjectionRunner:
             if following:
                 next_at = following[0].recorded_at
                 head = max(self.log.head(), following[0].position)
+        deferred = self.deferred
+        if deferred is not None and not any(self.holds(e.stream) for e in events):
+            # Nothing of this partition's: the build moves it on with its other such
+            # partitions, in one transaction at the end of the step.
+            deferred.append(Deferred(self, start, last, head, next_at))
+            self._position = last
+            return BatchResult(0, last, head, caught_up=next_at is None)
         began = time.perf_counter()
         try:
             with span(
@@ -198,7 +201,7 @@ class ProjectionRunner:
             raise
         except Exception as error:
             self.forget_position()
-            if self.partition is not None and _write_conflict(error) and self._conflict(start):
+            if self.partition is not None and write_conflict(error) and self._conflict(start):
                 # Another partition wrote the same row at the same time: apply it again.
                 raise CheckpointMoved(
                     f"partition {self.partition} of {self.name} g{self.generation} met a"
@@ -285,7 +288,7 @@ class ProjectionRunner:
                     continue
                 spec.function(decode(record.type, record.schema_version, record.data), context)
             context.flush()
-            self._advance(connection, expected, events[-1].position, head, next_at, parked=held)
+            self.advance(connection, expected, events[-1].position, head, next_at, parked=held)
         if held:
             log.warning(
                 "%s g%d: %d event(s) parked behind a failed event of their stream",
@@ -301,10 +304,14 @@ class ProjectionRunner:
         self._conflicts = {position: count}
         return count <= MAX_CONFLICTS
 
+    def holds(self, stream: str) -> bool:
+        """True for a stream this runner applies: every one, or its partition's."""
+        return self.partition is None or self.partition.holds(stream)
+
     def live_since(self) -> float | None:
         return self.created_at if self.serving or self.live_while_building else None
 
-    def _advance(
+    def advance(
         self,
         connection: sa.Connection,
         expected: int,
@@ -371,7 +378,7 @@ class ProjectionRunner:
                 traceback="".join(traceback.format_exception(error)),
                 attempts=attempts,
             )
-            self._advance(connection, self.position, record.position, head, next_at, parked=1)
+            self.advance(connection, self.position, record.position, head, next_at, parked=1)
         log.error(
             "%s g%d parked event %d (%s on %r) after %d attempts: %s",
             self.name,
@@ -387,14 +394,5 @@ class ProjectionRunner:
         return BatchResult(1, record.position, head, caught_up=next_at is None)
 
     def retry_parked(self) -> tuple[int, int]:
-        """Applies this build's parked events in position order; (applied, still parked).
-
-        A stream whose event fails again keeps its later events parked behind it.
-        """
+        """Applies this build's parked events in order (`retry.retry_parked`)."""
         return retry_parked(self)
-
-
-def _write_conflict(error: Exception) -> bool:
-    """A unique key taken by a concurrent insert, or a deadlock between two writers."""
-    orig = error.orig if isinstance(error, sa.exc.DBAPIError) else None
-    return getattr(orig, "sqlstate", None) in ("23505", "40P01", "40001")
