@@ -27,6 +27,9 @@ log = logging.getLogger("projectionist.projections")
 
 _MEMBERS_TTL_S = 1.0
 """How long a count of the build's member processes is trusted before reading it again."""
+REBALANCE_LEASES = 3
+"""For how many lease times the count of member processes must stay the same before extra
+partitions are given back to processes that joined (at least 5 s)."""
 
 
 class StepReads:
@@ -87,6 +90,7 @@ class PartitionedRunner(ProjectionRunner):
         self.coordinator: Coordinator | None = None
         self._members = 1
         self._members_read_at = 0.0
+        self._members_changed_at = 0.0
         self._held: list[ProjectionRunner] = []
 
     # What the projector and the swapper set and read
@@ -231,10 +235,24 @@ class PartitionedRunner(ProjectionRunner):
             return self._held
         leases = coordinator.leases
         share = math.ceil(len(self.parts) / self._member_count())
+        # Partitions go back to a process that joined only once the count of processes has
+        # held for a few lease times: one that comes back from a cut link, or whose feed is
+        # still finding its feet, finds the others running its share meanwhile, and
+        # partitions do not change hands twice in a few seconds.
+        patience = max(5.0, REBALANCE_LEASES * leases.ttl_s)
+        settled = time.monotonic() - self._members_changed_at >= patience
         held: list[ProjectionRunner] = []
         for part in self.parts:
             name = part.lease_name
             if len(held) >= share:
+                if leases.holds(name) and not settled:
+                    # Kept, and extended, until it is given back.
+                    kept = coordinator.claim(name)
+                    if kept.held:
+                        held.append(part)
+                    else:
+                        part.forget_position()
+                    continue
                 if leases.holds(name):
                     log.info("giving %s back: %d process(es) share the build", name, self._members)
                     coordinator.release(name)
@@ -263,6 +281,9 @@ class PartitionedRunner(ProjectionRunner):
         live = [
             n for n, (_owner, until) in owners.items() if n.startswith(prefix) and until >= wall
         ]
-        self._members = max(1, len(live))
+        members = max(1, len(live))
+        if members != self._members:
+            self._members_changed_at = now
+        self._members = members
         self._members_read_at = now
         return self._members
