@@ -18,6 +18,7 @@ from ..commands.admission import MAX_PENDING_COMMANDS, Admission
 from ..errors import InvalidMessage, NotRegistered
 from ..runtime import Runtime
 from .errors import install_error_handlers
+from .middleware import RequestEdge
 from .openapi import COMMAND_RESPONSES, QUERY_RESPONSES, install_openapi, typed_answer
 from .operations import LagHistory, dead_letter_routes, health_routes, operation_routes
 
@@ -75,85 +76,8 @@ def create_http_app(
     operation_routes(api, runtime, principal, history)
     dead_letter_routes(api, runtime, principal)
     install_openapi(api, schemas)
-    api.add_middleware(_Correlate)
-    api.add_middleware(_CountResponses, metrics=runtime.metrics, api=api)
+    api.add_middleware(RequestEdge, metrics=runtime.metrics, api=api)
     return api
-
-
-class _Correlate:
-    """ASGI middleware giving each request its correlation id (see `correlation`): current
-    while the request runs, and echoed in the answer's X-Request-ID header."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = correlation.from_headers(scope["headers"])
-        header = (b"x-request-id", request_id.encode())
-
-        async def send_with_id(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        token = correlation.current.set(request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            correlation.current.reset(token)
-
-
-class _CountResponses:
-    """ASGI middleware counting every HTTP response by method, route and status.
-
-    The route label is the route's path template (`/commands/PlaceOrder`,
-    `/projections/{name}/rebuild`) or `unmatched`, so no request can add label values.
-    """
-
-    def __init__(self, app: Any, *, metrics: Any, api: FastAPI) -> None:
-        self.app = app
-        self.counter = metrics.http_responses
-        self.exact: dict[str, str] = {}
-        self.templated: list[tuple[re.Pattern[str], str]] = []
-        for route in api.routes:
-            path = getattr(route, "path", "")
-            if "{" not in path:
-                self.exact[path] = path
-            else:
-                self.templated.append((route.path_regex, path))  # type: ignore[attr-defined]
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def counting_send(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            self.counter.labels(method, self._route(scope["path"]), str(status)).inc()
-
-    def _route(self, path: str) -> str:
-        label = self.exact.get(path)
-        if label is not None:
-            return label
-        for pattern, template in self.templated:
-            if pattern.match(path):
-                return template
-        return "unmatched"
-
-
-_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 def _command_routes(
