@@ -70,7 +70,8 @@ class Capturer:
         write_model: sa.MetaData,
         *,
         leases: Leases | None = None,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 0.01,
+        idle_round_s: float = 0.25,
         max_changes: int = 10_000,
         idle_record_s: float = 1.0,
         heartbeat_s: float = 10.0,
@@ -83,6 +84,7 @@ class Capturer:
         self.write_model = write_model
         self.leases = leases
         self.poll_interval_s = poll_interval_s
+        self.idle_round_s = idle_round_s
         self.max_changes = max_changes
         self.idle_record_s = idle_record_s
         self.heartbeat_s = heartbeat_s
@@ -93,6 +95,7 @@ class Capturer:
         self.slot = self.publication = self.schema = ""
         self.translator: Translator | None = None
         self._recorded_at = self._heartbeat_at = time.monotonic()
+        self._read_upto = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -176,7 +179,7 @@ class Capturer:
             state = slots.slot_state(connection, self.slot)
             slots.check_slot(state, self.slot, expected=True)
             assert known is not None and state is not None
-            upto = int(connection.execute(_FLUSHED).scalar_one())
+            upto = self._read_upto = int(connection.execute(_FLUSHED).scalar_one())
             peeked = self._peek(connection, upto, self.max_changes)
             if peeked.rows >= self.max_changes and peeked.read_through is None:
                 # Not one transaction ended within the limit: read on to its Commit.
@@ -302,7 +305,7 @@ class Capturer:
                 appended = self.run_once()
                 backoff = self.poll_interval_s
                 if not appended:
-                    self._stopping.wait(self.poll_interval_s)
+                    self._wait_for_wal()
             except SlotLost as lost:
                 self._fail(str(lost))
                 return
@@ -317,6 +320,16 @@ class Capturer:
                 log.exception("capture round failed; retried in %.1f s", backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2 + 0.1, 5.0)
+
+    def _wait_for_wal(self) -> None:
+        """Waits until WAL is flushed past what the last round read, or `idle_round_s`
+        passes: a check every `poll_interval_s` costs one query, where a round costs a peek
+        and four more."""
+        until = time.monotonic() + self.idle_round_s
+        while not self._stopping.wait(self.poll_interval_s) and time.monotonic() < until:
+            with self.store.single() as connection:
+                if int(connection.execute(_FLUSHED).scalar_one()) > self._read_upto:
+                    return
 
     def _hold_lease(self) -> bool:
         leases = self.leases

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,12 @@ class Kept:
 
 
 _UNCHANGED = object()
+PRELOAD_CHUNK = 1000
+_LAST_EVENTS = sa.text(
+    "SELECT e.stream, e.version, e.type, e.data FROM unnest(CAST(:streams AS text[])) AS s(stream)"
+    " CROSS JOIN LATERAL (SELECT stream, version, type, data FROM projectionist_events"
+    " WHERE stream = s.stream ORDER BY version DESC LIMIT 1) AS e"
+)
 
 
 class Translator:
@@ -67,29 +73,31 @@ class Translator:
     ) -> list[NewEvent]:
         """The events of `transactions`, in commit order, with their stream versions."""
         streams = Streams(connection)
+        captured = [
+            (transaction, kept, change)
+            for transaction in transactions
+            for change in transaction.changes
+            if (kept := self.tables.get(change.relation.name)) is not None
+            and change.relation.namespace == self.schema
+            and not visible(change.relation.name, transaction.xid)
+        ]
+        streams.preload({s for _, kept, change in captured for s in _streams_of(kept, change)})
         made: list[NewEvent] = []
-        for transaction in transactions:
-            for change in transaction.changes:
-                relation = change.relation
-                kept = self.tables.get(relation.name)
-                if kept is None or relation.namespace != self.schema:
-                    continue
-                if visible(relation.name, transaction.xid):
-                    continue
-                for op, key, row, old in self._rows(connection, streams, kept, change):
-                    stream = stream_of(kept.shape.table, key)
-                    event = RowChanged(table=kept.shape.table, op=op, key=key, row=row, old=old)
-                    made.append(
-                        NewEvent(
-                            stream,
-                            streams.next_version(stream, row),
-                            RowChanged.type_name,
-                            RowChanged.schema_version,
-                            encode_event(event),
-                            metadata(CAPTURED, transaction.commit_lsn, transaction.xid),
-                            transaction.committed_at,
-                        )
+        for transaction, kept, change in captured:
+            for op, key, row, old in self._rows(connection, streams, kept, change):
+                stream = stream_of(kept.shape.table, key)
+                event = RowChanged(table=kept.shape.table, op=op, key=key, row=row, old=old)
+                made.append(
+                    NewEvent(
+                        stream,
+                        streams.next_version(stream, row),
+                        RowChanged.type_name,
+                        RowChanged.schema_version,
+                        encode_event(event),
+                        metadata(CAPTURED, transaction.commit_lsn, transaction.xid),
+                        transaction.committed_at,
                     )
+                )
         return made
 
     def _rows(
@@ -176,6 +184,22 @@ class Streams:
         self.connection = connection
         self.known: dict[str, tuple[int, Row | None]] = {}
 
+    def preload(self, streams: Collection[str]) -> None:
+        """Reads the last event of each of `streams` not known yet, in a query per
+        `PRELOAD_CHUNK`: a round of thousands of changes costs a few round trips, not one
+        per row."""
+        missing = sorted(s for s in streams if s not in self.known)
+        for at in range(0, len(missing), PRELOAD_CHUNK):
+            chunk = missing[at : at + PRELOAD_CHUNK]
+            found = {
+                str(stream): (int(version), _row_of(str(type_), data))
+                for stream, version, type_, data in self.connection.execute(
+                    _LAST_EVENTS, {"streams": chunk}
+                )
+            }
+            for stream in chunk:
+                self.known[stream] = found.get(stream, (0, None))
+
     def _load(self, stream: str) -> tuple[int, Row | None]:
         known = self.known.get(stream)
         if known is None:
@@ -185,13 +209,9 @@ class Streams:
                 .order_by(events_table.c.version.desc())
                 .limit(1)
             ).first()
-            if last is None:
-                known = (0, None)
-            else:
-                row = (
-                    json.loads(last.data).get("row") if last.type == RowChanged.type_name else None
-                )
-                known = (int(last.version), row)
+            known = (
+                (0, None) if last is None else (int(last.version), _row_of(last.type, last.data))
+            )
             self.known[stream] = known
         return known
 
@@ -231,6 +251,25 @@ class Streams:
             if stream.startswith(prefix) and row is not None:
                 live.append(({k: row.get(k) for k in shape.key}, row))
         return live
+
+
+def _row_of(type_name: str, data: str) -> Row | None:
+    """The row an event left its stream at: a RowChanged's `row`; nothing for other events."""
+    return json.loads(data).get("row") if type_name == RowChanged.type_name else None
+
+
+def _streams_of(kept: Kept, change: Change) -> Iterator[str]:
+    """The streams a change touches: its row's, and the old key's when the key changed."""
+    message = change.message
+    if isinstance(message, Truncate):
+        return
+    sent = [getattr(message, "new", None), getattr(message, "old", None)]
+    for tuple_data in sent:
+        if tuple_data is not None:
+            row = _decode(change.relation, tuple_data)
+            key = _pick(row, kept.shape.key)
+            if all(v is not None and v is not _UNCHANGED for v in key.values()):
+                yield stream_of(kept.shape.table, key)
 
 
 def _decode(relation: Relation, tuple_data: Sequence[Column]) -> Row:
