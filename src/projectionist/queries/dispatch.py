@@ -31,6 +31,9 @@ from ..wakeups import HighWater, ProgressBoard
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 30000
 _POLL_S = 0.02
+# The capture's progress has no wake-up: read it often, a point read each time, while a
+# query waits for a writer's LSN.
+_LSN_POLL_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,7 @@ class QueryBus:
                     f"the capture did not read the WAL up to {min_lsn} within {wait} ms",
                     self.freshness(names),
                 )
-            time.sleep(_POLL_S)
+            time.sleep(_LSN_POLL_S)
         return position
 
     def _ask(

@@ -191,3 +191,22 @@ def test_an_idle_capture_advances_its_slot(runtime: Runtime, database: Database)
 def _lsn(text: object) -> int:
     high, low = str(text).split("/")
     return (int(high, 16) << 32) | int(low, 16)
+
+
+def test_wal_of_others_is_recorded_soon_and_the_captures_own_is_not(
+    runtime: Runtime, database: Database
+) -> None:
+    capturer = runtime.capturer
+    assert capturer is not None and runtime.capture_progress is not None
+    capturer.idle_record_s = 3600.0  # only WAL written by others makes it record
+    capturer.min_record_s = 0.0
+    capture(runtime)
+    database.sql("CREATE TABLE other (id int)", "INSERT INTO other VALUES (1)")
+    [(writer_lsn,)] = database.sql("SELECT pg_current_wal_lsn()::text")
+    capture(runtime)  # another's WAL moved: recorded, though nothing was captured
+    recorded = runtime.capture_progress.status()
+    assert recorded is not None and recorded.through_lsn >= _lsn(writer_lsn)
+    # Its own record moved the WAL too: that alone is not recorded again.
+    capture(runtime)
+    again = runtime.capture_progress.status()
+    assert again is not None and again.through_lsn == recorded.through_lsn

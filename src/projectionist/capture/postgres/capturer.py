@@ -74,6 +74,7 @@ class Capturer:
         idle_round_s: float = 0.25,
         max_changes: int = 10_000,
         idle_record_s: float = 1.0,
+        min_record_s: float = 0.05,
         heartbeat_s: float = 10.0,
         on_appended: Callable[[int], None] | None = None,
     ) -> None:
@@ -87,6 +88,8 @@ class Capturer:
         self.idle_round_s = idle_round_s
         self.max_changes = max_changes
         self.idle_record_s = idle_record_s
+        self.min_record_s = min_record_s
+        self._own_lsn = 0
         self.heartbeat_s = heartbeat_s
         self.on_appended = on_appended
         self.relations = Relations()
@@ -189,16 +192,23 @@ class Capturer:
         through = max(through or 0, known.through_lsn)
         fresh = [t for t in peeked.transactions if t.commit_lsn > known.commit_lsn]
         now = time.monotonic()
+        since = now - self._recorded_at
+        # With nothing captured, how far the capture read is recorded every `idle_record_s`,
+        # or soon (every `min_record_s`) when WAL other than its own records moved: a writer
+        # waiting with min_lsn for an uncaptured change of its own is not kept a second.
+        others_wrote = upto > self._own_lsn and since >= self.min_record_s
         if not fresh and (
-            through == known.through_lsn or now - self._recorded_at < self.idle_record_s
+            through == known.through_lsn or not (others_wrote or since >= self.idle_record_s)
         ):
             self._heartbeat(now)
             return appended
         appended += self._append(known, fresh, through)
         self._recorded_at = now
-        if through > (state.confirmed_flush_lsn or 0):
-            with self.store.single() as connection:
+        with self.store.single() as connection:
+            if through > (state.confirmed_flush_lsn or 0):
                 connection.execute(_ADVANCE, {"slot": self.slot, "lsn": lsn_text(through)})
+            if not fresh:
+                self._own_lsn = int(connection.execute(_FLUSHED).scalar_one())
         return appended
 
     def _peek(self, connection: Connection, upto: int, limit: int) -> Peeked:
