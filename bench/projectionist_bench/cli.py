@@ -1,4 +1,5 @@
-"""`projectionist bench orders`, `bench http`, `bench rebuild` and `bench feeds`."""
+"""`projectionist bench orders`, `bench http`, `bench rebuild`, `bench feeds`, `bench cdc` and
+`bench scale`."""
 
 from __future__ import annotations
 
@@ -230,4 +231,79 @@ def feeds(
         console.print(f"figures written to {json_path}")
     if not result["verification"]["passed"]:
         errors.print("[bold red]the feeds do not mirror the log[/]")
+        raise typer.Exit(1)
+
+
+@bench_cli.command("cdc")
+def cdc(
+    url: UrlOption = None,
+    changes: Annotated[int, typer.Option("--changes", min=1,
+                                         help="N: changes written in LIVE, and again in"
+                                              " BACKLOG.")] = 20_000,
+    runs: Annotated[int, typer.Option("--runs", min=1,
+                                      help="Runs on fresh databases; figures are medians.")] = 1,
+    samples: Annotated[int, typer.Option("--samples", min=1,
+                                         help="Commits timed in IDLE and in LOAD.")] = 300,
+    writers: Annotated[int, typer.Option("--writers", min=1,
+                                         help="Writer connections in LIVE and BACKLOG.")] = 4,
+    per_transaction: Annotated[int, typer.Option("--per-transaction", min=1,
+                                                 help="Changes per writer transaction.")] = 10,
+    load_rate: Annotated[float, typer.Option("--load-rate", min=1,
+                                             help="Background changes/s in LOAD.")] = 2000.0,
+    json_path: JsonOption = None,
+) -> None:
+    """PostgreSQL change data capture: the billing app's tables written by plain SQL, captured
+    by `projectionist serve billing`: changes/s end to end, and commit-to-visible latency with
+    `min_lsn`, idle and under load."""
+    from .cdc import CdcSettings, print_cdc, run_cdc
+    from .orders import BenchmarkFailed
+
+    settings = CdcSettings(changes=changes, runs=runs, samples=samples, writers=writers,
+                           per_transaction=per_transaction, load_rate=load_rate, url=url)
+    try:
+        result = run_cdc(settings, progress=lambda line: errors.print(f"[dim]{line}"))
+    except (BenchmarkFailed, ProjectionistError) as error:
+        errors.print(f"[bold red]benchmark failed:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    print_cdc(console, result)
+    if json_path is not None:
+        report.write_json(json_path, result)
+        console.print(f"figures written to {json_path}")
+    if not result["verification"]["passed"]:
+        errors.print("[bold red]the read model does not match the tables[/]")
+        raise typer.Exit(1)
+
+
+@bench_cli.command("scale")
+def scale(
+    backend: BackendOption = Backend.postgresql,
+    url: UrlOption = None,
+    events: Annotated[int, typer.Option("--events", min=1,
+                                        help="N: events in the log each APPLY cell projects.")
+                      ] = 100_000,
+    duration: Annotated[float, typer.Option("--duration", min=0.5,
+                                            help="Seconds per QUERY cell.")] = 10.0,
+    runs: Annotated[int, typer.Option("--runs", min=1,
+                                      help="Runs on fresh databases; figures are medians.")] = 1,
+    json_path: JsonOption = None,
+    directory: DirOption = None,
+) -> None:
+    """Projection apply with 1, 2 and 4 partitions over 1 and 2 projector processes, and
+    queries over 1, 2 and 4 query processes: events/s, queries/s, and CPU per each."""
+    from .orders import BenchmarkFailed
+    from .scale import ScaleSettings, print_scale, run_scale
+
+    settings = ScaleSettings(backend=backend.value, events=events, duration_s=duration,
+                             runs=runs, url=url, directory=directory)
+    try:
+        result = run_scale(settings, progress=lambda line: errors.print(f"[dim]{line}"))
+    except (BenchmarkFailed, ProjectionistError) as error:
+        errors.print(f"[bold red]benchmark failed:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    print_scale(console, result)
+    if json_path is not None:
+        report.write_json(json_path, result)
+        console.print(f"figures written to {json_path}")
+    if not result["verification"]["passed"]:
+        errors.print("[bold red]a read model does not match the workload[/]")
         raise typer.Exit(1)

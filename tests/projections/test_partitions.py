@@ -362,3 +362,23 @@ def test_partitions_without_events_of_their_own_move_on_together(
     with runtime.read_store.read() as connection:
         parts = PartitionCheckpoints().all(connection, "balances", 1)
     assert [p.position for p in parts] == [last] * 4
+
+
+def test_a_process_started_a_moment_later_gets_its_share(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    # Lease time 3 s: a process that waited for the count to hold would wait 9 s.
+    options = {"poll_interval_s": 0.05, "lease_ttl_s": 3.0}
+    a = runtime_of(bank(partitions=4), urls, roles="projector", **options)
+    runtimes.append(a)
+    a.start()
+    wait_for(lambda: bool(a.projector.runners))
+    runner = next(iter(a.projector.runners.values()))
+    assert isinstance(runner, PartitionedRunner)
+    leases = runner.coordinator.leases
+    wait_for(lambda: sum(leases.holds(p.lease_name) for p in runner.parts) == 4)
+    b = runtime_of(bank(partitions=4), urls, roles="projector", **options)
+    runtimes.append(b)
+    b.start()
+    # The first process had only just started: it gives two back without waiting.
+    wait_for(lambda: sum(leases.holds(p.lease_name) for p in runner.parts) == 2, timeout_s=8.0)

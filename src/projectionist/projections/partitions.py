@@ -91,6 +91,7 @@ class PartitionedRunner(ProjectionRunner):
         self._members = 1
         self._members_read_at = 0.0
         self._members_changed_at = 0.0
+        self._first_claim_at: float | None = None
         self._held: list[ProjectionRunner] = []
 
     # What the projector and the swapper set and read
@@ -238,9 +239,16 @@ class PartitionedRunner(ProjectionRunner):
         # Partitions go back to a process that joined only once the count of processes has
         # held for a few lease times: one that comes back from a cut link, or whose feed is
         # still finding its feet, finds the others running its share meanwhile, and
-        # partitions do not change hands twice in a few seconds.
+        # partitions do not change hands twice while a fault settles.
         patience = max(5.0, REBALANCE_LEASES * leases.ttl_s)
-        settled = time.monotonic() - self._members_changed_at >= patience
+        now = time.monotonic()
+        if self._first_claim_at is None:
+            self._first_claim_at = now
+        # A process that only just started took every partition it found free: it shares
+        # them as soon as others show up, as processes started together expect.
+        settled = (
+            now - self._members_changed_at >= patience or now - self._first_claim_at < patience
+        )
         held: list[ProjectionRunner] = []
         for part in self.parts:
             name = part.lease_name
