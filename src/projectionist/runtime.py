@@ -82,8 +82,10 @@ class Runtime(ProjectionOperations):
         )
         # A read model can always be rebuilt from the log, and its rows commit with their
         # checkpoint: losing the last transactions to a power cut only means replaying them.
-        # So a SQLite read store skips the fsync per commit (WAL, synchronous=NORMAL).
-        self.read_store = Store(read_url, pool_size=pool_size, durable=read_url == store_url)
+        # So the read store's connections commit without waiting for the disk (SQLite
+        # synchronous=NORMAL, PostgreSQL synchronous_commit=off), even in the write store's
+        # database, whose own connections keep full durability for commands and the log.
+        self.read_store = Store(read_url, pool_size=pool_size, durable=False)
         self.log: EventLog | None = open_event_log(self.store) if self.store else None
         self.feed: Feed | None = open_feed(events) if events is not None else None
         # Where this process learns the log's head: the log, or the feed its projectors read.
