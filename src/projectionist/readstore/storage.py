@@ -126,14 +126,17 @@ def has_dbstat(connection: Connection) -> bool:
 
 def _sqlite_bytes(connection: Connection, table: str, names: list[str], rows: int) -> int:
     if has_dbstat(connection):
+        page_size = int(connection.exec_driver_sql("PRAGMA page_size").scalar() or 0)
         total = 0
         for name in names:
-            # One row per b-tree (aggregate): SQLite walks that b-tree's pages only.
-            size = connection.execute(
-                sa.text("SELECT sum(pgsize) FROM dbstat WHERE name = :name AND aggregate = 1"),
+            # One row per b-tree (aggregate): SQLite walks that b-tree's pages only. Its
+            # `pgsize` wraps at 4 GiB (a 32-bit sum, SQLite 3.40); `pageno`, the b-tree's page
+            # count there, does not.
+            pages = connection.execute(
+                sa.text("SELECT pageno FROM dbstat WHERE name = :name AND aggregate = 1"),
                 {"name": name},
             ).scalar()
-            total += int(size or 0)
+            total += int(pages or 0) * page_size
         return total
     return pages_share(connection, rows)
 
