@@ -636,7 +636,7 @@ def print_cdc(console: Console, result: dict[str, Any]) -> None:
     for column in ("phase", "figure", "value", "target", "Sequin", "Debezium"):
         table.add_column(column, justify="right" if column == "value" else "left")
     for key, phase, label in ROWS:
-        table.add_row(phase, label, _format(figures.get(key)), TARGETS.get(key, "-"),
+        table.add_row(phase, label, report.figure(figures.get(key)), TARGETS.get(key, "-"),
                       *(_anchor(name, key) for name in ("sequin", "debezium")))
     console.print(table)
     console.print("Sequin and Debezium: their published figures, on larger machines; anchors"
@@ -645,11 +645,7 @@ def print_cdc(console: Console, result: dict[str, Any]) -> None:
     if load is not None and result["host"].get("cpus") and load >= result["host"]["cpus"]:
         console.print(f"[yellow]the machine was busy: load average {load} on"
                       f" {result['host']['cpus']} CPUs at the start")
-    verification = result["verification"]
-    status = "[green]passed" if verification["passed"] else "[bold red]FAILED"
-    console.print(f"verification: {status}[/] ({len(verification['checks'])} checks)")
-    for failure in verification["failures"]:
-        console.print(f"  [red]✗[/] {failure}")
+    report.print_verification(console, result["verification"])
 
 
 def _anchor(name: str, key: str) -> str:
@@ -663,11 +659,4 @@ def _anchor(name: str, key: str) -> str:
         return str(anchor["p99_ms"])
     return "-"
 
-
-def _format(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and abs(value) < 100:
-        return f"{value:.2f}"
-    return f"{value:,.0f}"
 

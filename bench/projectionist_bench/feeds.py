@@ -451,21 +451,10 @@ def print_feeds(console: Console, result: dict[str, Any]) -> None:
     for name in sources:
         table.add_column(LABELS.get(name, name), justify="right")
     for key, phase, label in ROWS:
-        table.add_row(phase, label, *(_format(figures.get(key))
+        table.add_row(phase, label, *(report.figure(figures.get(key))
                                       for figures in sources.values()))
     console.print(table)
     console.print("no feed: READ and REBUILD from the SQL log; LIVE with every role in one"
                   " process")
-    verification = result["verification"]
-    status = "[green]passed" if verification["passed"] else "[bold red]FAILED"
-    console.print(f"verification: {status}[/] ({len(verification['checks'])} checks)")
-    for failure in verification["failures"]:
-        console.print(f"  [red]✗[/] {failure}")
+    report.print_verification(console, result["verification"])
 
-
-def _format(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and abs(value) < 100:
-        return f"{value:.2f}"
-    return f"{value:,.0f}"

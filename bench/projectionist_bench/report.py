@@ -117,11 +117,7 @@ def print_orders(console: Console, result: dict[str, Any]) -> None:
             table.add_row("W", "W / R", f"{result['write_vs_raw']:.0%}", "-", ">= 60%")
     console.print(table)
     console.print("beside the peer, measured in the same run: bench/run.sh --peer")
-    verification = result["verification"]
-    status = "[green]passed" if verification["passed"] else "[bold red]FAILED"
-    console.print(f"verification: {status}[/] ({len(verification['checks'])} checks)")
-    for failure in verification["failures"]:
-        console.print(f"  [red]✗[/] {failure}")
+    print_verification(console, result["verification"])
 
 
 def print_http(console: Console, result: dict[str, Any]) -> None:
@@ -161,6 +157,19 @@ def print_http(console: Console, result: dict[str, Any]) -> None:
         )
         console.print(f"getorder_vs_bare (projectionist / bare, queries/s):"
                       f" {_format(result['getorder_vs_bare'], 2)}")
+
+
+def print_verification(console: Any, verification: dict[str, Any]) -> None:
+    """The line that says whether the benchmark's read-model checks passed, and each failure."""
+    status = "[green]passed" if verification["passed"] else "[bold red]FAILED"
+    console.print(f"verification: {status}[/] ({len(verification['checks'])} checks)")
+    for failure in verification["failures"]:
+        console.print(f"  [red]✗[/] {failure}")
+
+
+def figure(value: Any, digits: int | None = None) -> str:
+    """A figure as the tables print it: thousands separated, two decimals below 100."""
+    return _format(value, digits)
 
 
 def _format(value: Any, digits: int | None = None) -> str:

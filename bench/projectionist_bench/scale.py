@@ -360,32 +360,21 @@ def print_scale(console: Console, result: dict[str, Any]) -> None:
                    "log rows read/event", "s"):
         apply.add_column(column, justify="right")
     for cell in result["apply"]:
+        figures = ("events_per_s", "cpu_us_per_event", "log_rows_read_per_event", "seconds")
         apply.add_row(str(cell["partitions"]), str(cell["processes"]),
-                      _format(cell["events_per_s"]), _format(cell["cpu_us_per_event"]),
-                      _format(cell["log_rows_read_per_event"]), _format(cell["seconds"]))
+                      *(report.figure(cell[key]) for key in figures))
     console.print(apply)
     queries = Table(title=f"QUERY — {title}, GetOrderSummary")
     for column in ("query processes", "queries/s", "CPU µs/query", "p50 ms", "p99 ms",
                    "errors", "servers CPU %", "client CPU %"):
         queries.add_column(column, justify="right")
     for cell in result["queries"]:
-        queries.add_row(str(cell["processes"]), _format(cell["queries_per_s"]),
-                        _format(cell["cpu_us_per_query"]), _format(cell["p50_ms"]),
-                        _format(cell["p99_ms"]), str(cell["errors"]),
-                        _format(cell["server_cpu_percent"]), _format(cell["client_cpu_percent"]))
+        first = ("queries_per_s", "cpu_us_per_query", "p50_ms", "p99_ms")
+        last = ("server_cpu_percent", "client_cpu_percent")
+        queries.add_row(str(cell["processes"]), *(report.figure(cell[key]) for key in first),
+                        str(cell["errors"]), *(report.figure(cell[key]) for key in last))
     console.print(queries)
     console.print(f"{result['host']['cpus']} cores; CPU is the children's (from /proc), over"
                   " the timed window")
-    verification = result["verification"]
-    status = "[green]passed" if verification["passed"] else "[bold red]FAILED"
-    console.print(f"verification: {status}[/] ({len(verification['checks'])} checks)")
-    for failure in verification["failures"]:
-        console.print(f"  [red]✗[/] {failure}")
+    report.print_verification(console, result["verification"])
 
-
-def _format(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and abs(value) < 100:
-        return f"{value:.2f}"
-    return f"{value:,.0f}"
