@@ -14,7 +14,7 @@ import logging
 import math
 import time
 
-from ..errors import HandlerFailed
+from ..errors import HandlerFailed, StoreUnavailable
 from ..eventlog import EventSource
 from ..messages import StoredEvent
 from ..readstore.checkpoints import Checkpoint
@@ -161,6 +161,8 @@ class PartitionedRunner(ProjectionRunner):
         """
         applied, head, caught_up = 0, 0, True
         failure: Exception | None = None
+        down: StoreUnavailable | None = None
+        ran = 0
         if self.reads is not None:
             self.reads.forget()
         began = time.perf_counter()
@@ -174,6 +176,18 @@ class PartitionedRunner(ProjectionRunner):
             except HandlerFailed as error:
                 failure = failure or error
                 continue
+            except StoreUnavailable as error:
+                # One partition that cannot read (its feed's consumer is on a dead node, say)
+                # holds back neither the others nor the build's membership: after a while it
+                # alone is given back, for a process that can read it.
+                down = down or error
+                caught_up = False
+                if self.coordinator is not None:
+                    self.coordinator.failed(part.lease_name, time.monotonic())
+                continue
+            ran += 1
+            if self.coordinator is not None:
+                self.coordinator.succeeded(part.lease_name)
             applied += result.applied
             head = max(head, result.head)
             caught_up = caught_up and result.caught_up
@@ -181,6 +195,8 @@ class PartitionedRunner(ProjectionRunner):
             caught_up = self._commit_deferred() and caught_up
         if failure is not None:
             raise failure
+        if down is not None and not ran:
+            raise down  # every partition failed: the store itself, not one reader
         if applied:
             self.replay.batch(applied, time.perf_counter() - began, caught_up=caught_up)
         position = self.position
