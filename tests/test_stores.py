@@ -97,3 +97,39 @@ def test_repr_hides_the_password() -> None:
         assert "user" in repr(store)
     finally:
         store.dispose()
+
+
+def test_more_reading_threads_than_any_pool_all_read_at_once(tmp_path: Path) -> None:
+    import threading
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    with store.write() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+        connection.exec_driver_sql("INSERT INTO t VALUES (7)")
+    threads = 40  # a server's thread pool; the engine's pool holds 24
+    inside = threading.Barrier(threads, timeout=20)
+    seen: list[int] = []
+
+    def read() -> None:
+        with store.read() as connection:
+            seen.append(connection.exec_driver_sql("SELECT v FROM t").scalar_one())
+            inside.wait()  # every thread holds its read transaction open at once
+
+    try:
+        workers = [threading.Thread(target=read) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert seen == [7] * threads
+        # The readers of threads that ended are closed when another thread starts reading.
+        def read_once() -> None:
+            with store.read():
+                pass
+
+        read_alone = threading.Thread(target=read_once)
+        read_alone.start()
+        read_alone.join()
+        assert len(store._reader_connections) == 1
+    finally:
+        store.dispose()

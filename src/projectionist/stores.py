@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from .driver import DriverSql
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
@@ -40,9 +40,16 @@ class Store:
         # back for each transaction costs more than a small write itself.
         self._writer: Connection | None = None
         # A file-backed SQLite store keeps one read connection per thread: a read is a few
-        # microseconds of SQLite, and a pool checkout and check-in cost many times that.
+        # microseconds of SQLite, and a pool checkout and check-in cost many times that. They
+        # come from an engine of their own, with no pool: a server's threads may outnumber
+        # any pool, and a thread waiting for a pooled connection would wait for a timeout.
         self._readers = threading.local() if self.is_sqlite and not _in_memory(url) else None
-        self._reader_connections: list[Connection] = []
+        self._reader_engine = (
+            _create_engine(url, pool_size=0, timeout_s=timeout_s, durable=durable, pooled=False)
+            if self._readers is not None
+            else None
+        )
+        self._reader_connections: dict[int, tuple[threading.Thread, Connection]] = {}
         self._readers_lock = threading.Lock()
 
     @property
@@ -97,9 +104,7 @@ class Store:
         try:
             with translate_errors(self.url):
                 if reader is None:
-                    reader = self._readers.connection = self.engine.connect()
-                    with self._readers_lock:
-                        self._reader_connections.append(reader)
+                    reader = self._readers.connection = self._new_reader()
                 with reader.begin():
                     yield reader
         except StoreUnavailable:
@@ -124,6 +129,23 @@ class Store:
             else:
                 yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
+    def _new_reader(self) -> Connection:
+        """This thread's read connection; those of threads that ended are closed."""
+        assert self._reader_engine is not None
+        reader = self._reader_engine.connect()
+        with self._readers_lock:
+            ended = [
+                key
+                for key, (thread, _connection) in self._reader_connections.items()
+                if not thread.is_alive()
+            ]
+            closing = [self._reader_connections.pop(key)[1] for key in ended]
+            self._reader_connections[threading.get_ident()] = (threading.current_thread(), reader)
+        for connection in closing:
+            with contextlib.suppress(Exception):  # already broken
+                connection.close()
+        return reader
+
     def fetch(self, statement: DriverSql, params: Sequence[Any] = ()) -> list[Any]:
         """The rows of one reading statement, at its own snapshot, outside any transaction."""
         with self.single() as connection:
@@ -134,12 +156,14 @@ class Store:
             with self._write_lock:
                 self._close_writer()
         with self._readers_lock:
-            readers, self._reader_connections = self._reader_connections, []
+            readers, self._reader_connections = self._reader_connections, {}
             if self._readers is not None:
                 self._readers = threading.local()
-        for reader in readers:
-            with contextlib.suppress(Exception):  # already broken: the pool discards it
+        for _thread, reader in readers.values():
+            with contextlib.suppress(Exception):  # already broken
                 reader.close()
+        if self._reader_engine is not None:
+            self._reader_engine.dispose()
         self.engine.dispose()
 
     def _close_writer(self) -> None:
@@ -249,7 +273,9 @@ def _is_connection_error(error: OperationalError) -> bool:
     )
 
 
-def _create_engine(url: str, *, pool_size: int, timeout_s: float, durable: bool) -> Engine:
+def _create_engine(
+    url: str, *, pool_size: int, timeout_s: float, durable: bool, pooled: bool = True
+) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
     except ArgumentError:
@@ -260,7 +286,9 @@ def _create_engine(url: str, *, pool_size: int, timeout_s: float, durable: bool)
     backend = parsed.get_backend_name()
     try:
         if backend == "sqlite":
-            return _create_sqlite_engine(parsed, timeout_s=timeout_s, durable=durable)
+            return _create_sqlite_engine(
+                parsed, timeout_s=timeout_s, durable=durable, pooled=pooled
+            )
         if backend == "postgresql":
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
@@ -300,7 +328,9 @@ def _url_options(url: sa.engine.URL) -> tuple[str, ...]:
     return (options,) if isinstance(options, str) else tuple(options)
 
 
-def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float, durable: bool) -> Engine:
+def _create_sqlite_engine(
+    url: sa.engine.URL, *, timeout_s: float, durable: bool, pooled: bool = True
+) -> Engine:
     database = url.database or ""
     memory = database in ("", ":memory:")
     if not memory:
@@ -310,6 +340,8 @@ def _create_sqlite_engine(url: sa.engine.URL, *, timeout_s: float, durable: bool
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if memory:
         kwargs["poolclass"] = StaticPool
+    elif not pooled:
+        kwargs["poolclass"] = NullPool
     else:
         kwargs.update(pool_size=8, max_overflow=16, pool_timeout=timeout_s)
     engine = sa.create_engine(url, **kwargs)
