@@ -3,6 +3,8 @@ and retry dead letters."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from ..app import App
 from ..errors import NotRegistered, RoleNotServed
 from ..readstore.checkpoints import Checkpoint, Checkpoints
@@ -15,7 +17,7 @@ from .projector import Projector
 from .runner import ProjectionRunner
 
 
-class ProjectionOperations:
+class ProjectionOperations(ABC):
     """The projection operations of `Runtime`, which provides what they use."""
 
     app: App
@@ -25,8 +27,9 @@ class ProjectionOperations:
     high_water: HighWater
     projector: Projector | None
 
+    @abstractmethod
     def install(self) -> None:
-        raise NotImplementedError
+        """Creates the missing tables (the Runtime's own)."""
 
     def catch_up(self, *, strict: bool = False) -> int:
         """Applies every pending event to every build, in this thread; returns the count.
