@@ -54,7 +54,7 @@ class Coordinator:
         leases: Leases | None,
         *,
         retry_s: float = 0.5,
-        give_up_after_s: float = 2.5,
+        give_up_after_s: float = 5.0,
         stand_down_s: float = 1.0,
     ) -> None:
         self.leases = leases
