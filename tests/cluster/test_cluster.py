@@ -75,10 +75,16 @@ def check_exactly_once(shop: ShopCluster, load: Load) -> tuple[int, int]:
         counts.append(lost_and_doubled(expected, seen, events))
         assert seen == expected, f"{served.name} shows another shop than the write store holds"
     # A node back from a fault may answer from its own state until it has caught up.
+    # Each ask may reach another node: the answer checked is the one that had caught up.
     nats = shop.machine.nats
-    wait_until(lambda: nats.stream_info(shop.stream).state.last_seq >= head, timeout_s=30,
-               what="the stream answering with the whole log")
-    info = nats.stream_info(shop.stream)
+    answers = []
+
+    def whole() -> bool:
+        answers.append(nats.stream_info(shop.stream))
+        return bool(answers[-1].state.last_seq >= head)
+
+    wait_until(whole, timeout_s=30, what="the stream answering with the whole log")
+    info = answers[-1]
     # Every position once, in order: the stream's sequences are the log's positions.
     assert info.state.first_seq == 1
     assert info.state.messages == info.state.last_seq >= head
