@@ -27,7 +27,7 @@ log = logging.getLogger("projectionist.projections")
 
 _MEMBERS_TTL_S = 1.0
 """How long a count of the build's member processes is trusted before reading it again."""
-REBALANCE_LEASES = 3
+REBALANCE_LEASES = 10
 """For how many lease times the count of member processes must stay the same before extra
 partitions are given back to processes that joined (at least 5 s)."""
 
