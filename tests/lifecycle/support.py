@@ -263,4 +263,6 @@ def dump_build(runtime: Runtime, name: str, generation: int) -> dict[str, list[t
 
 
 def serving_generation(runtime: Runtime, name: str) -> int:
-    return next(row.generation for row in runtime.status() if row.name == name and row.active)
+    """The serving build of `name`, from the checkpoints themselves (a cheap read)."""
+    with runtime.read_store.read() as connection:
+        return runtime.checkpoints.active(connection, [name])[name].generation

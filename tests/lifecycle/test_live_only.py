@@ -75,11 +75,11 @@ def test_side_effects_run_once_for_events_recorded_during_a_rebuild(
     write, read = store_urls
     notes = Notes()
     mailer = Mailer(notes)
-    history = [f"h{i}" for i in range(300)]
+    history = [f"h{i}" for i in range(1000)]  # a rebuild long enough to write during it
     with Runtime(notes.app, store=write, read_store=read, batch_size=5,
                  poll_interval_s=0.02) as runtime:
         runtime.execute(AddNotes(stream="s", texts=history))
-        wait_for(lambda: len(mailer.sent) == 300, what="the history's mails")
+        wait_for(lambda: len(mailer.sent) == len(history), what="the history's mails")
         build = runtime.rebuild("mailer_mail")
         during: list[str] = []
 
@@ -96,7 +96,7 @@ def test_side_effects_run_once_for_events_recorded_during_a_rebuild(
         after = [f"a{i}" for i in range(3)]
         for text in after:
             runtime.execute(AddNote(stream="s", text=text))
-        wait_for(lambda: len(mailer.sent) >= 300 + len(during) + len(after),
+        wait_for(lambda: len(mailer.sent) >= len(history) + len(during) + len(after),
                  what="the mails of the new events")
         wait_for(lambda: seen_rows(runtime, mailer)[-1] == after[-1], what="the view")
     assert sorted(mailer.sent) == sorted([*history, *during, *after])
