@@ -21,11 +21,13 @@ class DriverSql:
 
     __slots__ = ("format", "qmark")
 
-    def __init__(self, sql: str) -> None:
+    def __init__(self, sql: str, *, binary: bool = False) -> None:
+        """`binary`: psycopg sends the values in binary form (`%b`), much cheaper for arrays
+        than text, which it escapes character by character."""
         if "%" in sql:
             raise ValueError("driver SQL must not contain '%': psycopg reads it as a marker")
         self.qmark = sql
-        self.format = sql.replace("?", "%s")
+        self.format = sql.replace("?", "%b" if binary else "%s")
 
     def rows(self, connection: Connection, params: Sequence[Any] = ()) -> list[Any]:
         """Every row the statement returns, as the driver's tuples."""

@@ -174,7 +174,7 @@ class Runtime(ProjectionOperations):
             high_water=self.high_water,
             board=self.board,
             metrics=self.metrics,
-            lsn_positions=self.capture_progress.position_through if self.capture_progress else None,
+            lsn_positions=self.capture_progress,
         )
         if self.projector is not None:
             return  # queries wait on this process's own projector
@@ -190,6 +190,8 @@ class Runtime(ProjectionOperations):
         assert self.store is not None and self.log is not None
         leases = Leases(self.read_store, ttl_s=lease_ttl_s)
         self.capturer = capture.role(self.app, self.store, self.log, leases, self.metrics)
+        if self.capturer is not None and self.capture_progress is not None:
+            self.capturer.on_recorded = self.capture_progress.recorded
 
     def _make_runner(self, projection: Projection, build: Checkpoint) -> ProjectionRunner:
         count = projection.partitions

@@ -36,7 +36,7 @@ from ..messages import StoredEvent
 from ..wakeups import HighWater
 from ..wakeups.postgres import Listener
 from .base import EventLog, NewEvent
-from .schema import COLUMNS, events_table, metadata
+from .schema import COLUMNS, metadata
 
 CHANNEL = "projectionist_events"
 """The NOTIFY channel of appends; its payload is the last position appended."""
@@ -69,7 +69,18 @@ _READ = DriverSql(
 )
 _STREAM_VERSION = sa.text("SELECT max(version) FROM projectionist_events WHERE stream = :stream")
 _HEAD = DriverSql("SELECT max(position) FROM projectionist_events")
-_APPEND = sa.insert(events_table).returning(events_table.c.position, sort_by_parameter_order=True)
+# One statement of constant text whatever the count of events, the columns passed as arrays: a
+# multi-row VALUES list would be new text (parsed again by the driver and the server) per count.
+# Positions are drawn in the order of the rows, which is the order of the arrays.
+_APPEND = DriverSql(
+    "INSERT INTO projectionist_events"
+    " (stream, version, type, schema_version, data, metadata, recorded_at)"
+    " SELECT stream, version, type, schema_version, data, metadata, recorded_at"
+    " FROM unnest(?::text[], ?::int[], ?::text[], ?::int[], ?::text[], ?::text[], ?::float8[])"
+    " WITH ORDINALITY AS e(stream, version, type, schema_version, data, metadata, recorded_at, n)"
+    " ORDER BY n RETURNING position",
+    binary=True,
+)
 
 
 class PostgresEventLog(EventLog):
@@ -94,20 +105,17 @@ class PostgresEventLog(EventLog):
         return int(value or 0)
 
     def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
-        rows = [
-            {
-                "stream": e.stream,
-                "version": e.version,
-                "type": e.type,
-                "schema_version": e.schema_version,
-                "data": e.data,
-                "metadata": e.metadata,
-                "recorded_at": e.recorded_at,
-            }
-            for e in events
-        ]
+        columns = (
+            [e.stream for e in events],
+            [e.version for e in events],
+            [e.type for e in events],
+            [e.schema_version for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+            [e.recorded_at for e in events],
+        )
         try:
-            result = connection.execute(_APPEND, rows)
+            rows = _APPEND.rows(connection, columns)
         except IntegrityError as error:
             if "projectionist_events_stream_version" not in str(error.orig):
                 raise
@@ -115,7 +123,7 @@ class PostgresEventLog(EventLog):
             # The transaction is aborted now, so the stream's version cannot be read again;
             # another command has taken `version`, so the stream is at least there.
             raise ConcurrencyError(stream, version - 1, version) from error
-        return [int(p) for p in result.scalars()]
+        return sorted(int(p) for (p,) in rows)
 
     def wakeups(self, high_water: HighWater) -> Listener:
         """Advances `high_water` at each append that commits, in any process."""

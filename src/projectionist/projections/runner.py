@@ -161,7 +161,27 @@ class ProjectionRunner:
                 raise CheckpointMoved(f"build {self.generation} of {self.name} is gone")
             self._position = row.position
             self._epoch = row.epoch
+            if self._caches:
+                self._know_keys()
         return self._position
+
+    def _know_keys(self) -> None:
+        """Reads the keys of each document table small enough to be cached whole, so a read
+        of a key the table does not hold needs no query (new keys are most of a live stream's
+        misses). Runs when the runner (re)loads its checkpoint: it holds the build's lease, so
+        no one else writes the tables until it lets go."""
+        with self.read_store.read() as connection:
+            for name, cache in self._caches.items():
+                if cache.complete:
+                    continue
+                table = self.projection.collections[name].physical(self.generation)
+                keys = (
+                    connection.execute(sa.select(table.c.key).limit(cache.limit + 1))
+                    .scalars()
+                    .all()
+                )
+                if len(keys) <= cache.limit:
+                    cache.know(keys)
 
     def run_once(self) -> BatchResult:
         """Applies the next batch, if any; returns what it did."""

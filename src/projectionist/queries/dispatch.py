@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, is_dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -55,6 +55,19 @@ class Answer:
             return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
 
+class LsnProgress(Protocol):
+    """Where a capture stands, for `min_lsn`."""
+
+    def position_through(self, lsn: int) -> int | None:
+        """The log position holding every captured change committed before `lsn`, or None
+        while the capture has not read the WAL that far."""
+        ...
+
+    def wait_moved(self, timeout_s: float) -> None:
+        """Waits for the capture to record progress, at most `timeout_s`."""
+        ...
+
+
 class QueryBus:
     """Answers queries from the read store only."""
 
@@ -67,7 +80,7 @@ class QueryBus:
         high_water: HighWater | None = None,
         board: ProgressBoard | None = None,
         metrics: Metrics | None = None,
-        lsn_positions: Callable[[int], int | None] | None = None,
+        lsn_positions: LsnProgress | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         # The log position holding every captured change committed before an LSN, once the
@@ -122,14 +135,14 @@ class QueryBus:
         if not 0 <= wait <= MAX_WAIT_MS:
             raise InvalidMessage(f"wait_ms must be between 0 and {MAX_WAIT_MS}, got {wait}")
         deadline = time.monotonic() + wait / 1000.0
-        while (position := self.lsn_positions(lsn)) is None:
+        while (position := self.lsn_positions.position_through(lsn)) is None:
             if time.monotonic() >= deadline:
                 names = [p.name for p in self.app.query_registration(type_name).reads]
                 raise NotFresh(
                     f"the capture did not read the WAL up to {min_lsn} within {wait} ms",
                     self.freshness(names),
                 )
-            time.sleep(_LSN_POLL_S)
+            self.lsn_positions.wait_moved(_LSN_POLL_S)
         return position
 
     def _ask(

@@ -6,7 +6,7 @@ import base64
 import itertools
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,14 @@ class DocumentCache:
         self.docs: dict[str, dict[str, Any] | None] = {}
         self.complete = False
         self.limit = limit
-        self._forgotten: KeyFilter | None = None
+        self._forgotten: KeyFilter | set[str] | None = None
+
+    def know(self, keys: Collection[str]) -> None:
+        """Every key the table holds now: the cache becomes complete without the documents,
+        which are read at their first use."""
+        self.docs.clear()
+        self._forgotten = set(keys) if keys else None
+        self.complete = True
 
     def clear(self) -> None:
         self.docs.clear()
@@ -83,6 +90,12 @@ class DocumentCache:
         if self.complete:
             if self._forgotten is None:
                 self._forgotten = KeyFilter()
+            elif isinstance(self._forgotten, set) and len(self._forgotten) > self.limit:
+                # The keys read by `know` kept exactly while few; past the limit, a filter.
+                known = KeyFilter()
+                for key in self._forgotten:
+                    known.add(key)
+                self._forgotten = known
             for key in old:
                 if docs[key] is not None:
                     self._forgotten.add(key)

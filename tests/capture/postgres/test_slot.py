@@ -70,15 +70,24 @@ def test_a_lost_slot_stops_capture_with_an_error_and_a_metric(database: Database
     runtime = capture_runtime(database, people_app())
     capturer = runtime.capturer
     assert capturer is not None and runtime.capture_progress is not None
-    capturer.poll_interval_s = 0.01
+    # A broken stream is opened again after `poll_interval_s`: long enough here for the slot
+    # to be dropped in between.
+    capturer.poll_interval_s = 0.5
     runtime.start()
     try:
         [(slot, _, _)] = database.slots()
 
         def dropped() -> bool:
+            # The capture streams from the slot: its connection goes first, as an operator's
+            # would, and the slot is dropped before the capture reconnects.
             try:
-                database.sql(f"SELECT pg_drop_replication_slot('{slot}')")
-            except sa.exc.OperationalError:  # active in a read this instant
+                database.sql(
+                    "DO $$ BEGIN PERFORM pg_terminate_backend(active_pid, 5000)"
+                    f" FROM pg_replication_slots WHERE slot_name = '{slot}'"
+                    f" AND active_pid IS NOT NULL; PERFORM pg_drop_replication_slot('{slot}');"
+                    " END $$"
+                )
+            except sa.exc.OperationalError:  # the capture reconnected first
                 return False
             return True
 

@@ -1,12 +1,13 @@
 """The capture loop: committed transactions read from the slot, appended to the log exactly once.
 
-Each round reads the slot (`pg_logical_slot_peek_binary_changes`) up to the WAL flushed when the
-round began, and groups what it read by transaction. The changes of every transaction whose
-commit LSN is above the checkpoint are appended through the event log in ONE write transaction
-together with the checkpoint's move (a compare-and-set, like a projection's). Only then is the
-slot advanced. A crash between the append and the advance leaves the slot behind the checkpoint:
-the next round reads those transactions again and skips them by their commit LSN. So a change is
-appended once, whatever the crashes. pgoutput sends only committed transactions, each whole.
+The slot is read as a stream (stream.py): the server pushes each transaction's messages as it
+commits. Each round takes what has arrived and groups it by transaction. The changes of every
+transaction whose commit LSN is above the checkpoint are appended through the event log in ONE
+write transaction together with the checkpoint's move (a compare-and-set, like a projection's).
+Only then is the server told it may let them go. A crash between the append and that message
+leaves the slot behind the checkpoint: the server streams those transactions again and they are
+skipped by their commit LSN. So a change is appended once, whatever the crashes. pgoutput sends
+only committed transactions, each whole.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ...driver import DriverSql
 from ...errors import StoreUnavailable
 from ...eventlog.base import EventLog
 from ...readstore.leases import Leases
@@ -33,17 +35,18 @@ from .changes import Kept, Translator
 from .pgoutput import Relations, lsn_text
 from .slot import SlotLost
 from .snapshot import Snapshot
-from .transactions import Peeked, Transaction, group
+from .stream import SlotStream, StreamError
+from .transactions import Grouper, Transaction
 
 log = logging.getLogger("projectionist.capture")
 
 _SETTINGS = sa.text("SELECT current_setting('wal_level'), current_schema(), current_database()")
 _FLUSHED = sa.text("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn")
-_PEEK = sa.text(
-    "SELECT data FROM pg_logical_slot_peek_binary_changes(:slot, CAST(:upto AS pg_lsn), :changes,"
-    " 'proto_version', '1', 'publication_names', :publication, 'messages', 'true')"
+_MOVE = DriverSql(
+    "UPDATE projectionist_capture_state SET commit_lsn = ?, through_lsn = ?, through_at = ?,"
+    " position = greatest(position, ?), updated_at = ?"
+    " WHERE slot = ? AND commit_lsn = ? AND through_lsn = ? RETURNING position"
 )
-_ADVANCE = sa.text("SELECT pg_replication_slot_advance(:slot, CAST(:lsn AS pg_lsn))")
 _HEARTBEAT = sa.text("SELECT pg_logical_emit_message(false, 'projectionist', 'heartbeat')")
 
 
@@ -72,6 +75,8 @@ class Capturer:
         leases: Leases | None = None,
         poll_interval_s: float = 0.01,
         idle_round_s: float = 0.25,
+        round_timeout_s: float = 5.0,
+        snapshot_check_s: float = 1.0,
         max_changes: int = 10_000,
         idle_record_s: float = 1.0,
         min_record_s: float = 0.05,
@@ -86,6 +91,8 @@ class Capturer:
         self.leases = leases
         self.poll_interval_s = poll_interval_s
         self.idle_round_s = idle_round_s
+        self.round_timeout_s = round_timeout_s
+        self.snapshot_check_s = snapshot_check_s
         self.max_changes = max_changes
         self.idle_record_s = idle_record_s
         self.min_record_s = min_record_s
@@ -98,7 +105,12 @@ class Capturer:
         self.slot = self.publication = self.schema = ""
         self.translator: Translator | None = None
         self._recorded_at = self._heartbeat_at = time.monotonic()
-        self._read_upto = 0
+        self._stream = SlotStream(store.url, "", "")
+        self._grouper = Grouper(self.relations)
+        self._known: Checkpoint | None = None
+        self._snapshots_at = 0.0
+        self.on_recorded: Callable[[int, int], None] | None = None
+        """Told (through LSN, position) after each checkpoint commit: `min_lsn` waiters here."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -113,6 +125,7 @@ class Capturer:
             wal_level, self.schema, database = connection.execute(_SETTINGS).one()
             slots.check_wal_level(str(wal_level))
             self.slot, self.publication = slots.names(self.app, str(database))
+            self._stream = SlotStream(self.store.url, self.slot, self.publication)
             shapes = [c.shape(connection, self.write_model) for c in self.captures]
             slots.check_identities(connection, self.schema, shapes)
             capture_metadata.create_all(connection, [state_table, snapshots_table])
@@ -173,82 +186,106 @@ class Capturer:
         return None if row is None else Checkpoint(*(int(v) for v in row))
 
     def run_once(self) -> int:
-        """One round: pending snapshots, then the transactions read from the slot; the count
-        of events appended."""
+        """One round: pending snapshots, then every transaction committed before the round
+        began (waiting up to `round_timeout_s` for the stream to reach it); the count of events
+        appended."""
         assert self.translator is not None, "install() first"
         appended = self._snapshots()
         with self.store.single() as connection:
-            known = self._checkpoint(connection)
-            state = slots.slot_state(connection, self.slot)
-            slots.check_slot(state, self.slot, expected=True)
-            assert known is not None and state is not None
-            upto = self._read_upto = int(connection.execute(_FLUSHED).scalar_one())
-            peeked = self._peek(connection, upto, self.max_changes)
-            if peeked.rows >= self.max_changes and peeked.read_through is None:
-                # Not one transaction ended within the limit: read on to its Commit.
-                peeked = self._peek(connection, upto, 0)
-        cut = self.max_changes and peeked.rows >= self.max_changes
-        through = peeked.read_through if cut else upto
-        through = max(through or 0, known.through_lsn)
-        fresh = [t for t in peeked.transactions if t.commit_lsn > known.commit_lsn]
+            upto = int(connection.execute(_FLUSHED).scalar_one())
+        return appended + self._round(upto)
+
+    def _round(self, upto: int | None) -> int:
+        """Reads the stream and appends what it held. With `upto`, reads until the stream has
+        passed that LSN; without, waits up to `idle_round_s` for a message, then takes what
+        has arrived."""
+        stream = self._stream_open()
+        grouper = self._grouper
+        deadline = time.monotonic() + self.round_timeout_s
+        wait = self.idle_round_s if upto is None else self.poll_interval_s
+        while True:
+            for data in stream.messages(wait):
+                grouper.feed(data)
+                if grouper.changes >= self.max_changes and grouper.current is None:
+                    break
+            through = grouper.read_through or 0
+            if grouper.current is None:
+                through = max(through, stream.wal_end)
+            if upto is None or through >= upto or grouper.changes >= self.max_changes:
+                break
+            if time.monotonic() >= deadline:
+                break
+        return self._record(grouper.take(), through)
+
+    def _record(self, transactions: list[Transaction], read_through: int) -> int:
+        """Appends the transactions past the checkpoint, and moves it to `read_through`."""
+        known = self._known
+        assert known is not None
+        through = max(read_through, known.through_lsn)
+        fresh = [t for t in transactions if t.commit_lsn > known.commit_lsn]
         now = time.monotonic()
         since = now - self._recorded_at
         # With nothing captured, how far the capture read is recorded every `idle_record_s`,
         # or soon (every `min_record_s`) when WAL other than its own records moved: a writer
         # waiting with min_lsn for an uncaptured change of its own is not kept a second.
-        others_wrote = upto > self._own_lsn and since >= self.min_record_s
+        others_wrote = through > self._own_lsn and since >= self.min_record_s
         if not fresh and (
             through == known.through_lsn or not (others_wrote or since >= self.idle_record_s)
         ):
             self._heartbeat(now)
-            return appended
-        appended += self._append(known, fresh, through)
+            return 0
+        appended = self._append(known, fresh, through)
         self._recorded_at = now
-        with self.store.single() as connection:
-            if through > (state.confirmed_flush_lsn or 0):
-                connection.execute(_ADVANCE, {"slot": self.slot, "lsn": lsn_text(through)})
-            if not fresh:
+        self._stream.confirm(through)
+        if not fresh:
+            with self.store.single() as connection:
                 self._own_lsn = int(connection.execute(_FLUSHED).scalar_one())
         return appended
 
-    def _peek(self, connection: Connection, upto: int, limit: int) -> Peeked:
-        rows = connection.execute(
-            _PEEK,
-            {
-                "slot": self.slot,
-                "upto": lsn_text(upto),
-                "changes": limit or None,
-                "publication": self.publication,
-            },
-        )
-        return group(rows, self.relations)
+    def _stream_open(self) -> SlotStream:
+        """The stream, started after the checkpoint when it is not open: the slot is checked
+        first, so a lost one stops capture with its error."""
+        stream = self._stream
+        if not stream.open:
+            with self.store.single() as connection:
+                self._known = self._checkpoint(connection)
+                state = slots.slot_state(connection, self.slot)
+            slots.check_slot(state, self.slot, expected=True)
+            assert self._known is not None and state is not None
+            self._grouper = Grouper(self.relations)
+            # From the slot's confirmed position: what the checkpoint holds past it is
+            # streamed again and skipped by its commit LSN.
+            stream.start(state.confirmed_flush_lsn or 0)
+        return stream
 
     def _append(self, known: Checkpoint, fresh: list[Transaction], through: int) -> int:
         assert self.translator is not None
         with self.store.write() as connection:
             events = self.translator.events(connection, fresh, self._visible)
             positions = self.log.append(connection, events) if events else []
-            moved = connection.execute(
-                sa.update(state_table)
-                .where(
-                    state_table.c.slot == self.slot,
-                    state_table.c.commit_lsn == known.commit_lsn,
-                    state_table.c.through_lsn == known.through_lsn,
-                )
-                .values(
-                    commit_lsn=fresh[-1].commit_lsn if fresh else known.commit_lsn,
-                    through_lsn=through,
-                    through_at=time.time(),
-                    position=sa.func.greatest(
-                        state_table.c.position, positions[-1] if positions else 0
-                    ),
-                    updated_at=time.time(),
-                )
-            ).rowcount
+            now = time.time()
+            commit_lsn = fresh[-1].commit_lsn if fresh else known.commit_lsn
+            moved = _MOVE.rows(
+                connection,
+                (
+                    commit_lsn,
+                    through,
+                    now,
+                    positions[-1] if positions else 0,
+                    now,
+                    self.slot,
+                    known.commit_lsn,
+                    known.through_lsn,
+                ),
+            )
             if not moved:
+                self._stream.close()
                 raise CheckpointMoved(f"the checkpoint of capture {self.slot} moved")
+        self._known = Checkpoint(commit_lsn, through, int(moved[0][0]))
         if positions and self.on_appended is not None:
             self.on_appended(len(positions))
+        if self.on_recorded is not None:
+            self.on_recorded(through, self._known.position)
         return len(positions)
 
     def _visible(self, table: str, xid: int) -> bool:
@@ -278,6 +315,10 @@ class Capturer:
                     )
                 ).fetchall()
         self.snapshots = {t: Snapshot.parse(s) for t, s in rows if s is not None}
+        if taken and self._stream.open:
+            # The snapshot moved the checkpoint's position.
+            with self.store.single() as connection:
+                self._known = self._checkpoint(connection)
         return taken
 
     def _heartbeat(self, now: float) -> None:
@@ -299,6 +340,7 @@ class Capturer:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        self._stream.close()
         if self.leases is not None and self.leases.holds(self.lease):
             try:
                 self.leases.release(self.lease)
@@ -310,36 +352,37 @@ class Capturer:
         while not self._stopping.is_set():
             try:
                 if not self._hold_lease():
+                    self._stream.close()
                     self._stopping.wait(0.5)
                     continue
-                appended = self.run_once()
+                self._live_round()
                 backoff = self.poll_interval_s
-                if not appended:
-                    self._wait_for_wal()
             except SlotLost as lost:
+                self._stream.close()
                 self._fail(str(lost))
                 return
             except CheckpointMoved as moved:
                 log.warning("%s; another process captures this slot", moved)
                 self._stopping.wait(0.5)
-            except (StoreUnavailable, sa.exc.DBAPIError) as error:
+            except (StoreUnavailable, sa.exc.DBAPIError, StreamError) as error:
+                self._stream.close()
                 log.warning("capture round failed, retried in %.1f s: %s", backoff, error)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2 + 0.1, 5.0)
             except Exception:
+                self._stream.close()
                 log.exception("capture round failed; retried in %.1f s", backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2 + 0.1, 5.0)
 
-    def _wait_for_wal(self) -> None:
-        """Waits until WAL is flushed past what the last round read, or `idle_round_s`
-        passes: a check every `poll_interval_s` costs one query, where a round costs a peek
-        and four more."""
-        until = time.monotonic() + self.idle_round_s
-        while not self._stopping.wait(self.poll_interval_s) and time.monotonic() < until:
-            with self.store.single() as connection:
-                if int(connection.execute(_FLUSHED).scalar_one()) > self._read_upto:
-                    return
+    def _live_round(self) -> None:
+        """Pending snapshots (looked for every `snapshot_check_s`), then what the stream holds
+        now, after waiting up to `idle_round_s` for it."""
+        now = time.monotonic()
+        if now - self._snapshots_at >= self.snapshot_check_s:
+            self._snapshots_at = now
+            self._snapshots()
+        self._round(None)
 
     def _hold_lease(self) -> bool:
         leases = self.leases

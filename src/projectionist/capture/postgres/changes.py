@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ...driver import DriverSql
 from ...eventlog.base import NewEvent
 from ...eventlog.schema import events_table
 from ...messages import encode_event
@@ -54,10 +55,11 @@ class Kept:
 
 _UNCHANGED = object()
 PRELOAD_CHUNK = 1000
-_LAST_EVENTS = sa.text(
-    "SELECT e.stream, e.version, e.type, e.data FROM unnest(CAST(:streams AS text[])) AS s(stream)"
+_LAST_EVENTS = DriverSql(
+    "SELECT e.stream, e.version, e.type, e.data FROM unnest(?::text[]) AS s(stream)"
     " CROSS JOIN LATERAL (SELECT stream, version, type, data FROM projectionist_events"
-    " WHERE stream = s.stream ORDER BY version DESC LIMIT 1) AS e"
+    " WHERE stream = s.stream ORDER BY version DESC LIMIT 1) AS e",
+    binary=True,
 )
 
 
@@ -193,9 +195,7 @@ class Streams:
             chunk = missing[at : at + PRELOAD_CHUNK]
             found = {
                 str(stream): (int(version), _row_of(str(type_), data))
-                for stream, version, type_, data in self.connection.execute(
-                    _LAST_EVENTS, {"streams": chunk}
-                )
+                for stream, version, type_, data in _LAST_EVENTS.rows(self.connection, (chunk,))
             }
             for stream in chunk:
                 self.known[stream] = found.get(stream, (0, None))

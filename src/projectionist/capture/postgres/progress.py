@@ -84,6 +84,21 @@ class Progress:
         self._owned = store is None
         self._slot: str | None = None
         self._lock = threading.Lock()
+        # What a capture in this process recorded last: answered from memory, and waited for
+        # without a query per poll.
+        self._moved = threading.Condition()
+        self._recorded = (0, 0)
+
+    def recorded(self, through_lsn: int, position: int) -> None:
+        """Called by a capture in this process once its checkpoint committed."""
+        with self._moved:
+            self._recorded = max(self._recorded, (through_lsn, position))
+            self._moved.notify_all()
+
+    def wait_moved(self, timeout_s: float) -> None:
+        """Waits until a capture in this process records progress, or `timeout_s` passes."""
+        with self._moved:
+            self._moved.wait(timeout_s)
 
     @property
     def store(self) -> Store:
@@ -101,6 +116,9 @@ class Progress:
     def position_through(self, lsn: int) -> int | None:
         """The log position holding every captured change committed before `lsn`, or None
         while the capture has not read the WAL that far."""
+        through, position = self._recorded
+        if through >= lsn:
+            return position
         try:
             with self.store.single() as connection:
                 row = connection.execute(

@@ -43,37 +43,59 @@ class Peeked:
     rows: int
 
 
-def group(rows: Iterable[tuple[bytes]], relations: Relations) -> Peeked:
-    """Whole transactions from peeked rows; a transaction without its Commit is left out."""
-    done: list[Transaction] = []
-    current: Transaction | None = None
-    read_through: int | None = None
-    count = 0
-    for (data,) in rows:
-        count += 1
-        message = pgoutput.decode(bytes(data))
-        if isinstance(message, pgoutput.Begin):
-            current = Transaction(message.xid, message.final_lsn)
-            current.committed_at = message.timestamp_us / 1e6 + POSTGRES_EPOCH
+class Grouper:
+    """Groups pgoutput messages into whole transactions as they arrive, a batch at a time."""
+
+    def __init__(self, relations: Relations) -> None:
+        self.relations = relations
+        self.done: list[Transaction] = []
+        self.current: Transaction | None = None
+        self.read_through: int | None = None
+        """The end LSN of the last transaction (or message) read whole; None when nothing was."""
+        self.changes = 0
+        """Row changes in `done`."""
+
+    def take(self) -> list[Transaction]:
+        """The whole transactions grouped since the last take."""
+        done, self.done, self.changes = self.done, [], 0
+        return done
+
+    def feed(self, data: bytes) -> None:
+        """Takes one message: a Commit closes its transaction and adds it to `done`."""
+        message = pgoutput.decode(data)
+        current = self.current
+        if isinstance(message, Insert | Update | Delete):
+            if current is None:
+                raise pgoutput.DecodeError("a row change outside a transaction")
+            current.changes.append(Change(self.relations.get(message.relation_id), message))
+        elif isinstance(message, pgoutput.Begin):
+            self.current = Transaction(message.xid, message.final_lsn)
+            self.current.committed_at = message.timestamp_us / 1e6 + POSTGRES_EPOCH
         elif isinstance(message, pgoutput.Commit):
             if current is None:
                 raise pgoutput.DecodeError(f"a Commit at {message.commit_lsn} without a Begin")
             current.commit_lsn = message.commit_lsn
             current.end_lsn = message.end_lsn
-            done.append(current)
-            read_through = message.end_lsn
-            current = None
+            self.done.append(current)
+            self.changes += len(current.changes)
+            self.read_through = message.end_lsn
+            self.current = None
         elif isinstance(message, Relation):
-            relations.add(message)
+            self.relations.add(message)
         elif isinstance(message, Truncate):
             if current is not None:
                 current.changes.extend(
-                    Change(relations.get(rid), message) for rid in message.relation_ids
+                    Change(self.relations.get(rid), message) for rid in message.relation_ids
                 )
-        elif isinstance(message, Insert | Update | Delete):
-            if current is None:
-                raise pgoutput.DecodeError("a row change outside a transaction")
-            current.changes.append(Change(relations.get(message.relation_id), message))
         elif isinstance(message, pgoutput.Message) and current is None:
-            read_through = max(read_through or 0, message.lsn)
-    return Peeked(done, read_through, count)
+            self.read_through = max(self.read_through or 0, message.lsn)
+
+
+def group(rows: Iterable[tuple[bytes]], relations: Relations) -> Peeked:
+    """Whole transactions from peeked rows; a transaction without its Commit is left out."""
+    grouper = Grouper(relations)
+    count = 0
+    for (data,) in rows:
+        count += 1
+        grouper.feed(bytes(data))
+    return Peeked(grouper.take(), grouper.read_through, count)
