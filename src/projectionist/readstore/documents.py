@@ -44,6 +44,49 @@ def _read_of(table: sa.Table, lock: bool = False) -> DriverSql:
     return statement
 
 
+_UPSERTS: dict[tuple[str, tuple[tuple[str, type], ...]], DriverSql] = {}
+_CASTS: Mapping[type, str] = {
+    str: "",
+    int: "::numeric::bigint",
+    float: "::float8",
+    bool: "::boolean",
+}
+
+
+def _upsert_of(table: sa.Table, collection: DocumentCollection) -> DriverSql:
+    """PostgreSQL: one statement of constant text for any count of documents, the values sent
+    as text arrays (binary) and cast by the server as the columns' types would take them."""
+    shape = (table.name, tuple(collection.indexes.items()))
+    statement = _UPSERTS.get(shape)
+    if statement is None:
+        fields = [(f"ix_{f}", _CASTS[t]) for f, t in collection.indexes.items()]
+        names = ", ".join(f'"{n}"' for n in ["key", "doc", *(n for n, _ in fields)])
+        picked = ", ".join(["k", "d", *(f"i{n}{cast}" for n, (_, cast) in enumerate(fields))])
+        arrays = ", ".join(["?::text[]"] * (2 + len(fields)))
+        aliases = ", ".join(["k", "d", *(f"i{n}" for n in range(len(fields)))])
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in ["doc", *(n for n, _ in fields)])
+        statement = _UPSERTS[shape] = DriverSql(
+            f'INSERT INTO "{table.name}" ({names}) SELECT {picked}'
+            f" FROM unnest({arrays}) AS u({aliases})"
+            f' ON CONFLICT ("key") DO UPDATE SET {updates} RETURNING 1',
+            binary=True,
+        )
+    return statement
+
+
+def _plain(rows: list[dict[str, Any]]) -> bool:
+    """Whether every value is one the text arrays carry as the columns would take it."""
+    return all(type(v) in _CASTS or v is None for row in rows for v in row.values())
+
+
+def _text(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    if type(value) is float and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return str(value)
+
+
 class DocumentCache:
     """Documents a runner keeps between its batches.
 
@@ -197,7 +240,15 @@ class Documents:
         if deletes:
             self.connection.execute(sa.delete(self.table).where(self.table.c.key.in_(deletes)))
         if upserts:
-            upsert(self.connection, self.table, upserts)
+            if self.connection.dialect.name == "postgresql" and _plain(upserts):
+                statement = _upsert_of(self.table, self.collection)
+                columns = ["key", "doc", *(f"ix_{f}" for f in self.collection.indexes)]
+                statement.rows(
+                    self.connection,
+                    [[_text(row[c]) for row in upserts] for c in columns],
+                )
+            else:
+                upsert(self.connection, self.table, upserts)
 
     def find(
         self,

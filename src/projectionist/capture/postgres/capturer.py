@@ -395,7 +395,6 @@ class Capturer:
     def _fail(self, error: str) -> None:
         """Stops capture for good, with the error recorded where `status` reads it."""
         log.error("capture stopped: %s", error)
-        self.error = error
         try:
             with self.store.write() as connection:
                 connection.execute(
@@ -405,3 +404,5 @@ class Capturer:
                 )
         except StoreUnavailable:
             log.debug("could not record the capture's error", exc_info=True)
+        # Set last: whoever sees it finds the error recorded where `status` reads it.
+        self.error = error
