@@ -127,16 +127,9 @@ class ProjectionRunner:
             if self.projection.partitions == 1:
                 self.partitions.ensure(connection, self.name, self.generation, 1, 0)
             inspector = sa.inspect(connection)
-            created = set()
             for table in self.projection.physical_tables(self.generation):
                 if not inspector.has_table(table.name):
                     table.create(connection)
-                    created.add(table.name)
-            row = self.checkpoints.load(connection, self.name, self.generation)
-        for name, cache in self._caches.items():
-            table = self.projection.collections[name].physical(self.generation)
-            # A build that starts on an empty table knows every document it will have.
-            cache.complete = table.name in created and row is not None and row.position == 0
 
     def forget_position(self) -> None:
         """Reloads the checkpoint and forgets cached documents before the next batch."""
@@ -162,26 +155,12 @@ class ProjectionRunner:
             self._position = row.position
             self._epoch = row.epoch
             if self._caches:
-                self._know_keys()
+                # It holds the build's lease: no one else writes the tables until it lets go.
+                with self.read_store.read() as connection:
+                    for name, cache in self._caches.items():
+                        collection = self.projection.collections[name]
+                        cache.learn(connection, collection.physical(self.generation))
         return self._position
-
-    def _know_keys(self) -> None:
-        """Reads the keys of each document table small enough to be cached whole, so a read
-        of a key the table does not hold needs no query (new keys are most of a live stream's
-        misses). Runs when the runner (re)loads its checkpoint: it holds the build's lease, so
-        no one else writes the tables until it lets go."""
-        with self.read_store.read() as connection:
-            for name, cache in self._caches.items():
-                if cache.complete:
-                    continue
-                table = self.projection.collections[name].physical(self.generation)
-                keys = (
-                    connection.execute(sa.select(table.c.key).limit(cache.limit + 1))
-                    .scalars()
-                    .all()
-                )
-                if len(keys) <= cache.limit:
-                    cache.know(keys)
 
     def run_once(self) -> BatchResult:
         """Applies the next batch, if any; returns what it did."""

@@ -6,7 +6,7 @@ import base64
 import itertools
 import json
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,12 +102,18 @@ class DocumentCache:
         self.limit = limit
         self._forgotten: KeyFilter | set[str] | None = None
 
-    def know(self, keys: Collection[str]) -> None:
-        """Every key the table holds now: the cache becomes complete without the documents,
-        which are read at their first use."""
-        self.docs.clear()
-        self._forgotten = set(keys) if keys else None
-        self.complete = True
+    def learn(self, connection: Connection, table: sa.Table) -> None:
+        """Reads the keys of `table` if it holds at most `limit`: the cache becomes complete
+        without the documents (read at their first use), so a read of a key the table does not
+        hold needs no query. New keys are most of a live stream's misses. For the only writer
+        of the table, from when it starts writing."""
+        if self.complete:
+            return
+        keys = connection.execute(sa.select(table.c.key).limit(self.limit + 1)).scalars().all()
+        if len(keys) <= self.limit:
+            self.docs.clear()
+            self._forgotten = set(keys) if keys else None
+            self.complete = True
 
     def clear(self) -> None:
         self.docs.clear()

@@ -32,7 +32,7 @@ from ..schema import snapshots_table, state_table
 from . import slot as slots
 from . import snapshot
 from .changes import Kept, Translator
-from .pgoutput import Relations, lsn_text
+from .pgoutput import Relations
 from .slot import SlotLost
 from .snapshot import Snapshot
 from .stream import SlotStream, StreamError
@@ -140,42 +140,8 @@ class Capturer:
         if self.leases is not None:
             self.leases.install()
         with self.store.single() as connection:
-            self._start_slot(connection, [s.table for s in shapes])
-
-    def _start_slot(self, connection: Connection, tables: list[str]) -> None:
-        known = self._checkpoint(connection)
-        state = slots.slot_state(connection, self.slot)
-        slots.check_slot(state, self.slot, expected=known is not None)
-        if state is None:
-            start = slots.create_slot(connection, self.slot)
-            log.info("made the replication slot %s at %s", self.slot, lsn_text(start))
-        else:
-            start = state.confirmed_flush_lsn or 0
-        if known is not None:
-            connection.execute(
-                sa.update(state_table).where(state_table.c.slot == self.slot).values(error=None)
-            )
-        else:
-            now = time.time()
-            connection.execute(
-                sa.insert(state_table).values(
-                    slot=self.slot,
-                    commit_lsn=0,
-                    through_lsn=start,
-                    through_at=now,
-                    position=0,
-                    error=None,
-                    updated_at=now,
-                )
-            )
-        for table in tables:
-            connection.execute(
-                sa.text(
-                    "INSERT INTO projectionist_capture_snapshots (slot, table_name, position)"
-                    " VALUES (:slot, :table, 0) ON CONFLICT DO NOTHING"
-                ),
-                {"slot": self.slot, "table": table},
-            )
+            known = self._checkpoint(connection) is not None
+            slots.start(connection, self.slot, known, [s.table for s in shapes])
 
     def _checkpoint(self, connection: Connection) -> Checkpoint | None:
         row = connection.execute(

@@ -8,7 +8,9 @@ error rather than make a new slot and skip them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +19,10 @@ from sqlalchemy.engine import Connection
 
 from ...errors import ConfigurationError
 from ..declaration import Shape
+from ..schema import state_table
+from .pgoutput import lsn_text
+
+log = logging.getLogger("projectionist.capture")
 
 PLUGIN = "pgoutput"
 MAX_NAME = 63
@@ -160,3 +166,40 @@ def ident(name: str) -> str:
 
 def _int(value: object) -> int | None:
     return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def start(connection: Connection, slot: str, known: bool, tables: list[str]) -> None:
+    """Makes the slot (or checks it, when the capture's checkpoint is `known`), the checkpoint
+    row, and a pending snapshot row for each table not snapshotted yet."""
+    state = slot_state(connection, slot)
+    check_slot(state, slot, expected=known)
+    if state is None:
+        start_lsn = create_slot(connection, slot)
+        log.info("made the replication slot %s at %s", slot, lsn_text(start_lsn))
+    else:
+        start_lsn = state.confirmed_flush_lsn or 0
+    if known:
+        connection.execute(
+            sa.update(state_table).where(state_table.c.slot == slot).values(error=None)
+        )
+    else:
+        now = time.time()
+        connection.execute(
+            sa.insert(state_table).values(
+                slot=slot,
+                commit_lsn=0,
+                through_lsn=start_lsn,
+                through_at=now,
+                position=0,
+                error=None,
+                updated_at=now,
+            )
+        )
+    for table in tables:
+        connection.execute(
+            sa.text(
+                "INSERT INTO projectionist_capture_snapshots (slot, table_name, position)"
+                " VALUES (:slot, :table, 0) ON CONFLICT DO NOTHING"
+            ),
+            {"slot": slot, "table": table},
+        )
