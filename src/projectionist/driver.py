@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 class DriverSql:
     """One statement, written with `?` markers, in the form each driver takes."""
 
-    __slots__ = ("format", "qmark")
+    __slots__ = ("format", "format_text", "qmark")
 
     def __init__(self, sql: str, *, binary: bool = False) -> None:
         """`binary`: psycopg sends the values in binary form (`%b`), much cheaper for arrays
@@ -27,12 +27,16 @@ class DriverSql:
         if "%" in sql:
             raise ValueError("driver SQL must not contain '%': psycopg reads it as a marker")
         self.qmark = sql
-        self.format = sql.replace("?", "%b" if binary else "%s")
+        self.format_text = sql.replace("?", "%s")
+        self.format = sql.replace("?", "%b") if binary else self.format_text
 
     def rows(self, connection: Connection, params: Sequence[Any] = ()) -> list[Any]:
         """Every row the statement returns, as the driver's tuples."""
         dialect = connection.dialect
-        sql = self.qmark if dialect.paramstyle == "qmark" else self.format
+        if dialect.paramstyle == "qmark":
+            sql = self.qmark
+        else:  # `%b` is psycopg's (3) alone
+            sql = self.format if dialect.driver == "psycopg" else self.format_text
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)

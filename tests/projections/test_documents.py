@@ -278,3 +278,44 @@ def test_cursor_pages_visit_documents_that_lack_the_sort_field(
     sized = [key for key in keys if int(key[1:]) % 2]
     expected = sorted(sized, key=lambda k: (int(k[1:]) % 3, k), reverse=descending)
     assert sized == expected
+
+
+def index_row(store: Store, collection: DocumentCollection, key: str) -> tuple[Any, ...]:
+    table = collection.physical(1)
+    with store.read() as connection:
+        row = connection.execute(table.select().where(table.c.key == key)).one()
+    return (row.ix_color, row.ix_size, row.ix_price, row.ix_new)
+
+
+@pytest.mark.parametrize(
+    ("doc", "stored"),
+    [
+        ({"color": "red", "size": 3, "price": 2.5, "new": True}, ("red", 3, 2.5, True)),
+        ({"color": None, "size": None, "price": None, "new": None}, (None, None, None, None)),
+        ({"color": "é\"'\\,{}", "size": -(2**62), "price": 7, "new": False},
+         ("é\"'\\,{}", -(2**62), 7.0, False)),
+        ({"color": "x", "size": 1, "price": float("inf"), "new": True},
+         ("x", 1, float("inf"), True)),
+        # Values of another type than the index's: written as before, by the column's rules.
+        ({"color": 5, "size": 2.0, "price": 1, "new": True}, ("5", 2, 1.0, True)),
+    ],
+)
+def test_index_values_are_stored_as_their_columns_take_them(
+    collection: tuple[Store, DocumentCollection], doc: dict[str, Any], stored: tuple[Any, ...],
+) -> None:
+    """A batch's documents are written in one statement (PostgreSQL: text arrays cast by the
+    server): each index column holds what the column would take of the value."""
+    store, items = collection
+    with store.write() as connection:
+        documents = open_docs(connection, items)
+        documents.put("a", doc)
+        documents.put("b", {"color": "other", "size": 0, "price": 0.0, "new": False})
+        documents.flush()
+    assert index_row(store, items, "a") == stored
+    with store.read() as connection:
+        assert open_docs(connection, items).get("a") == doc
+    with store.write() as connection:  # and again, over the row that is there
+        documents = open_docs(connection, items)
+        documents.put("a", {**doc, "tags": ["y"]})
+        documents.flush()
+    assert index_row(store, items, "a") == stored

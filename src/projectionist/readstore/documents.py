@@ -61,12 +61,13 @@ def _upsert_of(table: sa.Table, collection: DocumentCollection) -> DriverSql:
     if statement is None:
         fields = [(f"ix_{f}", _CASTS[t]) for f, t in collection.indexes.items()]
         names = ", ".join(f'"{n}"' for n in ["key", "doc", *(n for n, _ in fields)])
+        table_name = '"' + table.name.replace('"', '""') + '"'
         picked = ", ".join(["k", "d", *(f"i{n}{cast}" for n, (_, cast) in enumerate(fields))])
         arrays = ", ".join(["?::text[]"] * (2 + len(fields)))
         aliases = ", ".join(["k", "d", *(f"i{n}" for n in range(len(fields)))])
         updates = ", ".join(f'"{n}" = excluded."{n}"' for n in ["doc", *(n for n, _ in fields)])
         statement = _UPSERTS[shape] = DriverSql(
-            f'INSERT INTO "{table.name}" ({names}) SELECT {picked}'
+            f"INSERT INTO {table_name} ({names}) SELECT {picked}"
             f" FROM unnest({arrays}) AS u({aliases})"
             f' ON CONFLICT ("key") DO UPDATE SET {updates} RETURNING 1',
             binary=True,
@@ -74,9 +75,16 @@ def _upsert_of(table: sa.Table, collection: DocumentCollection) -> DriverSql:
     return statement
 
 
-def _plain(rows: list[dict[str, Any]]) -> bool:
-    """Whether every value is one the text arrays carry as the columns would take it."""
-    return all(type(v) in _CASTS or v is None for row in rows for v in row.values())
+def _plain(rows: list[dict[str, Any]], collection: DocumentCollection) -> bool:
+    """Whether each index value has its column's type (or is None, or an int for a float),
+    so that its text, cast by the server, is what the column would take."""
+    for field, declared in collection.indexes.items():
+        name = f"ix_{field}"
+        for row in rows:
+            kind = type(row[name])
+            if not (kind is declared or row[name] is None or (kind is int and declared is float)):
+                return False
+    return True
 
 
 def _text(value: Any) -> str | None:
@@ -246,7 +254,7 @@ class Documents:
         if deletes:
             self.connection.execute(sa.delete(self.table).where(self.table.c.key.in_(deletes)))
         if upserts:
-            if self.connection.dialect.name == "postgresql" and _plain(upserts):
+            if self.connection.dialect.name == "postgresql" and _plain(upserts, self.collection):
                 statement = _upsert_of(self.table, self.collection)
                 columns = ["key", "doc", *(f"ix_{f}" for f in self.collection.indexes)]
                 statement.rows(

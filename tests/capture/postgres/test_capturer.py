@@ -210,3 +210,26 @@ def test_wal_of_others_is_recorded_soon_and_the_captures_own_is_not(
     capture(runtime)
     again = runtime.capture_progress.status()
     assert again is not None and again.through_lsn == recorded.through_lsn
+
+
+def test_a_round_whose_append_fails_reads_its_transactions_again(
+    runtime: Runtime, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a round took from the stream and could not append is streamed again: the slot
+    was not confirmed past it, and the round's failure reopens the stream."""
+    capturer = runtime.capturer
+    assert capturer is not None
+    database.sql("INSERT INTO people (id, name) VALUES (1, 'Ann')")
+    append = capturer.log.append
+
+    def failing(*args: object, **kwargs: object) -> list[int]:
+        raise RuntimeError("the write store went away mid-round")
+
+    monkeypatch.setattr(capturer.log, "append", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        capture(runtime)
+    monkeypatch.setattr(capturer.log, "append", append)
+    database.sql("INSERT INTO people (id, name) VALUES (2, 'Bob')")
+    assert capture(runtime) == 2
+    assert [(e["stream"], e["version"]) for e in captured(database)] == [
+        ("people:1", 1), ("people:2", 1)]

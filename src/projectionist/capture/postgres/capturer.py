@@ -76,6 +76,7 @@ class Capturer:
         poll_interval_s: float = 0.01,
         idle_round_s: float = 0.25,
         round_timeout_s: float = 5.0,
+        confirm_every_s: float = 1.0,
         snapshot_check_s: float = 1.0,
         max_changes: int = 10_000,
         idle_record_s: float = 1.0,
@@ -92,6 +93,7 @@ class Capturer:
         self.poll_interval_s = poll_interval_s
         self.idle_round_s = idle_round_s
         self.round_timeout_s = round_timeout_s
+        self.confirm_every_s = confirm_every_s
         self.snapshot_check_s = snapshot_check_s
         self.max_changes = max_changes
         self.idle_record_s = idle_record_s
@@ -181,7 +183,12 @@ class Capturer:
                 break
             if time.monotonic() >= deadline:
                 break
-        return self._record(grouper.take(), through)
+        try:
+            return self._record(grouper.take(), through)
+        except BaseException:
+            # What was taken from the stream is not appended: read it again from the slot.
+            stream.close()
+            raise
 
     def _record(self, transactions: list[Transaction], read_through: int) -> int:
         """Appends the transactions past the checkpoint, and moves it to `read_through`."""
@@ -199,6 +206,10 @@ class Capturer:
             through == known.through_lsn or not (others_wrote or since >= self.idle_record_s)
         ):
             self._heartbeat(now)
+            if now - self._stream.confirmed_at >= self.confirm_every_s:
+                # Nothing read is left to append: a status message keeps the server from
+                # asking for one (see stream.STATUS_INTERVAL_S).
+                self._stream.confirm(known.through_lsn)
             return 0
         appended = self._append(known, fresh, through)
         self._recorded_at = now
@@ -270,6 +281,8 @@ class Capturer:
         for table, seen in rows:
             kept = self.translator.tables.get(table)
             if seen is None and kept is not None:
+                # A snapshot can outlast the server's patience with a silent stream.
+                self._stream.close()
                 count = snapshot.take(self.store, self.log, kept, self.slot, self.schema)
                 log.info("snapshotted %s: %d rows", table, count)
                 taken += count
@@ -281,10 +294,6 @@ class Capturer:
                     )
                 ).fetchall()
         self.snapshots = {t: Snapshot.parse(s) for t, s in rows if s is not None}
-        if taken and self._stream.open:
-            # The snapshot moved the checkpoint's position.
-            with self.store.single() as connection:
-                self._known = self._checkpoint(connection)
         return taken
 
     def _heartbeat(self, now: float) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import time
 from collections.abc import Iterator
 
 import psycopg2
@@ -24,8 +25,15 @@ import psycopg2.extensions
 import psycopg2.extras
 import sqlalchemy as sa
 
-STATUS_INTERVAL_S = 1
-"""How often the client tells the server how far it confirmed, at the least."""
+STATUS_INTERVAL_S = 24 * 3600
+"""psycopg2's own timer for status messages, set out of the way: the capture sends them itself.
+
+psycopg2 moves the confirmed position forward by itself at a keepalive when the last message's
+start is at or below what was confirmed, which a Relation message (start 0) always is; a status
+message it then sends on its own could confirm a transaction read but not yet appended. So the
+capture confirms after each round, when everything it read is appended (`confirm`), often
+enough (`Capturer.confirm_every_s`) that the server never asks for a reply either, and closes
+the stream while it takes a snapshot."""
 
 StreamError = psycopg2.Error
 """What a broken stream raises: the server went away, the slot is in use, or is gone."""
@@ -42,6 +50,7 @@ class SlotStream:
         self._connection: psycopg2.extensions.connection | None = None
         self._cursor: psycopg2.extras.ReplicationCursor | None = None
         self.confirmed = 0
+        self.confirmed_at = 0.0
 
     @property
     def open(self) -> bool:
@@ -73,6 +82,7 @@ class SlotStream:
             raise
         self._connection, self._cursor = connection, cursor
         self.confirmed = confirmed
+        self.confirmed_at = time.monotonic()
 
     @property
     def wal_end(self) -> int:
@@ -93,10 +103,12 @@ class SlotStream:
             message = cursor.read_message()
 
     def confirm(self, lsn: int) -> None:
-        """Tells the server that everything up to `lsn` is kept, so it may let that go."""
-        if self._cursor is not None and lsn > self.confirmed:
+        """Tells the server that everything up to `lsn` is kept, so it may let that go. Call
+        it only when every transaction read so far is appended (see STATUS_INTERVAL_S)."""
+        if self._cursor is not None:
             self._cursor.send_feedback(flush_lsn=lsn, force=True)  # type: ignore[no-untyped-call]
-            self.confirmed = lsn
+            self.confirmed = max(self.confirmed, lsn)
+            self.confirmed_at = time.monotonic()
 
     def close(self) -> None:
         connection, self._connection, self._cursor = self._connection, None, None
