@@ -3,6 +3,7 @@ test fails (a slot left behind keeps WAL on the server forever)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -64,23 +65,32 @@ class Database:
     def drop(self) -> None:
         self.writer.dispose()
         self.engine.dispose()
-        with self.admin.connect() as connection:
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
-                    " WHERE database = :db AND active_pid IS NOT NULL"
-                ),
-                {"db": self.name},
-            )
-            connection.execute(
-                sa.text(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                    " WHERE database = :db"
-                ),
-                {"db": self.name},
-            )
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        self.admin.dispose()
+        try:
+            with self.admin.connect() as connection:
+                # A capture's stream ends with its process: wait for its sender to go (a slot
+                # is busy until then), then drop the slots and the database.
+                for _ in range(50):
+                    busy = connection.execute(
+                        sa.text(
+                            "SELECT count(pg_terminate_backend(active_pid, 5000))"
+                            " FROM pg_replication_slots"
+                            " WHERE database = :db AND active_pid IS NOT NULL"
+                        ),
+                        {"db": self.name},
+                    ).scalar_one()
+                    if not busy:
+                        break
+                    time.sleep(0.1)
+                connection.execute(
+                    sa.text(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                        " WHERE database = :db"
+                    ),
+                    {"db": self.name},
+                )
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            self.admin.dispose()
 
 
 @pytest.fixture
