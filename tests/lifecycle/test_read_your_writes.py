@@ -19,7 +19,7 @@ def test_min_position_is_answered_during_a_rebuild_and_right_after_the_swap(
     try:
         runtime.start()
         # A history long enough for the rebuild (5 events a batch) to be watched mid-way.
-        for i in range(36):
+        for i in range(60):
             runtime.execute(AddNotes(stream=f"s{i % 4}", texts=[f"t{j}" for j in range(50)]))
         runtime.ask(CountNotes(stream="s0"), min_position=runtime.head(), wait_ms=15000)
         build = runtime.rebuild("note_counts")
@@ -45,7 +45,7 @@ def test_min_position_is_answered_during_a_rebuild_and_right_after_the_swap(
         assert answered_while_rebuilding >= 3, "the rebuild was over before it was watched"
         assert [(b["generation"], b["active"]) for b in builds(read, "note_counts")] == [
             (build.generation, True)]
-        assert runtime.ask(CountNotes(stream="s3")).data["count"] == 9 * 50
+        assert runtime.ask(CountNotes(stream="s3")).data["count"] == 15 * 50
     finally:
         reader.stop()
         runtime.stop()
