@@ -36,12 +36,16 @@ def _read_of(table: sa.Table, lock: bool = False) -> DriverSql:
     """The point read of one document table; a query's hottest statement, on the driver."""
     statement = _READS.get((table.name, lock))
     if statement is None:
-        name = '"' + table.name.replace('"', '""') + '"'
+        name = _quoted(table)
         locking = " FOR UPDATE" if lock else ""
         statement = _READS[(table.name, lock)] = DriverSql(
             f'SELECT doc FROM {name} WHERE "key" = ?{locking}'
         )
     return statement
+
+
+def _quoted(table: sa.Table) -> str:
+    return '"' + table.name.replace('"', '""') + '"'
 
 
 _UPSERTS: dict[tuple[str, tuple[tuple[str, type], ...]], DriverSql] = {}
@@ -61,13 +65,12 @@ def _upsert_of(table: sa.Table, collection: DocumentCollection) -> DriverSql:
     if statement is None:
         fields = [(f"ix_{f}", _CASTS[t]) for f, t in collection.indexes.items()]
         names = ", ".join(f'"{n}"' for n in ["key", "doc", *(n for n, _ in fields)])
-        table_name = '"' + table.name.replace('"', '""') + '"'
         picked = ", ".join(["k", "d", *(f"i{n}{cast}" for n, (_, cast) in enumerate(fields))])
         arrays = ", ".join(["?::text[]"] * (2 + len(fields)))
         aliases = ", ".join(["k", "d", *(f"i{n}" for n in range(len(fields)))])
         updates = ", ".join(f'"{n}" = excluded."{n}"' for n in ["doc", *(n for n, _ in fields)])
         statement = _UPSERTS[shape] = DriverSql(
-            f"INSERT INTO {table_name} ({names}) SELECT {picked}"
+            f"INSERT INTO {_quoted(table)} ({names}) SELECT {picked}"
             f" FROM unnest({arrays}) AS u({aliases})"
             f' ON CONFLICT ("key") DO UPDATE SET {updates} RETURNING 1',
             binary=True,
