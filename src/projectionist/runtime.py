@@ -7,7 +7,7 @@ feed, buses, the projector, wake-ups); the rules live in the rooms of their conc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from . import capture, migrations
@@ -120,6 +120,7 @@ class Runtime(ProjectionOperations):
             self._build_capture_role(lease_ttl_s)
         self.metrics.watch_projections(self.status)
         self._installed = False
+        self._on_stop: list[Callable[[], None]] = []
 
     # One builder per role
 
@@ -294,9 +295,20 @@ class Runtime(ProjectionOperations):
             self.relay.stop()
         if self.feed is not None:
             self.feed.close()
+        # Errands in threads of their own (measuring storage, pruning keys) end before the
+        # stores close: a connection checked in after its pool was disposed is never closed.
+        if self.commands is not None:
+            self.commands.close()
+        self.statuses.close()
+        for close in self._on_stop:
+            close()
         for store in (self.store, self.read_store):
             if store is not None:
                 store.dispose()
+
+    def on_stop(self, close: Callable[[], None]) -> None:
+        """Calls `close` when the runtime stops, before its stores are disposed."""
+        self._on_stop.append(close)
 
     def __enter__(self) -> Runtime:
         return self.start()

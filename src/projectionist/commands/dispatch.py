@@ -88,6 +88,7 @@ class CommandBus:
         self.prune_interval_s = PRUNE_INTERVAL_S
         self._pruned_at: float | None = None
         self._pruning = threading.Lock()
+        self._pruner: threading.Thread | None = None
         self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
             self._run_batch, max_batch=max_batch, fits=_fits
         )
@@ -295,7 +296,16 @@ class CommandBus:
             finally:
                 self._pruning.release()
 
-        threading.Thread(target=prune, name="projectionist-idempotency-prune", daemon=True).start()
+        self._pruner = threading.Thread(
+            target=prune, name="projectionist-idempotency-prune", daemon=True
+        )
+        self._pruner.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Waits for a pruning under way, so none uses the store after it is disposed."""
+        pruner = self._pruner
+        if pruner is not None:
+            pruner.join(timeout_s)
 
     def _unit(
         self, connection: Connection, request: _Request, versions: dict[str, int]

@@ -122,6 +122,7 @@ def health_routes(api: FastAPI, runtime: Runtime) -> None:
         # Measured at most every few seconds: a scrape never waits on a walk of a large log.
         log_size = Cached(lambda: _log_footprint(store))
         runtime.metrics.watch_log(log_size.get)
+        runtime.on_stop(log_size.close)
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, Any]:

@@ -144,6 +144,10 @@ class StatusReader:
         self.replay_rates = ReplayRates(read_store)
         self.footprints = Cached(self._measure_builds)
 
+    def close(self) -> None:
+        """Waits for a measurement under way (before the read store is disposed)."""
+        self.footprints.close()
+
     def read(self, head: int) -> list[ProjectionStatus]:
         """Every build, given the log's `head` as this process knows it.
 

@@ -184,6 +184,7 @@ class Cached(Generic[T]):
         self._spent = 0.0
         self._lock = threading.Lock()
         self._refreshing = False
+        self._thread: threading.Thread | None = None
 
     def get(self) -> T:
         """The figures, measured now if none were, else at most `ttl_s` (plus a refresh) old."""
@@ -192,9 +193,10 @@ class Cached(Generic[T]):
             stale = time.monotonic() - self._at > max(self.ttl_s, 10 * self._spent)
             if value is not None and stale and not self._refreshing:
                 self._refreshing = True
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=self._refresh, name="projectionist-storage", daemon=True
-                ).start()
+                )
+                self._thread.start()
         return value if value is not None else self.refresh()
 
     def refresh(self) -> T:
@@ -205,6 +207,12 @@ class Cached(Generic[T]):
             self._value, self._at = value, time.monotonic()
             self._spent = self._at - began
         return value
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Waits for a measurement under way, so none uses a store after it is disposed."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
 
     def _refresh(self) -> None:
         try:
