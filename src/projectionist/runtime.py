@@ -16,14 +16,14 @@ from .auth import SYSTEM, Principal
 from .backends import open_event_log, open_feed
 from .commands import idempotency
 from .commands.dispatch import CommandBus, CommandResult
-from .commands.unit_of_work import RecordedEvent
 from .errors import (
     RoleNotServed,
     StoreUnavailable,
 )
 from .eventlog import EventLog, EventSource
+from .eventlog.recent import RecentEvents
 from .feeds import Feed, Relay
-from .messages import Command, Query
+from .messages import Command, Query, StoredEvent
 from .metrics import Metrics
 from .migrations import UpgradeMode
 from .projections.definition import Projection
@@ -92,6 +92,7 @@ class Runtime(ProjectionOperations):
         self.source: EventSource | None = self.log
         self.metrics = Metrics()
         self.high_water = HighWater()
+        self.recent: RecentEvents | None = None
         self.board = ProgressBoard()
         self.checkpoints = Checkpoints(self.read_store)
         self.dead_letters = DeadLetters(self.read_store)
@@ -157,6 +158,9 @@ class Runtime(ProjectionOperations):
         )
         if self.feed is not None:
             self.source = self.feed.reader()
+        elif self.log is not None and Role.COMMAND in self.roles:
+            # The projector reads the events its process just committed from memory.
+            self.recent = RecentEvents(self.log, self.high_water)
         # The log's head comes from the feed or from the log; appends of other processes
         # wake the projector through the backend that carries them.
         source = (
@@ -209,9 +213,12 @@ class Runtime(ProjectionOperations):
 
     def _source(self) -> EventSource:
         # Each build reads a feed through a reader of its own, which follows its position.
-        source: EventSource | None = self.feed.reader() if self.feed is not None else self.log
-        assert source is not None
-        return source
+        if self.feed is not None:
+            return self.feed.reader()
+        if self.recent is not None:
+            return self.recent
+        assert self.log is not None
+        return self.log
 
     def _make_part(
         self,
@@ -375,5 +382,7 @@ class Runtime(ProjectionOperations):
             head = 0
         return self.statuses.read(head)
 
-    def _committed(self, events: list[RecordedEvent], recorded_at: float) -> None:
+    def _committed(self, events: list[StoredEvent], recorded_at: float) -> None:
+        if self.recent is not None:
+            self.recent.committed(events)  # before the wake-up: the projector reads them next
         self.high_water.advance(events[0].position, events[-1].position, recorded_at)

@@ -26,7 +26,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..eventlog import EventLog
-from ..messages import Command
+from ..messages import Command, StoredEvent
 from ..metrics import Metrics, observe
 from ..stores import Store, first_line, is_lock_conflict
 from ..tracing import span
@@ -78,7 +78,7 @@ class CommandBus:
         store: Store,
         log: EventLog,
         *,
-        on_commit: Callable[[list[RecordedEvent], float], None] | None = None,
+        on_commit: Callable[[list[StoredEvent], float], None] | None = None,
         metrics: Metrics | None = None,
         max_batch: int = 64,
         idempotency_ttl_s: float | None = idempotency.DEFAULT_TTL_S,
@@ -176,7 +176,7 @@ class CommandBus:
 
     def _run_together(
         self, tickets: Sequence[Ticket[_Request, CommandResult]]
-    ) -> list[RecordedEvent]:
+    ) -> list[StoredEvent]:
         """Runs commands in one transaction, each in a savepoint; appends all events at once."""
         staged: list[tuple[Ticket[_Request, CommandResult], UnitOfWork]] = []
         with self.store.write() as connection:
@@ -206,14 +206,14 @@ class CommandBus:
             if pending:
                 with span("projectionist.append", {"projectionist.events": len(pending)}):
                     positions = self.log.append(connection, pending)
-            recorded: list[RecordedEvent] = []
+            recorded: list[StoredEvent] = []
             results: list[tuple[Ticket[_Request, CommandResult], CommandResult]] = []
             offset = 0
             for ticket, unit in staged:
                 mine = positions[offset : offset + len(unit.pending)]
                 offset += len(unit.pending)
                 events = unit.recorded(mine)
-                recorded.extend(events)
+                recorded.extend(unit.stored(mine))
                 results.append((ticket, self._result(connection, ticket.item, unit, events)))
         # Only a batch that committed has results: a failed commit leaves its callers an error.
         for ticket, result in results:
@@ -249,7 +249,7 @@ class CommandBus:
             ticket.error = error
             return
         if events and self.on_commit is not None:
-            self.on_commit(events, time.time())
+            self.on_commit(unit.appended, time.time())
 
     def _replay(self, connection: Connection, request: _Request) -> CommandResult | None:
         if request.key is None or request.digest is None:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from ..auth import Principal
 from ..errors import ConcurrencyError
 from ..eventlog import EventLog, NewEvent
-from ..messages import Event, EventMetadata, Registry, encode_event
+from ..messages import Event, EventMetadata, Registry, StoredEvent, encode_event
 from ..tracing import span
 from .aggregates import Aggregate
 
@@ -62,6 +62,8 @@ class UnitOfWork:
         self._pending: list[NewEvent] = []
         self._any_version: set[str] = set()
         self._loaded: list[Aggregate] = []
+        self.appended: list[StoredEvent] = []
+        """What `flush` appended, as the log holds it."""
 
     def stream_version(self, stream: str) -> int:
         """The stream's version, counting events recorded in this unit of work."""
@@ -171,6 +173,7 @@ class UnitOfWork:
             conflict.retryable = conflict.stream in self._any_version
             raise
         recorded = self.recorded(positions)
+        self.appended = self.stored(positions)
         self._pending = []
         return recorded
 
@@ -178,5 +181,14 @@ class UnitOfWork:
         """The pending events with the positions the log gave them."""
         return [
             RecordedEvent(e.type, e.stream, e.version, p)
+            for e, p in zip(self._pending, positions, strict=True)
+        ]
+
+    def stored(self, positions: Sequence[int]) -> list[StoredEvent]:
+        """The pending events as the log holds them, at the positions it gave them."""
+        return [
+            StoredEvent(
+                p, e.stream, e.version, e.type, e.schema_version, e.data, e.metadata, e.recorded_at
+            )
             for e, p in zip(self._pending, positions, strict=True)
         ]

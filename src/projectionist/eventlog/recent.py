@@ -1,0 +1,69 @@
+"""The events this process committed last, kept in memory for its own projectors.
+
+A projector in the process that ran the command would otherwise read back, for each
+projection, the events it was just handed: a round trip per projection on PostgreSQL, the
+larger part of the time from commit to visible. The events are remembered only after their
+transaction committed, so each is in the log for good.
+
+A read is answered from memory only by a run of consecutive positions starting right after
+the reader's checkpoint: every position in it committed, and none below it was skipped. A
+position missing from memory (another process's append, a position a rolled-back append
+drew, an event forgotten to stay within the bound) sends the read to the log, as does a
+head known to lie past the run's end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from ..messages import StoredEvent
+from ..wakeups import HighWater
+from .base import EventSource
+
+CAPACITY = 8192
+"""Events kept: a projector further behind than that reads the log, as it would anyway."""
+
+
+class RecentEvents:
+    """An event source that answers from the events this process committed last."""
+
+    def __init__(
+        self, source: EventSource, high_water: HighWater, *, capacity: int = CAPACITY
+    ) -> None:
+        self._source = source
+        self._high_water = high_water
+        self._capacity = capacity
+        self._events: dict[int, StoredEvent] = {}
+        self._order: deque[int] = deque()
+        self._lock = threading.Lock()
+
+    def committed(self, events: Sequence[StoredEvent]) -> None:
+        """Remembers events whose transaction committed."""
+        with self._lock:
+            for event in events:
+                self._events[event.position] = event
+                self._order.append(event.position)
+            while len(self._order) > self._capacity:
+                self._events.pop(self._order.popleft(), None)
+
+    def read(self, after: int, limit: int) -> list[StoredEvent]:
+        with self._lock:
+            run: list[StoredEvent] = []
+            position = after + 1
+            while len(run) < limit:
+                event = self._events.get(position)
+                if event is None:
+                    break
+                run.append(event)
+                position += 1
+        if not run:
+            return self._source.read(after, limit)
+        if len(run) < limit and self._high_water.head >= position:
+            # Appended elsewhere past the run: the log has the rest.
+            run.extend(self._source.read(run[-1].position, limit - len(run)))
+        return run
+
+    def head(self) -> int:
+        return self._source.head()
