@@ -158,7 +158,7 @@ class Runtime(ProjectionOperations):
         )
         if self.feed is not None:
             self.source = self.feed.reader()
-        elif self.log is not None and Role.COMMAND in self.roles:
+        elif self.log is not None and (Role.COMMAND in self.roles or Role.CAPTURE in self.roles):
             # The projector reads the events its process just committed from memory.
             self.recent = RecentEvents(self.log, self.high_water)
         # The log's head comes from the feed or from the log; appends of other processes
@@ -195,6 +195,8 @@ class Runtime(ProjectionOperations):
         assert self.store is not None and self.log is not None
         leases = Leases(self.read_store, ttl_s=lease_ttl_s)
         self.capturer = capture.role(self.app, self.store, self.log, leases, self.metrics)
+        if self.capturer is not None:
+            self.capturer.on_committed = self._committed
         if self.capturer is not None and self.capture_progress is not None:
             self.capturer.on_recorded = self.capture_progress.recorded
 

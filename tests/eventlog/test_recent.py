@@ -48,11 +48,7 @@ def append(log: EventLog, stream: str, *versions: int) -> list[StoredEvent]:
     ]
     with log.store.write() as connection:
         positions = log.append(connection, events)
-    return [
-        StoredEvent(p, e.stream, e.version, e.type, e.schema_version, e.data, e.metadata,
-                    e.recorded_at)
-        for e, p in zip(events, positions, strict=True)
-    ]
+    return [e.at(p) for e, p in zip(events, positions, strict=True)]
 
 
 def test_a_run_after_the_readers_position_is_answered_without_the_log(log: EventLog) -> None:

@@ -116,9 +116,11 @@ def test_rebuild_over_http_while_queries_and_commands_run(
     write, read = store_urls
     server = processes.serve("shop", "shop", "--store", write, "--read-store", read,
                              "--batch-size", "5")
-    # The log: 60 products, stocked, and 60 orders, half of them paid.
+    # The log: 150 products, stocked, and 150 orders, half of them paid: a rebuild long enough
+    # to be watched even with the log read from the server's memory.
+    products = 150
     position = 0
-    for i in range(60):
+    for i in range(products):
         sku = f"sku-{i:03d}"
         for name, body in (("RegisterProduct", {"sku": sku, "name": f"P{i}", "price_cents": 100}),
                            ("RestockProduct", {"sku": sku, "quantity": 10})):
@@ -135,7 +137,7 @@ def test_rebuild_over_http_while_queries_and_commands_run(
                                params={"min_position": position, "wait_ms": 15000})
     assert response.status_code == 200, response.text
     baseline = {item["sku"]: item for item in response.json()["data"]["items"]}
-    assert len(baseline) == 60
+    assert len(baseline) == products
 
     clients: dict[int, httpx.Client] = {}
     counts: dict[int, list[int]] = {}
@@ -165,7 +167,7 @@ def test_rebuild_over_http_while_queries_and_commands_run(
                                      params={"min_position": position, "wait_ms": 10000})
         assert response.status_code == 200, response.text
         assert response.json()["freshness"]["position"] >= position
-        assert len(response.json()["data"]["items"]) == 60 + len(registered)
+        assert len(response.json()["data"]["items"]) == products + len(registered)
         time.sleep(0.1)
 
     readers, writer = Hammer(check, threads=2), Hammer(register_more, threads=1)
@@ -206,7 +208,7 @@ def test_rebuild_over_http_while_queries_and_commands_run(
     assert response.status_code == 200, response.text
     items = {item["sku"]: item for item in response.json()["data"]["items"]}
     assert {sku: items[sku] for sku in baseline} == baseline
-    assert len(items) == 60 + len(registered)
+    assert len(items) == products + len(registered)
     assert "Traceback" not in server.output()
 
 

@@ -186,9 +186,4 @@ class UnitOfWork:
 
     def stored(self, positions: Sequence[int]) -> list[StoredEvent]:
         """The pending events as the log holds them, at the positions it gave them."""
-        return [
-            StoredEvent(
-                p, e.stream, e.version, e.type, e.schema_version, e.data, e.metadata, e.recorded_at
-            )
-            for e, p in zip(self._pending, positions, strict=True)
-        ]
+        return [e.at(p) for e, p in zip(self._pending, positions, strict=True)]

@@ -32,6 +32,19 @@ class NewEvent:
     metadata: str
     recorded_at: float
 
+    def at(self, position: int) -> StoredEvent:
+        """The event as the log holds it once appended at `position`."""
+        return StoredEvent(
+            position,
+            self.stream,
+            self.version,
+            self.type,
+            self.schema_version,
+            self.data,
+            self.metadata,
+            self.recorded_at,
+        )
+
 
 class EventSource(Protocol):
     """What a projection runner reads: the log itself, or a feed relayed from it."""

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from ...driver import DriverSql
 from ...errors import StoreUnavailable
 from ...eventlog.base import EventLog
+from ...messages import StoredEvent
 from ...readstore.leases import Leases
 from ...stores import Store
 from ..declaration import CapturedTable
@@ -113,6 +114,8 @@ class Capturer:
         self._snapshots_at = 0.0
         self.on_recorded: Callable[[int, int], None] | None = None
         """Told (through LSN, position) after each checkpoint commit: `min_lsn` waiters here."""
+        self.on_committed: Callable[[list[StoredEvent], float], None] | None = None
+        """Told of each append once it committed, with the events as the log holds them."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -261,6 +264,8 @@ class Capturer:
         self._known = Checkpoint(commit_lsn, through, int(moved[0][0]))
         if positions and self.on_appended is not None:
             self.on_appended(len(positions))
+        if positions and self.on_committed is not None:
+            self.on_committed([e.at(p) for e, p in zip(events, positions, strict=True)], now)
         if self.on_recorded is not None:
             self.on_recorded(through, self._known.position)
         return len(positions)
