@@ -1,4 +1,4 @@
-"""DriverSql: plain SQL on the driver's cursor, in the caller's transaction, with SQLAlchemy's
+"""Sql: plain SQL on the driver's cursor, in the caller's transaction, with SQLAlchemy's
 errors, on every backend."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from projectionist.driver import DriverSql, markers
+from projectionist.driver import Sql, markers
 from projectionist.stores import Store, missing_table
 
 
@@ -23,7 +23,7 @@ def store(schema_store_urls: tuple[str, str]) -> Iterator[Store]:
 
 
 def test_rows_with_markers_on_each_backend(store: Store) -> None:
-    statement = DriverSql(
+    statement = Sql(
         f"SELECT name, size FROM things WHERE name IN ({markers(2)}) ORDER BY name"
     )
     with store.read() as connection:
@@ -32,7 +32,7 @@ def test_rows_with_markers_on_each_backend(store: Store) -> None:
 
 
 def test_runs_inside_the_callers_transaction(store: Store) -> None:
-    count = DriverSql("SELECT count(*) FROM things")
+    count = Sql("SELECT count(*) FROM things")
     with store.write() as connection:
         connection.exec_driver_sql("INSERT INTO things VALUES ('d', 4)")
         assert count.rows(connection) == [(4,)]  # sees the transaction's own write
@@ -42,7 +42,7 @@ def test_runs_inside_the_callers_transaction(store: Store) -> None:
 
 
 def test_a_missing_table_is_sqlalchemys_error(store: Store) -> None:
-    statement = DriverSql("SELECT doc FROM no_such_documents WHERE key = ?")
+    statement = Sql("SELECT doc FROM no_such_documents WHERE key = ?")
     with pytest.raises(sa.exc.DBAPIError) as raised, store.read() as connection:
         statement.rows(connection, ("k",))
     assert missing_table(raised.value)
@@ -50,4 +50,4 @@ def test_a_missing_table_is_sqlalchemys_error(store: Store) -> None:
 
 def test_percent_signs_are_refused() -> None:
     with pytest.raises(ValueError, match="'%'"):
-        DriverSql("SELECT 1 WHERE 'a' LIKE '%'")
+        Sql("SELECT 1 WHERE 'a' LIKE '%'")

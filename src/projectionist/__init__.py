@@ -8,6 +8,7 @@ from .capture import CapturedTable, RowChanged
 from .commands import ANY_VERSION, CommandResult, RecordedEvent, UnitOfWork
 from .commands.aggregates import Aggregate, applies
 from .correlation import CorrelationFilter
+from .driver import Sql
 from .errors import (
     AuthError,
     ConcurrencyError,
@@ -81,6 +82,7 @@ __all__ = [
     "RoleNotServed",
     "RowChanged",
     "Runtime",
+    "Sql",
     "State",
     "StoreUnavailable",
     "StoredEvent",

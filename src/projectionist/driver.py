@@ -2,8 +2,9 @@
 
 For a point read, building and running a SQLAlchemy statement costs several times the
 database's own work. The framework's hottest statements (a query's checkpoint and document
-reads) are plain SQL written once with `?` markers and run on the driver's cursor of the same
-connection, in the same transaction. Errors are raised as SQLAlchemy's, so the translations of
+reads, the log's append) and, through `UnitOfWork.sql`, a command handler's own, are plain SQL
+written once with `?` markers and run on the driver's cursor of the same connection, in the
+same transaction. Errors are raised as SQLAlchemy's, so the translations of
 `stores.translate_errors` and `stores.missing_table` apply unchanged.
 """
 
@@ -16,8 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 
-class DriverSql:
-    """One statement, written with `?` markers, in the form each driver takes."""
+class Sql:
+    """One statement, written once with `?` markers, run in the form each driver takes.
+
+    Every `?` is a parameter marker, and `%` is refused (psycopg reads it as one): pass a
+    literal `?` or `%` (a LIKE pattern) as a parameter.
+    """
 
     __slots__ = ("format", "format_text", "qmark")
 
@@ -40,10 +45,26 @@ class DriverSql:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)
-            return cursor.fetchall()  # type: ignore[no-any-return]
+            return cursor.fetchall() if cursor.description is not None else []
         except dialect.loaded_dbapi.Error as error:
             raise sa.exc.DBAPIError.instance(
                 sql, params, error, dialect.loaded_dbapi.Error
+            ) from error
+        finally:
+            cursor.close()
+
+    def run_many(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Runs the statement once per row of parameters (an insert of many rows)."""
+        if not rows:
+            return
+        dialect = connection.dialect
+        sql = self.qmark if dialect.paramstyle == "qmark" else self.format_text
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, rows)
+        except dialect.loaded_dbapi.Error as error:
+            raise sa.exc.DBAPIError.instance(
+                sql, rows, error, dialect.loaded_dbapi.Error
             ) from error
         finally:
             cursor.close()

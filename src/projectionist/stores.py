@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool, StaticPool
 
-from .driver import DriverSql
+from .driver import Sql
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
 
 _BEGIN_MODE = "projectionist_begin"
@@ -146,7 +146,7 @@ class Store:
                 connection.close()
         return reader
 
-    def fetch(self, statement: DriverSql, params: Sequence[Any] = ()) -> list[Any]:
+    def fetch(self, statement: Sql, params: Sequence[Any] = ()) -> list[Any]:
         """The rows of one reading statement, at its own snapshot, outside any transaction."""
         with self.single() as connection:
             return statement.rows(connection, params)

@@ -6,11 +6,12 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
 from ..auth import Principal
+from ..driver import Sql
 from ..errors import ConcurrencyError
 from ..eventlog import EventLog, NewEvent
 from ..messages import Event, EventMetadata, Registry, StoredEvent, encode_event
@@ -74,6 +75,20 @@ class UnitOfWork:
                 version = self._log.stream_version(self.connection, stream)
             self._versions[stream] = version
         return version
+
+    def sql(self, statement: Sql, params: Sequence[Any] = ()) -> list[Any]:
+        """Runs one statement of the handler's own on the driver's cursor, in this transaction;
+        the rows it returns (none for a write without RETURNING), as the driver's tuples.
+
+        The fast path for a handler's hot statements: `Sql` text is written once with `?`
+        markers and skips SQLAlchemy's statement machinery. `connection` stays available for
+        everything else; both act in the same transaction.
+        """
+        return statement.rows(self.connection, params)
+
+    def sql_many(self, statement: Sql, rows: Sequence[Sequence[Any]]) -> None:
+        """Runs one statement once per row of parameters, in this transaction."""
+        statement.run_many(self.connection, rows)
 
     @property
     def versions(self) -> dict[str, int]:

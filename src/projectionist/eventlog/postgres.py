@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..driver import DriverSql
+from ..driver import Sql
 from ..errors import ConcurrencyError
 from ..messages import StoredEvent
 from ..wakeups import HighWater
@@ -64,15 +64,15 @@ _HAS_TRIGGERS = sa.text(
     "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'projectionist_events'::regclass"
     " AND tgname IN ('projectionist_events_lock', 'projectionist_events_notify')"
 )
-_READ = DriverSql(
+_READ = Sql(
     f"SELECT {COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
 )
 _STREAM_VERSION = sa.text("SELECT max(version) FROM projectionist_events WHERE stream = :stream")
-_HEAD = DriverSql("SELECT max(position) FROM projectionist_events")
+_HEAD = Sql("SELECT max(position) FROM projectionist_events")
 # One statement of constant text whatever the count of events, the columns passed as arrays: a
 # multi-row VALUES list would be new text (parsed again by the driver and the server) per count.
 # Positions are drawn in the order of the rows, which is the order of the arrays.
-_APPEND = DriverSql(
+_APPEND = Sql(
     "INSERT INTO projectionist_events"
     " (stream, version, type, schema_version, data, metadata, recorded_at)"
     " SELECT stream, version, type, schema_version, data, metadata, recorded_at"

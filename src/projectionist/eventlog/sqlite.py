@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from ..driver import DriverSql
+from ..driver import Sql
 from ..errors import ConcurrencyError
 from ..messages import StoredEvent
 from .base import EventLog, NewEvent
@@ -18,11 +18,11 @@ _INSERT = (
     " (stream, version, type, schema_version, data, metadata, recorded_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_READ = DriverSql(
+_READ = Sql(
     f"SELECT {COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
 )
 _STREAM_VERSION = "SELECT max(version) FROM projectionist_events WHERE stream = ?"
-_HEAD = DriverSql("SELECT max(position) FROM projectionist_events")
+_HEAD = Sql("SELECT max(position) FROM projectionist_events")
 
 
 class SQLiteEventLog(EventLog):

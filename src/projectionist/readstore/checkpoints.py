@@ -16,7 +16,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..driver import DriverSql, markers
+from ..driver import Sql, markers
 from ..errors import RebuildInProgress
 from ..stores import Store
 from ..wakeups import ProgressBoard, WakeupSource
@@ -40,14 +40,14 @@ _CHECKPOINT_COLUMNS = (
     "name, generation, version, position, head, next_at, updated_at, created_at, active,"
     " state, error, tables, epoch, dead_letters"
 )
-_ACTIVE: dict[int, DriverSql] = {}
+_ACTIVE: dict[int, Sql] = {}
 
 
-def _active_of(count: int) -> DriverSql:
+def _active_of(count: int) -> Sql:
     """The read of `count` projections' serving builds, made once per count."""
     statement = _ACTIVE.get(count)
     if statement is None:
-        statement = _ACTIVE[count] = DriverSql(
+        statement = _ACTIVE[count] = Sql(
             f"SELECT {_CHECKPOINT_COLUMNS} FROM projectionist_projections"
             f" WHERE name IN ({markers(count)}) AND active"
         )

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..driver import DriverSql
+from ..driver import Sql
 from ..errors import ConfigurationError, InvalidMessage
 from .rows import upsert
 from .tables import DocumentCollection
@@ -29,16 +29,16 @@ class Page:
     next: str | None
 
 
-_READS: dict[tuple[str, bool], DriverSql] = {}
+_READS: dict[tuple[str, bool], Sql] = {}
 
 
-def _read_of(table: sa.Table, lock: bool = False) -> DriverSql:
+def _read_of(table: sa.Table, lock: bool = False) -> Sql:
     """The point read of one document table; a query's hottest statement, on the driver."""
     statement = _READS.get((table.name, lock))
     if statement is None:
         name = _quoted(table)
         locking = " FOR UPDATE" if lock else ""
-        statement = _READS[(table.name, lock)] = DriverSql(
+        statement = _READS[(table.name, lock)] = Sql(
             f'SELECT doc FROM {name} WHERE "key" = ?{locking}'
         )
     return statement
@@ -48,7 +48,7 @@ def _quoted(table: sa.Table) -> str:
     return '"' + table.name.replace('"', '""') + '"'
 
 
-_UPSERTS: dict[tuple[str, tuple[tuple[str, type], ...]], DriverSql] = {}
+_UPSERTS: dict[tuple[str, tuple[tuple[str, type], ...]], Sql] = {}
 _CASTS: Mapping[type, str] = {
     str: "",
     int: "::numeric::bigint",
@@ -57,7 +57,7 @@ _CASTS: Mapping[type, str] = {
 }
 
 
-def _upsert_of(table: sa.Table, collection: DocumentCollection) -> DriverSql:
+def _upsert_of(table: sa.Table, collection: DocumentCollection) -> Sql:
     """PostgreSQL: one statement of constant text for any count of documents, the values sent
     as text arrays (binary) and cast by the server as the columns' types would take them."""
     shape = (table.name, tuple(collection.indexes.items()))
@@ -69,7 +69,7 @@ def _upsert_of(table: sa.Table, collection: DocumentCollection) -> DriverSql:
         arrays = ", ".join(["?::text[]"] * (2 + len(fields)))
         aliases = ", ".join(["k", "d", *(f"i{n}" for n in range(len(fields)))])
         updates = ", ".join(f'"{n}" = excluded."{n}"' for n in ["doc", *(n for n, _ in fields)])
-        statement = _UPSERTS[shape] = DriverSql(
+        statement = _UPSERTS[shape] = Sql(
             f"INSERT INTO {_quoted(table)} ({names}) SELECT {picked}"
             f" FROM unnest({arrays}) AS u({aliases})"
             f' ON CONFLICT ("key") DO UPDATE SET {updates} RETURNING 1',

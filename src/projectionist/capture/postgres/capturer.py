@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...driver import DriverSql
+from ...driver import Sql
 from ...errors import StoreUnavailable
 from ...eventlog.base import EventLog
 from ...messages import StoredEvent
@@ -43,7 +43,7 @@ log = logging.getLogger("projectionist.capture")
 
 _SETTINGS = sa.text("SELECT current_setting('wal_level'), current_schema(), current_database()")
 _FLUSHED = sa.text("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn")
-_MOVE = DriverSql(
+_MOVE = Sql(
     "UPDATE projectionist_capture_state SET commit_lsn = ?, through_lsn = ?, through_at = ?,"
     " position = greatest(position, ?), updated_at = ?"
     " WHERE slot = ? AND commit_lsn = ? AND through_lsn = ? RETURNING position"

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...driver import DriverSql
+from ...driver import Sql
 from ...eventlog.base import NewEvent
 from ...eventlog.schema import events_table
 from ...messages import encode_event
@@ -55,7 +55,7 @@ class Kept:
 
 _UNCHANGED = object()
 PRELOAD_CHUNK = 1000
-_LAST_EVENTS = DriverSql(
+_LAST_EVENTS = Sql(
     "SELECT e.stream, e.version, e.type, e.data FROM unnest(?::text[]) AS s(stream)"
     " CROSS JOIN LATERAL (SELECT stream, version, type, data FROM projectionist_events"
     " WHERE stream = s.stream ORDER BY version DESC LIMIT 1) AS e",

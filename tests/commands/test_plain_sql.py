@@ -1,0 +1,160 @@
+"""A handler's own plain SQL (`uow.sql`, `uow.sql_many`): in the command's transaction, with
+its events, on both backends; its errors end a command as SQLAlchemy's do."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from projectionist import (
+    App,
+    Command,
+    Event,
+    InvalidMessage,
+    Refused,
+    Runtime,
+    Sql,
+    UnitOfWork,
+)
+
+tables = sa.MetaData()
+accounts = sa.Table(
+    "sql_accounts",
+    tables,
+    sa.Column("account_id", sa.String(16), primary_key=True),
+    sa.Column("balance", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("balance >= 0", name="sql_accounts_not_negative"),
+)
+entries = sa.Table(
+    "sql_entries",
+    tables,
+    sa.Column("account_id", sa.String(16), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+)
+
+OPEN = Sql("INSERT INTO sql_accounts (account_id, balance) VALUES (?, 0)")
+MOVE = Sql("UPDATE sql_accounts SET balance = balance + ? WHERE account_id = ? RETURNING balance")
+BALANCE = Sql("SELECT balance FROM sql_accounts WHERE account_id = ?")
+ENTRY = Sql("INSERT INTO sql_entries (account_id, n, amount) VALUES (?, ?, ?)")
+
+
+class Open(Command):
+    account_id: str
+
+
+class Move(Command):
+    account_id: str
+    amounts: list[int]
+
+
+class Opened(Event):
+    account_id: str
+
+
+class Moved(Event):
+    balance: int
+
+
+def create_app() -> App:
+    app = App("plain_sql", write_model=tables)
+
+    @app.command(Open)
+    def open_account(command: Open, uow: UnitOfWork) -> None:
+        uow.sql(OPEN, (command.account_id,))
+        uow.record(f"account-{command.account_id}", Opened(account_id=command.account_id),
+                   expected_version=0)
+
+    @app.command(Move)
+    def move(command: Move, uow: UnitOfWork) -> None:
+        if not uow.sql(BALANCE, (command.account_id,)):
+            raise Refused(f"no account {command.account_id!r}")
+        start = len(uow.sql(Sql("SELECT n FROM sql_entries WHERE account_id = ?"),
+                            (command.account_id,)))
+        uow.sql_many(ENTRY, [(command.account_id, start + i, amount)
+                             for i, amount in enumerate(command.amounts)])
+        [(balance,)] = uow.sql(MOVE, (sum(command.amounts), command.account_id))
+        uow.record(f"account-{command.account_id}", Moved(balance=balance))
+
+    return app
+
+
+@pytest.fixture
+def runtime(store_urls: tuple[str, str]) -> Iterator[Runtime]:
+    write, read = store_urls
+    runtime = Runtime(create_app(), store=write, read_store=read, roles=["command"])
+    runtime.install()
+    yield runtime
+    runtime.stop()
+
+
+def rows(runtime: Runtime, statement: str) -> list[tuple[object, ...]]:
+    assert runtime.store is not None
+    with runtime.store.read() as connection:
+        return [tuple(row) for row in connection.exec_driver_sql(statement)]
+
+
+def test_plain_sql_writes_and_reads_in_the_commands_transaction(runtime: Runtime) -> None:
+    runtime.execute(Open(account_id="a"))
+    result = runtime.execute(Move(account_id="a", amounts=[5, 7, 30]))
+    assert rows(runtime, "SELECT account_id, balance FROM sql_accounts") == [("a", 42)]
+    assert rows(runtime, "SELECT n, amount FROM sql_entries ORDER BY n") == [
+        (0, 5), (1, 7), (2, 30)]
+    assert runtime.log is not None
+    [event] = runtime.log.read(result.position - 1, 1)
+    assert event.type == "Moved" and '"balance":42' in event.data
+
+
+def test_a_broken_constraint_refuses_the_command_and_writes_nothing(runtime: Runtime) -> None:
+    runtime.execute(Open(account_id="a"))
+    runtime.execute(Move(account_id="a", amounts=[10]))
+    head = runtime.head()
+    with pytest.raises(Refused):
+        runtime.execute(Move(account_id="a", amounts=[1, -20]))  # entries, then a negative
+    assert rows(runtime, "SELECT balance FROM sql_accounts") == [(10,)]
+    assert rows(runtime, "SELECT count(*) FROM sql_entries") == [(1,)]
+    assert runtime.head() == head
+    with pytest.raises(Refused):
+        runtime.execute(Open(account_id="a"))  # the primary key, through uow.sql
+
+
+def test_a_value_the_column_cannot_hold_is_invalid_input(runtime: Runtime) -> None:
+    runtime.execute(Open(account_id="a"))
+    with pytest.raises(InvalidMessage):
+        runtime.execute(Move(account_id="a", amounts=[2**70]))
+    assert rows(runtime, "SELECT balance FROM sql_accounts") == [(0,)]
+
+
+def test_concurrent_commands_share_a_transaction_and_a_refusal_undoes_only_its_own(
+    runtime: Runtime,
+) -> None:
+    for name in ("a", "b"):
+        runtime.execute(Open(account_id=name))
+    refused: list[Exception] = []
+
+    def send(account: str, amounts: list[int]) -> None:
+        for _ in range(20):
+            try:
+                runtime.execute(Move(account_id=account, amounts=amounts))
+            except Refused as error:
+                refused.append(error)
+
+    threads = [threading.Thread(target=send, args=("a", [1])),
+               threading.Thread(target=send, args=("b", [-1])),
+               threading.Thread(target=send, args=("a", [2]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(refused) == 20  # every move of b would take it below zero
+    assert rows(runtime, "SELECT account_id, balance FROM sql_accounts ORDER BY account_id") == [
+        ("a", 60), ("b", 0)]
+    assert rows(runtime, "SELECT count(*) FROM sql_entries WHERE account_id = 'a'") == [(40,)]
+
+
+def test_a_percent_sign_in_the_text_is_refused_when_the_statement_is_made() -> None:
+    with pytest.raises(ValueError, match="%"):
+        Sql("SELECT * FROM sql_accounts WHERE account_id LIKE 'a%'")
