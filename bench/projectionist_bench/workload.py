@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from projectionist.app import App
 from projectionist.commands.unit_of_work import UnitOfWork
+from projectionist.driver import Sql
 from projectionist.errors import Refused
 from projectionist.messages import Command, Event
 from projectionist.projections.context import ApplyContext
@@ -139,31 +140,31 @@ class OrderRow:
     total_cents: int
 
 
-# Statements built once, with bound parameters: building a statement costs more than running
-# it, and SQLAlchemy caches the compiled form of each.
-_SELECT_ORDER = sa.select(orders.c.customer_id, orders.c.status, orders.c.total_cents).where(
-    orders.c.order_id == sa.bindparam("b_order_id")
+# The handlers' statements, written once as plain SQL and run on the driver's cursor
+# (`uow.sql`): building and running a SQLAlchemy statement costs more than the database's work
+# on a point read or a one-row write.
+_SELECT_ORDER = Sql("SELECT customer_id, status, total_cents FROM orders WHERE order_id = ?")
+_ORDER_TAKEN = Sql("SELECT 1 FROM orders WHERE order_id = ?")
+_MOVE_ORDER = Sql("UPDATE orders SET status = ? WHERE order_id = ?")
+_INSERT_ORDER = Sql(
+    "INSERT INTO orders (order_id, customer_id, status, total_cents) VALUES (?, ?, ?, ?)"
 )
-_ORDER_TAKEN = sa.select(orders.c.order_id).where(orders.c.order_id == sa.bindparam("b_order_id"))
-_MOVE_ORDER = (
-    sa.update(orders)
-    .where(orders.c.order_id == sa.bindparam("b_order_id"))
-    .values(status=sa.bindparam("b_status"))
+_INSERT_LINE = Sql(
+    "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_cents)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
-_INSERT_ORDER = sa.insert(orders)
-_INSERT_LINES = sa.insert(order_lines)
-_INSERT_NOTE = sa.insert(order_notes)
+_INSERT_NOTE = Sql("INSERT INTO order_notes (order_id, note) VALUES (?, ?)")
 
 
 def _load(uow: UnitOfWork, order_id: str) -> OrderRow:
-    row = uow.connection.execute(_SELECT_ORDER, {"b_order_id": order_id}).first()
-    if row is None:
+    rows = uow.sql(_SELECT_ORDER, (order_id,))
+    if not rows:
         raise Refused(f"order {order_id!r} does not exist")
-    return OrderRow(row.customer_id, row.status, row.total_cents)
+    return OrderRow(*rows[0])
 
 
 def _move(uow: UnitOfWork, order_id: str, status: str) -> None:
-    uow.connection.execute(_MOVE_ORDER, {"b_order_id": order_id, "b_status": status})
+    uow.sql(_MOVE_ORDER, (status, order_id))
 
 
 def register_commands(app: App) -> None:
@@ -171,18 +172,12 @@ def register_commands(app: App) -> None:
 
     @app.command(PlaceOrder)
     def place(command: PlaceOrder, uow: UnitOfWork) -> None:
-        db = uow.connection
-        taken = db.execute(_ORDER_TAKEN, {"b_order_id": command.order_id}).first()
-        if taken is not None:
+        if uow.sql(_ORDER_TAKEN, (command.order_id,)):
             raise Refused(f"order {command.order_id!r} already exists")
         total = sum(line.quantity * line.unit_price_cents for line in command.lines)
-        db.execute(_INSERT_ORDER, {
-            "order_id": command.order_id, "customer_id": command.customer_id, "status": "placed",
-            "total_cents": total,
-        })
-        db.execute(_INSERT_LINES, [
-            {"order_id": command.order_id, "line_no": n, "sku": line.sku,
-             "quantity": line.quantity, "unit_price_cents": line.unit_price_cents}
+        uow.sql(_INSERT_ORDER, (command.order_id, command.customer_id, "placed", total))
+        uow.sql_many(_INSERT_LINE, [
+            (command.order_id, n, line.sku, line.quantity, line.unit_price_cents)
             for n, line in enumerate(command.lines)
         ])
         uow.record(order_stream(command.order_id),
@@ -222,7 +217,7 @@ def register_commands(app: App) -> None:
     @app.command(AddOrderNote)
     def add_note(command: AddOrderNote, uow: UnitOfWork) -> None:
         _load(uow, command.order_id)
-        uow.connection.execute(_INSERT_NOTE, {"order_id": command.order_id, "note": command.note})
+        uow.sql(_INSERT_NOTE, (command.order_id, command.note))
         uow.record(order_stream(command.order_id),
                    OrderNoteAdded(order_id=command.order_id, note=command.note))
 

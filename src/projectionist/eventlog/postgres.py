@@ -67,7 +67,7 @@ _HAS_TRIGGERS = sa.text(
 _READ = Sql(
     f"SELECT {COLUMNS} FROM projectionist_events WHERE position > ? ORDER BY position LIMIT ?"
 )
-_STREAM_VERSION = sa.text("SELECT max(version) FROM projectionist_events WHERE stream = :stream")
+_STREAM_VERSION = Sql("SELECT max(version) FROM projectionist_events WHERE stream = ?")
 _HEAD = Sql("SELECT max(position) FROM projectionist_events")
 # One statement of constant text whatever the count of events, the columns passed as arrays: a
 # multi-row VALUES list would be new text (parsed again by the driver and the server) per count.
@@ -80,6 +80,12 @@ _APPEND = Sql(
     " WITH ORDINALITY AS e(stream, version, type, schema_version, data, metadata, recorded_at, n)"
     " ORDER BY n RETURNING position",
     binary=True,
+)
+# One event, the most common append: scalars cost the driver far less to send than arrays.
+_APPEND_ONE = Sql(
+    "INSERT INTO projectionist_events"
+    " (stream, version, type, schema_version, data, metadata, recorded_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position"
 )
 
 
@@ -101,21 +107,36 @@ class PostgresEventLog(EventLog):
                     connection.exec_driver_sql(statement)
 
     def stream_version(self, connection: Connection, stream: str) -> int:
-        value = connection.execute(_STREAM_VERSION, {"stream": stream}).scalar()
+        # On the driver's cursor, inside the caller's transaction: once per command.
+        [(value,)] = _STREAM_VERSION.rows(connection, (stream,))
         return int(value or 0)
 
     def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
-        columns = (
-            [e.stream for e in events],
-            [e.version for e in events],
-            [e.type for e in events],
-            [e.schema_version for e in events],
-            [e.data for e in events],
-            [e.metadata for e in events],
-            [e.recorded_at for e in events],
-        )
+        if len(events) == 1:
+            [e] = events
+            statement = _APPEND_ONE
+            params: Sequence[object] = (
+                e.stream,
+                e.version,
+                e.type,
+                e.schema_version,
+                e.data,
+                e.metadata,
+                e.recorded_at,
+            )
+        else:
+            statement = _APPEND
+            params = (
+                [e.stream for e in events],
+                [e.version for e in events],
+                [e.type for e in events],
+                [e.schema_version for e in events],
+                [e.data for e in events],
+                [e.metadata for e in events],
+                [e.recorded_at for e in events],
+            )
         try:
-            rows = _APPEND.rows(connection, columns)
+            rows = statement.rows(connection, params)
         except IntegrityError as error:
             if "projectionist_events_stream_version" not in str(error.orig):
                 raise

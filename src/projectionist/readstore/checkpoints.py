@@ -243,24 +243,24 @@ class Checkpoints:
         On PostgreSQL the move is announced on CHANNEL at commit, for queries waiting in other
         processes.
         """
-        params = {
-            "b_name": name,
-            "b_generation": generation,
-            "b_expected": expected,
-            "b_position": position,
-            "b_head": head,
-            "b_next_at": next_at,
-            "b_updated_at": time.time(),
-            "b_state": state.value,
-            "b_parked": parked,
-        }
+        params: tuple[object, ...] = (
+            position,
+            head,
+            next_at,
+            time.time(),
+            state.value,
+            parked,
+            name,
+            generation,
+            expected,
+        )
         if epoch is not None:
-            params["b_epoch"] = epoch
+            params += (epoch,)
         if connection.dialect.name == "postgresql":
-            notify = ADVANCE_AND_NOTIFY if epoch is None else ADVANCE_AND_NOTIFY_AT_EPOCH
-            return len(connection.execute(notify, params).fetchall()) == 1
-        update = ADVANCE if epoch is None else ADVANCE_AT_EPOCH
-        return connection.execute(update, params).rowcount == 1
+            statement = ADVANCE_AND_NOTIFY if epoch is None else ADVANCE_AND_NOTIFY_AT_EPOCH
+        else:
+            statement = ADVANCE if epoch is None else ADVANCE_AT_EPOCH
+        return len(statement.rows(connection, params)) == 1
 
     def wakeups(self, board: ProgressBoard) -> WakeupSource | None:
         """What tells this process of checkpoint moves made elsewhere; None: poll only."""

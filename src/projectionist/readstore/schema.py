@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..driver import Sql
+
 metadata = sa.MetaData()
 
 projections_table = sa.Table(
@@ -70,51 +72,29 @@ CHANNEL = "projectionist_checkpoints"
 """The NOTIFY channel of checkpoint moves (PostgreSQL); its payload is `name:position`."""
 
 
-def _advance_statement(*, at_epoch: bool) -> sa.Update:
-    # Built once: a batch moves the checkpoint, and building the statement each time would
-    # cost more than running it.
-    t = projections_table
-    where = [
-        t.c.name == sa.bindparam("b_name"),
-        t.c.generation == sa.bindparam("b_generation"),
-        t.c.position == sa.bindparam("b_expected"),
-    ]
-    if at_epoch:
-        where.append(t.c.epoch == sa.bindparam("b_epoch"))
-    return (
-        sa.update(t)
-        .where(*where)
-        .values(
-            position=sa.bindparam("b_position"),
-            head=sa.bindparam("b_head"),
-            next_at=sa.bindparam("b_next_at"),
-            updated_at=sa.bindparam("b_updated_at"),
-            state=sa.bindparam("b_state"),
-            error=None,
-            dead_letters=t.c.dead_letters + sa.bindparam("b_parked"),
-        )
+def _advance(*, at_epoch: bool, notify: bool) -> Sql:
+    """The compare-and-set of a checkpoint: plain SQL on the driver's cursor, written once (a
+    batch moves the checkpoint). Its parameters, in order: position, head, next_at,
+    updated_at, state, parked; then name, generation, the expected position (and epoch)."""
+    where = "WHERE name = ? AND generation = ? AND position = ?"
+    update = (
+        "UPDATE projectionist_projections SET position = ?, head = ?, next_at = ?,"
+        " updated_at = ?, state = ?, error = NULL, dead_letters = dead_letters + ?"
+        f" {where}{' AND epoch = ?' if at_epoch else ''} RETURNING name, position"
     )
-
-
-ADVANCE = _advance_statement(at_epoch=False)
-ADVANCE_AT_EPOCH = _advance_statement(at_epoch=True)
-
-
-def _advance_and_notify(*, at_epoch: bool) -> sa.TextClause:
+    if not notify:
+        return Sql(update)
     # PostgreSQL moves the checkpoint and announces it in one round trip.
-    epoch = " AND epoch = :b_epoch" if at_epoch else ""
-    return sa.text(
-        "WITH moved AS (UPDATE projectionist_projections SET position = :b_position,"
-        " head = :b_head, next_at = :b_next_at, updated_at = :b_updated_at, state = :b_state,"
-        " error = NULL, dead_letters = dead_letters + :b_parked"
-        " WHERE name = :b_name AND generation = :b_generation AND position = :b_expected"
-        f"{epoch} RETURNING name, position)"
+    return Sql(
+        f"WITH moved AS ({update})"
         f" SELECT pg_notify('{CHANNEL}', name || ':' || position) FROM moved"
     )
 
 
-ADVANCE_AND_NOTIFY = _advance_and_notify(at_epoch=False)
-ADVANCE_AND_NOTIFY_AT_EPOCH = _advance_and_notify(at_epoch=True)
+ADVANCE = _advance(at_epoch=False, notify=False)
+ADVANCE_AT_EPOCH = _advance(at_epoch=True, notify=False)
+ADVANCE_AND_NOTIFY = _advance(at_epoch=False, notify=True)
+ADVANCE_AND_NOTIFY_AT_EPOCH = _advance(at_epoch=True, notify=True)
 
 
 def install_checkpoints(connection: Connection) -> None:
