@@ -304,7 +304,8 @@ def test_index_values_are_stored_as_their_columns_take_them(
     collection: tuple[Store, DocumentCollection], doc: dict[str, Any], stored: tuple[Any, ...],
 ) -> None:
     """A batch's documents are written in one statement (PostgreSQL: text arrays cast by the
-    server): each index column holds what the column would take of the value."""
+    server; one document alone, text scalars): each index column holds what the column would
+    take of the value, by either statement."""
     store, items = collection
     with store.write() as connection:
         documents = open_docs(connection, items)

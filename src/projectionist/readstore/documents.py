@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..driver import Sql
 from ..errors import ConfigurationError, InvalidMessage
+from .document_upsert import quoted, upsert_as_text
 from .rows import upsert
 from .tables import DocumentCollection
 
@@ -36,66 +37,12 @@ def _read_of(table: sa.Table, lock: bool = False) -> Sql:
     """The point read of one document table; a query's hottest statement, on the driver."""
     statement = _READS.get((table.name, lock))
     if statement is None:
-        name = _quoted(table)
+        name = quoted(table)
         locking = " FOR UPDATE" if lock else ""
         statement = _READS[(table.name, lock)] = Sql(
             f'SELECT doc FROM {name} WHERE "key" = ?{locking}'
         )
     return statement
-
-
-def _quoted(table: sa.Table) -> str:
-    return '"' + table.name.replace('"', '""') + '"'
-
-
-_UPSERTS: dict[tuple[str, tuple[tuple[str, type], ...]], Sql] = {}
-_CASTS: Mapping[type, str] = {
-    str: "",
-    int: "::numeric::bigint",
-    float: "::float8",
-    bool: "::boolean",
-}
-
-
-def _upsert_of(table: sa.Table, collection: DocumentCollection) -> Sql:
-    """PostgreSQL: one statement of constant text for any count of documents, the values sent
-    as text arrays (binary) and cast by the server as the columns' types would take them."""
-    shape = (table.name, tuple(collection.indexes.items()))
-    statement = _UPSERTS.get(shape)
-    if statement is None:
-        fields = [(f"ix_{f}", _CASTS[t]) for f, t in collection.indexes.items()]
-        names = ", ".join(f'"{n}"' for n in ["key", "doc", *(n for n, _ in fields)])
-        picked = ", ".join(["k", "d", *(f"i{n}{cast}" for n, (_, cast) in enumerate(fields))])
-        arrays = ", ".join(["?::text[]"] * (2 + len(fields)))
-        aliases = ", ".join(["k", "d", *(f"i{n}" for n in range(len(fields)))])
-        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in ["doc", *(n for n, _ in fields)])
-        statement = _UPSERTS[shape] = Sql(
-            f"INSERT INTO {_quoted(table)} ({names}) SELECT {picked}"
-            f" FROM unnest({arrays}) AS u({aliases})"
-            f' ON CONFLICT ("key") DO UPDATE SET {updates} RETURNING 1',
-            binary=True,
-        )
-    return statement
-
-
-def _plain(rows: list[dict[str, Any]], collection: DocumentCollection) -> bool:
-    """Whether each index value has its column's type (or is None, or an int for a float),
-    so that its text, cast by the server, is what the column would take."""
-    for field, declared in collection.indexes.items():
-        name = f"ix_{field}"
-        for row in rows:
-            kind = type(row[name])
-            if not (kind is declared or row[name] is None or (kind is int and declared is float)):
-                return False
-    return True
-
-
-def _text(value: Any) -> str | None:
-    if value is None or type(value) is str:
-        return value
-    if type(value) is float and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return str(value)
 
 
 class DocumentCache:
@@ -256,16 +203,11 @@ class Documents:
         self._dirty.clear()
         if deletes:
             self.connection.execute(sa.delete(self.table).where(self.table.c.key.in_(deletes)))
-        if upserts:
-            if self.connection.dialect.name == "postgresql" and _plain(upserts, self.collection):
-                statement = _upsert_of(self.table, self.collection)
-                columns = ["key", "doc", *(f"ix_{f}" for f in self.collection.indexes)]
-                statement.rows(
-                    self.connection,
-                    [[_text(row[c]) for row in upserts] for c in columns],
-                )
-            else:
-                upsert(self.connection, self.table, upserts)
+        if upserts and not (
+            self.connection.dialect.name == "postgresql"
+            and upsert_as_text(self.connection, self.table, self.collection, upserts)
+        ):
+            upsert(self.connection, self.table, upserts)
 
     def find(
         self,
