@@ -218,8 +218,16 @@ class Client:
         self.connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
 
     def ask(self, name: str, **params: Any) -> tuple[int, dict[str, Any]]:
-        self.connection.request("GET", f"/queries/{name}?{urlencode(params)}")
-        response = self.connection.getresponse()
+        path = f"/queries/{name}?{urlencode(params)}"
+        try:
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closes a keep-alive connection idle for 5 s (while the writers
+            # write): a query is safe to send again, on a new connection.
+            self.connection.close()
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
         return response.status, json.loads(response.read())
 
     def fresh(self, name: str, timeout_s: float, **params: Any) -> dict[str, Any]:
