@@ -37,6 +37,15 @@ class Sql:
 
     def rows(self, connection: Connection, params: Sequence[Any] = ()) -> list[Any]:
         """Every row the statement returns, as the driver's tuples."""
+        rows: list[Any] = self._execute(connection, params, fetch=True)
+        return rows
+
+    def run(self, connection: Connection, params: Sequence[Any] = ()) -> int:
+        """Runs a statement that returns no rows; how many rows it changed."""
+        count: int = self._execute(connection, params, fetch=False)
+        return count
+
+    def _execute(self, connection: Connection, params: Sequence[Any], *, fetch: bool) -> Any:
         dialect = connection.dialect
         if dialect.paramstyle == "qmark":
             sql = self.qmark
@@ -45,6 +54,8 @@ class Sql:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)
+            if not fetch:
+                return cursor.rowcount
             return cursor.fetchall() if cursor.description is not None else []
         except dialect.loaded_dbapi.Error as error:
             raise sa.exc.DBAPIError.instance(

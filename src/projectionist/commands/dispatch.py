@@ -88,7 +88,7 @@ class CommandBus:
         self.prune_interval_s = PRUNE_INTERVAL_S
         self._pruned_at: float | None = None
         self._pruning = threading.Lock()
-        self._pruner: threading.Thread | None = None
+        self._closed = False
         self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
             self._run_batch, max_batch=max_batch, fits=_fits
         )
@@ -287,6 +287,9 @@ class CommandBus:
         self._pruned_at = now
         if not self._pruning.acquire(blocking=False):
             return
+        if self._closed:
+            self._pruning.release()
+            return
 
         def prune() -> None:
             try:
@@ -296,16 +299,15 @@ class CommandBus:
             finally:
                 self._pruning.release()
 
-        self._pruner = threading.Thread(
-            target=prune, name="projectionist-idempotency-prune", daemon=True
-        )
-        self._pruner.start()
+        threading.Thread(target=prune, name="projectionist-idempotency-prune", daemon=True).start()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Waits for a pruning under way, so none uses the store after it is disposed."""
-        pruner = self._pruner
-        if pruner is not None:
-            pruner.join(timeout_s)
+        """Waits for a pruning under way and starts no other, so none uses the store after it
+        is disposed."""
+        self._closed = True
+        # A pruning under way holds the lock until it ends.
+        if self._pruning.acquire(timeout=timeout_s):
+            self._pruning.release()
 
     def _unit(
         self, connection: Connection, request: _Request, versions: dict[str, int]

@@ -257,10 +257,10 @@ class Checkpoints:
         if epoch is not None:
             params += (epoch,)
         if connection.dialect.name == "postgresql":
-            statement = ADVANCE_AND_NOTIFY if epoch is None else ADVANCE_AND_NOTIFY_AT_EPOCH
-        else:
-            statement = ADVANCE if epoch is None else ADVANCE_AT_EPOCH
-        return len(statement.rows(connection, params)) == 1
+            notify = ADVANCE_AND_NOTIFY if epoch is None else ADVANCE_AND_NOTIFY_AT_EPOCH
+            return len(notify.rows(connection, params)) == 1
+        update = ADVANCE if epoch is None else ADVANCE_AT_EPOCH
+        return update.run(connection, params) == 1
 
     def wakeups(self, board: ProgressBoard) -> WakeupSource | None:
         """What tells this process of checkpoint moves made elsewhere; None: poll only."""

@@ -80,13 +80,13 @@ def _advance(*, at_epoch: bool, notify: bool) -> Sql:
     update = (
         "UPDATE projectionist_projections SET position = ?, head = ?, next_at = ?,"
         " updated_at = ?, state = ?, error = NULL, dead_letters = dead_letters + ?"
-        f" {where}{' AND epoch = ?' if at_epoch else ''} RETURNING name, position"
+        f" {where}{' AND epoch = ?' if at_epoch else ''}"
     )
     if not notify:
-        return Sql(update)
+        return Sql(update)  # SQLite: the rows it changed tell whether it moved
     # PostgreSQL moves the checkpoint and announces it in one round trip.
     return Sql(
-        f"WITH moved AS ({update})"
+        f"WITH moved AS ({update} RETURNING name, position)"
         f" SELECT pg_notify('{CHANNEL}', name || ':' || position) FROM moved"
     )
 

@@ -185,13 +185,14 @@ class Cached(Generic[T]):
         self._lock = threading.Lock()
         self._refreshing = False
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def get(self) -> T:
         """The figures, measured now if none were, else at most `ttl_s` (plus a refresh) old."""
         with self._lock:
             value = self._value
             stale = time.monotonic() - self._at > max(self.ttl_s, 10 * self._spent)
-            if value is not None and stale and not self._refreshing:
+            if value is not None and stale and not self._refreshing and not self._closed:
                 self._refreshing = True
                 self._thread = threading.Thread(
                     target=self._refresh, name="projectionist-storage", daemon=True
@@ -209,8 +210,11 @@ class Cached(Generic[T]):
         return value
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Waits for a measurement under way, so none uses a store after it is disposed."""
-        thread = self._thread
+        """Waits for a measurement under way and starts no other, so none uses a store after
+        it is disposed."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
 
