@@ -37,45 +37,39 @@ class Sql:
 
     def rows(self, connection: Connection, params: Sequence[Any] = ()) -> list[Any]:
         """Every row the statement returns, as the driver's tuples."""
-        rows: list[Any] = self._execute(connection, params, fetch=True)
+        rows: list[Any] = self._execute(connection, params, "rows")
         return rows
 
     def run(self, connection: Connection, params: Sequence[Any] = ()) -> int:
         """Runs a statement that returns no rows; how many rows it changed."""
-        count: int = self._execute(connection, params, fetch=False)
+        count: int = self._execute(connection, params, "count")
         return count
 
-    def _execute(self, connection: Connection, params: Sequence[Any], *, fetch: bool) -> Any:
+    def run_many(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Runs the statement once per row of parameters (an insert of many rows)."""
+        if rows:
+            self._execute(connection, rows, "many")
+
+    def _execute(self, connection: Connection, params: Sequence[Any], mode: str) -> Any:
         dialect = connection.dialect
         if dialect.paramstyle == "qmark":
             sql = self.qmark
-        else:  # `%b` is psycopg's (3) alone
-            sql = self.format if dialect.driver == "psycopg" else self.format_text
+        elif dialect.driver == "psycopg" and mode != "many":  # `%b` is psycopg's (3) alone
+            sql = self.format
+        else:
+            sql = self.format_text
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
+            if mode == "many":
+                cursor.executemany(sql, params)
+                return None
             cursor.execute(sql, params)
-            if not fetch:
+            if mode == "count":
                 return cursor.rowcount
             return cursor.fetchall() if cursor.description is not None else []
         except dialect.loaded_dbapi.Error as error:
             raise sa.exc.DBAPIError.instance(
                 sql, params, error, dialect.loaded_dbapi.Error
-            ) from error
-        finally:
-            cursor.close()
-
-    def run_many(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
-        """Runs the statement once per row of parameters (an insert of many rows)."""
-        if not rows:
-            return
-        dialect = connection.dialect
-        sql = self.qmark if dialect.paramstyle == "qmark" else self.format_text
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(sql, rows)
-        except dialect.loaded_dbapi.Error as error:
-            raise sa.exc.DBAPIError.instance(
-                sql, rows, error, dialect.loaded_dbapi.Error
             ) from error
         finally:
             cursor.close()
