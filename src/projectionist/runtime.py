@@ -96,6 +96,9 @@ class Runtime(ProjectionOperations):
         self.board = ProgressBoard()
         self.checkpoints = Checkpoints(self.read_store)
         self.dead_letters = DeadLetters(self.read_store)
+        # Errands in threads of their own (measuring storage, pruning keys) end before the
+        # stores close: a connection checked in after its pool was disposed is never closed.
+        self._on_stop: list[Callable[[], None]] = []
         self.statuses = StatusReader(
             self.read_store,
             self.checkpoints,
@@ -103,6 +106,7 @@ class Runtime(ProjectionOperations):
             self.high_water,
             stall_after_s=stall_after_s,
         )
+        self.on_stop(self.statuses.close)
         self.wakeups: list[WakeupSource] = []
         self.relay: Relay | None = None
         self.commands: CommandBus | None = None
@@ -121,7 +125,6 @@ class Runtime(ProjectionOperations):
             self._build_capture_role(lease_ttl_s)
         self.metrics.watch_projections(self.status)
         self._installed = False
-        self._on_stop: list[Callable[[], None]] = []
 
     # One builder per role
 
@@ -135,6 +138,7 @@ class Runtime(ProjectionOperations):
             metrics=self.metrics,
             idempotency_ttl_s=idempotency_ttl_s,
         )
+        self.on_stop(self.commands.close)
         if self.feed is not None:
             relay = self.relay = Relay(
                 self.log,
@@ -304,11 +308,6 @@ class Runtime(ProjectionOperations):
             self.relay.stop()
         if self.feed is not None:
             self.feed.close()
-        # Errands in threads of their own (measuring storage, pruning keys) end before the
-        # stores close: a connection checked in after its pool was disposed is never closed.
-        if self.commands is not None:
-            self.commands.close()
-        self.statuses.close()
         for close in self._on_stop:
             close()
         for store in (self.store, self.read_store):

@@ -158,7 +158,7 @@ class CommandBus:
             self._run_alone(tickets[0])
             return
         try:
-            recorded = self._run_together(tickets)
+            appended = self._run_together(tickets)
         except (ConcurrencyError, IntegrityError, StoreUnavailable) as error:
             if isinstance(error, StoreUnavailable) and not is_lock_conflict(error):
                 raise
@@ -171,8 +171,8 @@ class CommandBus:
                 ticket.result = ticket.error = None
                 self._run_alone(ticket)
             return
-        if recorded and self.on_commit is not None:
-            self.on_commit(recorded, time.time())
+        if appended and self.on_commit is not None:
+            self.on_commit(appended, time.time())
 
     def _run_together(
         self, tickets: Sequence[Ticket[_Request, CommandResult]]
@@ -206,19 +206,19 @@ class CommandBus:
             if pending:
                 with span("projectionist.append", {"projectionist.events": len(pending)}):
                     positions = self.log.append(connection, pending)
-            recorded: list[StoredEvent] = []
+            appended: list[StoredEvent] = []
             results: list[tuple[Ticket[_Request, CommandResult], CommandResult]] = []
             offset = 0
             for ticket, unit in staged:
                 mine = positions[offset : offset + len(unit.pending)]
                 offset += len(unit.pending)
                 events = unit.recorded(mine)
-                recorded.extend(unit.stored(mine))
+                appended.extend(unit.stored(mine))
                 results.append((ticket, self._result(connection, ticket.item, unit, events)))
         # Only a batch that committed has results: a failed commit leaves its callers an error.
         for ticket, result in results:
             ticket.result = result
-        return recorded
+        return appended
 
     def _run_alone(self, ticket: Ticket[_Request, CommandResult]) -> None:
         # A deadlock victim, or a command that lost a race for a stream version it did not
