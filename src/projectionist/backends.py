@@ -39,15 +39,17 @@ def open_event_log(store: Store) -> EventLog:
     return log
 
 
-def open_feed(url: str) -> Feed:
-    """The feed an events URL names: nats:// (JetStream) or redis:// (Redis Streams)."""
+def open_feed(url: str, *, read_timeout_s: float | None = None) -> Feed:
+    """The feed an events URL names: nats:// (JetStream) or redis:// (Redis Streams); with
+    `read_timeout_s`, no read of its readers waits longer than that."""
     target = FEEDS.get(url.partition("://")[0])
     if target is None:
         raise ConfigurationError(
             f"an events URL starts with nats:// (JetStream) or redis:// (Redis Streams), not"
             f" {url!r}"
         )
-    feed: Feed = _load(target)(url)
+    options = {} if read_timeout_s is None else {"read_timeout_s": read_timeout_s}
+    feed: Feed = _load(target)(url, **options)
     return feed
 
 

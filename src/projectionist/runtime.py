@@ -87,7 +87,7 @@ class Runtime(ProjectionOperations):
         # database, whose own connections keep full durability for commands and the log.
         self.read_store = Store(read_url, pool_size=pool_size, durable=False)
         self.log: EventLog | None = open_event_log(self.store) if self.store else None
-        self.feed: Feed | None = open_feed(events) if events is not None else None
+        self.feed = self._open_feed(events, lease_ttl_s)
         # Where this process learns the log's head: the log, or the feed its projectors read.
         self.source: EventSource | None = self.log
         self.metrics = Metrics()
@@ -148,6 +148,13 @@ class Runtime(ProjectionOperations):
                 poll_interval_s=self.poll_interval_s,
             )
             self.metrics.watch_feed(lambda: relay.position, self.log.head)
+
+    def _open_feed(self, events: str | None, lease_ttl_s: float) -> Feed | None:
+        if events is None:
+            return None
+        # A projector's feed reads give up well within its lease TTL (see Coordinator).
+        projects = Role.PROJECTOR in self.roles
+        return open_feed(events, read_timeout_s=lease_ttl_s / 2 if projects else None)
 
     def _build_projector_role(self, lease_ttl_s: float) -> None:
         self.leases = Leases(self.read_store, ttl_s=lease_ttl_s)

@@ -3,12 +3,18 @@ projector that cannot read its feed gives its leases back so that one that can t
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from projectionist import Runtime
-from projectionist.errors import ConfigurationError
+from projectionist.errors import ConfigurationError, StoreUnavailable
 from projectionist.feeds.jetstream import JetStream
 from projectionist.feeds.jetstream_url import parse
 from projectionist.projections.coordination import Claim, Coordinator
@@ -27,12 +33,22 @@ def test_an_events_url_names_every_server_of_a_cluster() -> None:
     assert parse("tls://a?stream=S").replicas == 1
 
 
+def test_the_credentials_of_an_events_url_serve_every_server_of_the_cluster() -> None:
+    address = parse("nats://shop:s%40cret@a:4222,b:4222,shop:s%40cret@c")
+    assert (address.user, address.password) == ("shop", "s@cret")
+    assert "cret" not in address.shown
+    token = parse("nats://t0ken@a:4222")
+    assert (token.user, token.password) == ("t0ken", None)
+    assert (parse("nats://a,b").user, parse("nats://a,b").password) == (None, None)
+
+
 @pytest.mark.parametrize("url, message", [
     ("nats://a:4222,b:x?stream=S", "the server 'b:x' of the events URL"),
     ("nats://a:4222,,b:4222", "the server '' of the events URL"),
     ("nats://a:4222,http://b:4222", "the server 'http://b:4222'"),
     ("nats://a:4222?replicas=9", "replicas='9' .* 1 to 5 copies"),
     ("nats://a:4222?replicas=two", "replicas='two'"),
+    ("nats://u:p@a:4222,u:q@b:4222", "give different credentials"),
 ])
 def test_a_bad_server_list_or_replica_count_is_refused_at_start(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
@@ -98,9 +114,76 @@ def test_a_projector_that_cannot_read_its_feed_hands_its_lease_to_one_that_can(
                              wait_ms=20000)
         assert answer.data["count"] == 3
         assert healthy.leases is not None
-        assert {owner for owner, _ in healthy.leases.owners().values()} == {
-            healthy.leases.owner}
+        # The other build's lease comes back when its own failures have lasted long enough.
+        leases = healthy.leases
+        wait_for(lambda: {owner for owner, _ in leases.owners().values()} == {leases.owner},
+                 what="the healthy projector holding every lease")
     finally:
         healthy.stop()
         stranded.stop()
         writer.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def two_servers_with_auth(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Two routed nats-servers that take clients with a user and password, on free ports."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    assert Path(binary).exists(), "this test needs nats-server"
+    clients, routes = [free_port(), free_port()], [free_port(), free_port()]
+    servers = []
+    logs = []
+    for i in range(2):
+        command = [binary, "-a", "127.0.0.1", "-p", str(clients[i]), "--user", "shop",
+                   "--pass", "pw", "--cluster_name", "pjt", "--cluster",
+                   f"nats://127.0.0.1:{routes[i]}", "--routes",
+                   f"nats://127.0.0.1:{routes[1 - i]}"]
+        logs.append((tmp_path / f"n{i}.log").open("wb"))
+        servers.append(subprocess.Popen(command, stdout=logs[-1], stderr=subprocess.STDOUT))
+    servers[0].port = clients[0]  # type: ignore[attr-defined]
+    servers[1].port = clients[1]  # type: ignore[attr-defined]
+    try:
+        yield servers
+    finally:
+        for server, log in zip(servers, logs, strict=True):
+            server.kill()
+            server.wait()
+            log.close()
+
+
+def test_the_client_reconnects_with_its_credentials_to_a_server_it_learnt_of(
+    two_servers_with_auth: list[subprocess.Popen[bytes]],
+) -> None:
+    """The URL names one server; the cluster tells the client of the other, without
+    credentials. When the first dies, the client must log in to the other with the URL's."""
+    first, second = two_servers_with_auth
+    feed = JetStream(f"nats://shop:pw@127.0.0.1:{first.port}?stream=S")  # type: ignore[attr-defined]
+
+    async def nothing() -> None:
+        return None
+
+    try:
+        wait_for(lambda: _connects(feed, nothing), timeout_s=10, what="a first connection")
+        wait_for(lambda: any(s.port == second.port  # type: ignore[attr-defined]
+                             for s in feed.client.discovered_servers),
+                 timeout_s=10, what="the cluster telling of its second server")
+        first.kill()
+        first.wait()
+        wait_for(lambda: feed.client.is_connected
+                 and feed.client.connected_url.port == second.port,  # type: ignore[attr-defined]
+                 timeout_s=10, what="the client logged in to the second server")
+    finally:
+        feed.close()
+
+
+def _connects(feed: JetStream, work: Any) -> bool:
+    try:
+        feed.call(work)
+    except StoreUnavailable:
+        return False
+    return bool(feed.client.is_connected)

@@ -4,6 +4,7 @@ fairly by projector processes, and the same read model as one runner builds."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,7 @@ def bank(partitions: int, version: int = 1) -> App:
     """Accounts (a document per stream) and one shared total row, changed by increments."""
     app = App("bank")
     app.refuse_negative = True  # type: ignore[attr-defined]
+    app.delay_s = 0.0  # type: ignore[attr-defined]
     balances = Projection("balances", version, partitions=partitions)
     accounts = balances.documents("accounts")
     totals = balances.table(
@@ -59,6 +61,7 @@ def bank(partitions: int, version: int = 1) -> App:
     def deposited(event: Deposited, ctx: ApplyContext) -> None:
         if event.cents < 0 and app.refuse_negative:
             raise ValueError(f"a negative deposit of {event.cents}")
+        time.sleep(app.delay_s)
         doc = ctx[accounts].get(event.account) or {"deposits": 0, "cents": 0}
         doc = {"deposits": doc["deposits"] + 1, "cents": doc["cents"] + event.cents}
         ctx[accounts].put(event.account, doc)
@@ -382,3 +385,44 @@ def test_a_process_started_a_moment_later_gets_its_share(
     b.start()
     # The first process had only just started: it gives two back without waiting.
     wait_for(lambda: sum(leases.holds(p.lease_name) for p in runner.parts) == 2, timeout_s=8.0)
+
+
+def test_a_step_longer_than_the_lease_ttl_lets_no_lease_of_the_process_lapse(
+    urls: tuple[str, str], runtimes: list[Runtime]
+) -> None:
+    """Each batch of two holds an event of each partition and each takes 0.6 s to apply (a
+    slow handler), so one step of the build outlasts the 0.9 s lease: between its partitions
+    the process extends every lease it holds. A rival asking for each lease all along gets
+    none."""
+    from projectionist.readstore.leases import Leases
+
+    app = bank(partitions=2)
+    app.delay_s = 0.6  # type: ignore[attr-defined]
+    tally = Projection("tally")
+    counts = tally.documents("counts")
+
+    @tally.on(Deposited)
+    def counted(event: Deposited, ctx: ApplyContext) -> None:
+        doc = ctx[counts].get("all") or {"n": 0}
+        ctx[counts].put("all", {"n": doc["n"] + 1})
+
+    app.projection(tally)
+    a = runtime_of(app, urls, roles="command,projector", poll_interval_s=0.05,
+                   lease_ttl_s=0.9, batch_size=2)
+    runtimes.append(a)
+    a.start()
+    assert a.leases is not None
+    held = a.leases
+    wait_for(lambda: len(held.owners()) == 4, what="the process leasing both builds")
+    names = list(held.owners())
+    rival = Leases(a.read_store, owner="rival", ttl_s=0.9)
+    by_partition = {partition_of(f"account-a{i}", 2): f"a{i}" for i in range(STREAMS)}
+    for i in range(16):  # streams of both partitions
+        a.execute(Deposit(account=by_partition[i % 2], cents=1))
+    taken = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        taken += [name for name in names if rival.take(name)]
+        time.sleep(0.03)
+    assert position(a) < a.head(), "the slow build was not running all along"
+    assert taken == []

@@ -90,7 +90,8 @@ def serve(
     from ..http import create_http_app
 
     logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s",
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(CorrelationFilter())

@@ -69,10 +69,14 @@ class JetStream(Feed):
     with `?stream=NAME` to choose the stream (default PROJECTIONIST_EVENTS) and `replicas=N`
     for the copies a cluster keeps of it; its subject is `projectionist.<NAME>`. Requests time
     out after `timeout_s`, short enough that a relay or projector moves on within seconds of
-    a server's loss or a leader's election.
+    a server's loss or a leader's election; a reader's read gives up after `read_timeout_s`
+    (a projector sets it well within its lease TTL, so a read that hangs on a lost server
+    does not let the leases of its process lapse).
     """
 
-    def __init__(self, url: str, *, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, timeout_s: float = 2.0, read_timeout_s: float | None = None
+    ) -> None:
         if importlib.util.find_spec("nats") is None:
             raise ConfigurationError(
                 "an events URL needs the NATS client: pip install 'projectionist[nats]'"
@@ -83,7 +87,9 @@ class JetStream(Feed):
         self.stream = stream = address.stream
         self.replicas = address.replicas
         self.subject = f"projectionist.{stream}"
+        self._user, self._password = address.user, address.password
         self.timeout_s = timeout_s
+        self.read_timeout_s = min(timeout_s * 3, read_timeout_s or timeout_s * 3)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name=f"projectionist-nats-{stream}"
@@ -130,9 +136,17 @@ class JetStream(Feed):
             if self._nc is None or self._nc.is_closed:
                 import nats
 
+                # The URL's credentials go to every server, those the cluster tells of too.
+                if self._password is not None:
+                    auth = {"user": self._user, "password": self._password}
+                elif self._user is not None:
+                    auth = {"token": self._user}
+                else:
+                    auth = {}
                 # A few quick reconnects ride out a restart; past them the connection closes
                 # and the next call connects afresh (or says NATS is unreachable).
                 self._nc = await nats.connect(
+                    **auth,
                     servers=self.servers,
                     connect_timeout=self.timeout_s,
                     max_reconnect_attempts=5,
@@ -389,10 +403,13 @@ class JetStreamEventSource:
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         with self._lock:
-            return self.jetstream.call(lambda: self._read(after, limit))
+            return self.jetstream.call(
+                lambda: self._read(after, limit), self.jetstream.read_timeout_s
+            )
 
     def head(self) -> int:
-        return self.jetstream.last_position()
+        bounds = self.jetstream.call(self.jetstream.bounds, self.jetstream.read_timeout_s)
+        return bounds[1]
 
     async def _read(self, after: int, limit: int) -> list[StoredEvent]:
         start = after + 1
@@ -477,7 +494,9 @@ class JetStreamEventSource:
                 reply=inbox,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), _FETCH_TIMEOUT_S)
+                await asyncio.wait_for(
+                    done.wait(), min(_FETCH_TIMEOUT_S, self.jetstream.read_timeout_s / 2)
+                )
         finally:
             await subscription.unsubscribe()
         self._pulled_at = time.monotonic()

@@ -8,7 +8,7 @@ be written in full (`nats://a:4222,nats://b:4222`), and `tls://` asks for TLS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 
@@ -28,6 +28,10 @@ class JetStreamAddress:
     stream: str
     replicas: int
     """Copies of the stream the cluster keeps, when the relay creates it."""
+    user: str | None = None
+    """The servers' user (or token, without a password), for every server of the cluster:
+    also those the client learns of from the cluster, which come without credentials."""
+    password: str | None = None
 
 
 def parse(url: str) -> JetStreamAddress:
@@ -39,6 +43,7 @@ def parse(url: str) -> JetStreamAddress:
         raise ConfigurationError(f"an events URL starts with nats:// or tls://, not {url!r}")
     servers: list[str] = []
     shown: list[str] = []
+    credentials: set[tuple[str, str | None]] = set()
     for piece in head.split(","):
         piece = piece.strip()
         parts = urlsplit(piece if "://" in piece else f"{scheme}://{piece}")
@@ -52,7 +57,16 @@ def parse(url: str) -> JetStreamAddress:
                 " separated by commas: nats://a:4222,b:4222)"
             )
         servers.append(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
+        if parts.username is not None:
+            credentials.add((unquote(parts.username), _unquoted(parts.password)))
         shown.append(f"{parts.hostname}:{port}")
+    if len(credentials) > 1:
+        raise ConfigurationError(
+            f"the servers of the events URL {scheme}://{','.join(shown)} give different"
+            " credentials: the"
+            " servers of one cluster take the same user and password"
+        )
+    user, password = next(iter(credentials), (None, None))
     options = parse_qs(query)
     stream = options.get("stream", [DEFAULT_STREAM])[0]
     if not stream or not all(c.isalnum() or c in "_-" for c in stream):
@@ -70,4 +84,10 @@ def parse(url: str) -> JetStreamAddress:
         shown=f"{scheme}://{','.join(shown)}",
         stream=stream,
         replicas=int(replicas_text),
+        user=user,
+        password=password,
     )
+
+
+def _unquoted(text: str | None) -> str | None:
+    return None if text is None else unquote(text)

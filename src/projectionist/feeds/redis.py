@@ -47,7 +47,9 @@ def _position(entry_id: bytes | str) -> int:
 class RedisStream(Feed):
     """A Redis stream (`redis://host:6379/0?stream=NAME`, key `projectionist:NAME`)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, timeout_s: float = 5.0, read_timeout_s: float | None = None
+    ) -> None:
         if importlib.util.find_spec("redis") is None:
             raise ConfigurationError(
                 "a redis:// events URL needs the Redis client: pip install 'projectionist[redis]'"
@@ -68,7 +70,8 @@ class RedisStream(Feed):
         )
         self.timeout_s = timeout_s
         self._options: dict[str, Any] = {
-            "socket_timeout": timeout_s,
+            # Reads and appends alike: a projector bounds them within its lease TTL.
+            "socket_timeout": min(timeout_s, read_timeout_s or timeout_s),
             "socket_connect_timeout": timeout_s,
         }
         self._server = server

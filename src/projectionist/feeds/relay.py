@@ -89,8 +89,9 @@ class Relay:
                 moved = self.relay()
                 backoff = 0.0
             except Exception as error:
-                # Capped at 1 s: a feed back from an outage is caught up within seconds.
-                backoff = min(1.0, backoff * 2 or 0.1)
+                # Capped at 0.5 s: a feed back from an outage (a JetStream stream whose new
+                # leader is elected, say) is relayed to within a second of taking appends.
+                backoff = min(0.5, backoff * 2 or 0.1)
                 level = logging.ERROR if isinstance(error, ConfigurationError) else logging.WARNING
                 log.log(
                     level,

@@ -4,7 +4,9 @@ Like the coordination agent of Marten's daemon: a process runs a build only whil
 build's lease; a process that dies stops extending it, and another takes over within the TTL.
 A process that is alive but cannot read its events (its feed is cut off) gives its leases back
 after `give_up_after_s` of failures and stands down for `stand_down_s`, so that a process that
-can read takes over rather than waiting for a lease that is still being extended. The
+can read takes over rather than waiting for a lease that is still being extended. Every
+due lease of the process is taken or extended before each build's step (`Coordinator.pulse`),
+and feed reads give up within half the TTL, so one slow build lets no other lease lapse. The
 checkpoint's compare-and-set still fences every batch.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 from ..readstore.leases import Leases
@@ -63,6 +65,9 @@ class Coordinator:
         self.stand_down_s = stand_down_s
         self._next_try: dict[str, float] = {}
         self._failing_since: dict[str, float] = {}
+        # Set by the projector: takes or extends every due lease of the process. A build
+        # that runs long (several partitions, each a read) calls it between its pieces.
+        self.pulse: Callable[[], None] = lambda: None
 
     def claim(self, name: str) -> Claim:
         """Takes or extends the lease of `name` when due."""

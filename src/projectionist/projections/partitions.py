@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..errors import HandlerFailed, StoreUnavailable
 from ..eventlog import EventSource
@@ -24,6 +26,8 @@ from .coordination import Claim, Coordinator, lease_name
 from .runner import Deferred, ProjectionRunner
 
 log = logging.getLogger("projectionist.projections")
+
+T = TypeVar("T")
 
 _MEMBERS_TTL_S = 1.0
 """How long a count of the build's member processes is trusted before reading it again."""
@@ -37,25 +41,38 @@ class StepReads:
 
     Partitions of a build that stand at the same position ask for the same batch; the first
     reads it and the others share it. Forgotten at the start of every step, so no partition
-    sees the log older than the step it runs in.
+    sees the log older than the step it runs in. Once the source could not be read, the
+    other partitions are told so at once for the rest of the step: a feed that hangs costs
+    one read's timeout a step, not one per partition.
     """
 
     def __init__(self, source: EventSource) -> None:
         self.source = source
         self._reads: dict[tuple[int, int], list[StoredEvent]] = {}
+        self._down: StoreUnavailable | None = None
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         key = (after, limit)
         events = self._reads.get(key)
         if events is None:
-            events = self._reads[key] = self.source.read(after, limit)
+            events = self._reads[key] = self._unless_down(lambda: self.source.read(after, limit))
         return events
 
     def head(self) -> int:
-        return self.source.head()
+        return self._unless_down(self.source.head)
+
+    def _unless_down(self, read: Callable[[], T]) -> T:
+        if self._down is not None:
+            raise StoreUnavailable(str(self._down))
+        try:
+            return read()
+        except StoreUnavailable as down:
+            self._down = down
+            raise
 
     def forget(self) -> None:
         self._reads = {}
+        self._down = None
 
 
 class PartitionedRunner(ProjectionRunner):
@@ -114,6 +131,9 @@ class PartitionedRunner(ProjectionRunner):
     def attach(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
 
+    def keep_leases(self) -> None:
+        self._claim()
+
     @property
     def complete(self) -> bool:
         """True while this process holds every partition (its positions are then the build's)."""
@@ -167,6 +187,8 @@ class PartitionedRunner(ProjectionRunner):
             self.reads.forget()
         began = time.perf_counter()
         for part in self._claim():
+            if self.coordinator is not None:
+                self.coordinator.pulse()  # the partitions before this one may have run long
             try:
                 result = part.run_once()
             except CheckpointMoved as moved:

@@ -53,6 +53,8 @@ class Projector:
         self.high_water = high_water
         self.board = board
         self.coordinator = Coordinator(leases, retry_s=lease_retry_s)
+        self.coordinator.pulse = self._keep_leases_fresh
+        self._leases_kept_at = 0.0
         self.poll_interval_s = poll_interval_s
         self.reconcile_interval_s = reconcile_interval_s
         self.max_backoff_s = max_backoff_s
@@ -244,6 +246,23 @@ class Projector:
             self.board.forget(runner.name)
         return claim.held
 
+    def _keep_leases(self) -> None:
+        """Takes or extends every due lease of this process's builds, those in a back-off
+        included: a dead process's builds are taken at the start of a step, not after the
+        batches of the others, and a slow build lets no other lease lapse."""
+        self._leases_kept_at = time.monotonic()
+        if self.coordinator.leases is None:
+            return
+        for runner in list(self.runners.values()):
+            if self.owns(runner):
+                runner.keep_leases()
+
+    def _keep_leases_fresh(self) -> None:
+        """`_keep_leases` when a third of the lease TTL has passed since it last ran."""
+        leases = self.coordinator.leases
+        if leases is not None and time.monotonic() - self._leases_kept_at > leases.ttl_s / 3:
+            self._keep_leases()
+
     # The loop
 
     def start(self) -> None:
@@ -269,9 +288,11 @@ class Projector:
                 except StoreUnavailable as down:
                     log.warning("cannot reconcile projections: %s", down)
                 self._reconciled_at = time.monotonic()
+            self._keep_leases()
             for key, runner in list(self.runners.items()):
                 if self.paused.is_set():
                     break
+                self._keep_leases_fresh()
                 read += self._step(key, runner)
         return read
 

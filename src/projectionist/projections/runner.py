@@ -116,6 +116,9 @@ class ProjectionRunner:
     def attach(self, coordinator: Coordinator) -> None:
         """The projector's coordinator; only a partitioned build takes leases by itself."""
 
+    def keep_leases(self) -> None:
+        """Claims the leases a runner takes by itself (a partitioned build's share)."""
+
     @property
     def complete(self) -> bool:
         """True when this runner applies all of its build (not a share of its partitions)."""
