@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from tests.cluster.deployment import Deployment, Layout
 from tests.cluster.jetstream import Cluster, nats_server
@@ -23,9 +22,6 @@ from tests.cluster.shop_load import Stores
 from tests.conftest import PostgresDatabases
 
 PG_SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
-IDLE_IN_TRANSACTION_S = 4
-"""A transaction left open by a host that was cut off is rolled back after this, so the locks
-it holds do not stall the hosts that still run."""
 
 
 @dataclass
@@ -102,14 +98,6 @@ class ShopCluster:
     workdir: Path
 
 
-def _close_idle_transactions(databases: PostgresDatabases, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with databases.engine.connect() as connection:
-        connection.execute(sa.text(
-            f'ALTER DATABASE "{name}" SET idle_in_transaction_session_timeout'
-            f" = '{IDLE_IN_TRANSACTION_S}s'"))
-
-
 @pytest.fixture
 def layout() -> Layout:
     """Which roles run where; a module overrides it to run other projectors (partitioned
@@ -123,8 +111,6 @@ def shop(machine: Machine, pg_databases: PostgresDatabases, tmp_path: Path,
     """The shop deployed on fresh databases and a fresh stream of 3 replicas."""
     machine.heal()
     write, read = pg_databases.create("pjcw"), pg_databases.create("pjcr")
-    for url in (write, read):
-        _close_idle_transactions(pg_databases, url)
     stream = f"CLUSTER_{uuid.uuid4().hex[:10].upper()}"
     events = f"{machine.nats.urls}?stream={stream}&replicas=3"
     deployment = Deployment(HOSTS, tmp_path, write_url=write, read_url=read,

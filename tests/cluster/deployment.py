@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -89,12 +90,20 @@ class Served:
         return httpx.Client(base_url=self.url, timeout=timeout_s, headers=bearer())
 
 
+SESSION_OPTIONS = "-c idle_in_transaction_session_timeout=4000 -c lock_timeout=1500"
+"""Every process's PostgreSQL sessions (the URL's `options`, which follow the framework's
+own): a transaction left open by a host that was cut off is rolled back after 4 s, so the
+locks it holds do not stall the hosts that still run, and no lock is waited for longer than
+half the projectors' lease TTL."""
+
+
 def on_host(url: str, host: Host) -> str:
     """A PostgreSQL URL of the root namespace, as processes reach it through host 1."""
     scheme, _, rest = url.partition("://")
     credentials, _, tail = rest.partition("@")
     database = tail.partition("/")[2]
-    return f"{scheme}://{credentials}@{host.address}:5432/{database}"
+    return (f"{scheme}://{credentials}@{host.address}:5432/{database}"
+            f"?options={quote(SESSION_OPTIONS)}")
 
 
 class Deployment:

