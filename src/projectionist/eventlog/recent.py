@@ -9,12 +9,16 @@ A read is answered from memory only by a run of consecutive positions starting r
 the reader's checkpoint: every position in it committed, and none below it was skipped. A
 position missing from memory (another process's append, a position a rolled-back append
 drew, an event forgotten to stay within the bound) sends the read to the log, as does a
-head known to lie past the run's end.
+head known to lie past the run's end. A reader already at the head this process knows is
+told there is nothing new without asking the log, unless the log was last asked more than
+`recheck_s` ago: commits elsewhere move the head by their wake-ups, and the recheck covers
+a wake-up that was lost.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -30,11 +34,18 @@ class RecentEvents:
     """An event source that answers from the events this process committed last."""
 
     def __init__(
-        self, source: EventSource, high_water: HighWater, *, capacity: int = CAPACITY
+        self,
+        source: EventSource,
+        high_water: HighWater,
+        *,
+        capacity: int = CAPACITY,
+        recheck_s: float = 0.25,
     ) -> None:
         self._source = source
         self._high_water = high_water
         self._capacity = capacity
+        self._recheck_s = recheck_s
+        self._asked_at = 0.0
         self._events: dict[int, StoredEvent] = {}
         self._order: deque[int] = deque()
         self._lock = threading.Lock()
@@ -59,6 +70,10 @@ class RecentEvents:
                 run.append(event)
                 position += 1
         if not run:
+            now = time.monotonic()
+            if after >= self._high_water.head and now - self._asked_at < self._recheck_s:
+                return []  # at the head: nothing new that a commit or a wake-up told of
+            self._asked_at = now
             return self._source.read(after, limit)
         if len(run) < limit and self._high_water.head >= position:
             # Appended elsewhere past the run: the log has the rest.
