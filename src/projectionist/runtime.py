@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from types import TracebackType
 
 from . import capture, migrations
@@ -150,14 +151,16 @@ class Runtime(ProjectionOperations):
             self.metrics.watch_feed(lambda: relay.position, self.log.head)
 
     def _open_feed(self, events: str | None, lease_ttl_s: float) -> Feed | None:
-        if events is None:
-            return None
         # A projector's feed reads give up well within its lease TTL (see Coordinator).
-        projects = Role.PROJECTOR in self.roles
-        return open_feed(events, read_timeout_s=lease_ttl_s / 2 if projects else None)
+        timeout_s = lease_ttl_s / 2 if Role.PROJECTOR in self.roles else None
+        return None if events is None else open_feed(events, read_timeout_s=timeout_s)
 
     def _build_projector_role(self, lease_ttl_s: float) -> None:
         self.leases = Leases(self.read_store, ttl_s=lease_ttl_s)
+        commits = Role.COMMAND in self.roles or Role.CAPTURE in self.roles
+        if self.feed is None and self.log is not None and commits:
+            # The projector reads the events its process just committed from memory.
+            self.recent = RecentEvents(self.log, self.high_water)
         self.projector = Projector(
             list(self.app.projections.values()),
             make_runner=self._make_runner,
@@ -166,12 +169,10 @@ class Runtime(ProjectionOperations):
             board=self.board,
             leases=self.leases,
             poll_interval_s=self.poll_interval_s,
+            loop_context=self.recent.trusting_wakeups if self.recent else nullcontext,
         )
         if self.feed is not None:
             self.source = self.feed.reader()
-        elif self.log is not None and (Role.COMMAND in self.roles or Role.CAPTURE in self.roles):
-            # The projector reads the events its process just committed from memory.
-            self.recent = RecentEvents(self.log, self.high_water)
         # The log's head comes from the feed or from the log; appends of other processes
         # wake the projector through the backend that carries them.
         source = (

@@ -12,7 +12,8 @@ drew, an event forgotten to stay within the bound) sends the read to the log, as
 head known to lie past the run's end. A reader already at the head this process knows is
 told there is nothing new without asking the log, unless the log was last asked more than
 `recheck_s` ago: commits elsewhere move the head by their wake-ups, and the recheck covers
-a wake-up that was lost.
+a wake-up that was lost (or an append no wake-up tells of: SQLite's trigger capture). Only
+the projector's loop reads so (`trusting_wakeups`); an explicit catch-up asks the log.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ..messages import StoredEvent
 from ..wakeups import HighWater
@@ -46,6 +48,7 @@ class RecentEvents:
         self._capacity = capacity
         self._recheck_s = recheck_s
         self._asked_at = 0.0
+        self._trusting = threading.local()
         self._events: dict[int, StoredEvent] = {}
         self._order: deque[int] = deque()
         self._lock = threading.Lock()
@@ -71,7 +74,11 @@ class RecentEvents:
                 position += 1
         if not run:
             now = time.monotonic()
-            if after >= self._high_water.head and now - self._asked_at < self._recheck_s:
+            if (
+                getattr(self._trusting, "wakeups", False)
+                and after >= self._high_water.head
+                and now - self._asked_at < self._recheck_s
+            ):
                 return []  # at the head: nothing new that a commit or a wake-up told of
             self._asked_at = now
             return self._source.read(after, limit)
@@ -82,3 +89,14 @@ class RecentEvents:
 
     def head(self) -> int:
         return self._source.head()
+
+    @contextmanager
+    def trusting_wakeups(self) -> Iterator[None]:
+        """Reads of this thread at the known head skip the log between rechecks while the
+        block runs: the projector's loop, which a commit or a wake-up wakes. Elsewhere (an
+        explicit catch-up, a runner run by hand) every read asks the log."""
+        self._trusting.wakeups = True
+        try:
+            yield
+        finally:
+            self._trusting.wakeups = False

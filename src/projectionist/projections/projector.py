@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from ..errors import HandlerFailed, NotRegistered, StoreUnavailable
 from ..readstore.checkpoints import BuildBlocked, Checkpoint, Checkpoints, State
@@ -46,6 +47,7 @@ class Projector:
         max_backoff_s: float = 30.0,
         lease_retry_s: float = 0.5,
         store_retry_s: float = 0.5,
+        loop_context: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self.projections = {p.name: p for p in projections}
         self.make_runner = make_runner
@@ -59,6 +61,8 @@ class Projector:
         self.reconcile_interval_s = reconcile_interval_s
         self.max_backoff_s = max_backoff_s
         self.store_retry_s = store_retry_s
+        # What the loop's thread runs in (the runtime's in-memory events trust wake-ups there).
+        self.loop_context = loop_context
         self.runners: dict[tuple[str, int], ProjectionRunner] = {}
         self.swapper = Swapper(checkpoints, board, self.coordinator, self.runners)
         self.paused = threading.Event()
@@ -373,6 +377,10 @@ class Projector:
                 log.debug("could not record the failure of %s", runner.name, exc_info=True)
 
     def _loop(self, stopping: threading.Event) -> None:
+        with self.loop_context():
+            self._run(stopping)
+
+    def _run(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
             generation = self.high_water.generation
             try:
