@@ -160,7 +160,8 @@ class Runtime(ProjectionOperations):
         commits = Role.COMMAND in self.roles or Role.CAPTURE in self.roles
         if self.feed is None and self.log is not None and commits:
             # The projector reads the events its process just committed from memory.
-            self.recent = RecentEvents(self.log, self.high_water)
+            recheck_s = min(0.25, self.poll_interval_s)  # no later than a poll would
+            self.recent = RecentEvents(self.log, self.high_water, recheck_s=recheck_s)
         self.projector = Projector(
             list(self.app.projections.values()),
             make_runner=self._make_runner,

@@ -164,3 +164,19 @@ def test_a_reader_at_the_known_head_asks_the_log_only_to_recheck(log: EventLog) 
         high_water.advance(told[0].position, told[0].position, time.time())
         assert [e.position for e in recent.read(unannounced[0].position, 10)] == [
             told[0].position]
+
+
+def test_a_reader_behind_the_logs_end_reads_on_one_batch_after_another(log: EventLog) -> None:
+    """Events of another process that no wake-up told of, read a batch at a time: a full batch
+    did not reach the log's end, so the next read (the runner's look-ahead) asks the log."""
+    counting = CountingLog(log)
+    recent = RecentEvents(counting, HighWater(), recheck_s=60.0)
+    elsewhere = append(log, "x", 1, 2, 3)
+    first = elsewhere[0].position - 1
+    with recent.trusting_wakeups():
+        got = [e.position for p in range(first, first + 3) for e in recent.read(p, 1)]
+        assert got == [e.position for e in elsewhere]
+        assert recent.read(elsewhere[-1].position, 1) == []  # the end: found by asking
+        asked = counting.reads
+        assert recent.read(elsewhere[-1].position, 1) == []
+        assert counting.reads == asked  # at the end, within the recheck: not asked

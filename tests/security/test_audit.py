@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -24,6 +25,9 @@ from projectionist_examples.shop import (
 from tests.security.servers import SECRET, Api, bearer, uid
 
 AUDIT = "projectionist.audit"
+
+LOGGED_AT_WARNING = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING \[")
+"""A line of `serve`'s log: its time, then its level."""
 
 
 def token_and_jti(authority: TokenAuthority, *scopes: str, sub: str) -> tuple[str, str]:
@@ -254,7 +258,7 @@ def test_refused_queries_over_http_are_logged_without_the_token(api: Api) -> Non
         assert response.status_code == 403, response.text
         assert response.json()["detail"] == reason
         line = audited(api, f"query refused: subject={subject} query={name}")
-        assert line.startswith("WARNING ")
+        assert LOGGED_AT_WARNING.match(line), line
         assert line.endswith(f"reason={reason}")
     logged = api.server.stderr
     for token in tokens:
@@ -282,7 +286,7 @@ def test_refused_operations_over_http_are_logged_without_the_token(api: Api) -> 
         assert response.status_code == 403, response.text
         assert response.json()["detail"] == reason
         line = audited(api, f"operation refused: subject={subject} operation={route} ")
-        assert line.startswith("WARNING ")
+        assert LOGGED_AT_WARNING.match(line), line
         assert line.endswith(f"reason={reason}")
     # A refused rebuild started nothing.
     rows = api.client.get("/projections", headers=api.admin).json()

@@ -9,7 +9,8 @@ A read is answered from memory only by a run of consecutive positions starting r
 the reader's checkpoint: every position in it committed, and none below it was skipped. A
 position missing from memory (another process's append, a position a rolled-back append
 drew, an event forgotten to stay within the bound) sends the read to the log, as does a
-head known to lie past the run's end. A reader already at the head this process knows is
+head known to lie past the run's end. A reader at the log's end (as a read that reached it,
+or the last run with no head known past it, found it) and at the head this process knows is
 told there is nothing new without asking the log, unless the log was last asked more than
 `recheck_s` ago: commits elsewhere move the head by their wake-ups, and the recheck covers
 a wake-up that was lost (or an append no wake-up tells of: SQLite's trigger capture). Only
@@ -48,6 +49,7 @@ class RecentEvents:
         self._capacity = capacity
         self._recheck_s = recheck_s
         self._asked_at = 0.0
+        self._end = -1  # the log's last position, as the last read to its end found it
         self._trusting = threading.local()
         self._events: dict[int, StoredEvent] = {}
         self._order: deque[int] = deque()
@@ -72,20 +74,31 @@ class RecentEvents:
                     break
                 run.append(event)
                 position += 1
+        head = self._high_water.head
         if not run:
-            now = time.monotonic()
             if (
                 getattr(self._trusting, "wakeups", False)
-                and after >= self._high_water.head
-                and now - self._asked_at < self._recheck_s
+                and after == self._end
+                and after >= head
+                and time.monotonic() - self._asked_at < self._recheck_s
             ):
-                return []  # at the head: nothing new that a commit or a wake-up told of
-            self._asked_at = now
-            return self._source.read(after, limit)
-        if len(run) < limit and self._high_water.head >= position:
-            # Appended elsewhere past the run: the log has the rest.
-            run.extend(self._source.read(run[-1].position, limit - len(run)))
+                return []  # at the log's end: nothing new that a commit or a wake-up told of
+            return self._ask(after, limit)
+        if len(run) < limit:
+            if head >= position:
+                # Appended elsewhere past the run: the log has the rest.
+                run.extend(self._ask(run[-1].position, limit - len(run)))
+            else:
+                self._end = run[-1].position  # nothing known past the run
         return run
+
+    def _ask(self, after: int, limit: int) -> list[StoredEvent]:
+        """Reads the log; a read that found fewer than `limit` events found its end."""
+        self._asked_at = time.monotonic()
+        events = self._source.read(after, limit)
+        if len(events) < limit:
+            self._end = events[-1].position if events else after
+        return events
 
     def head(self) -> int:
         return self._source.head()
