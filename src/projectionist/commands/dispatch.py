@@ -32,6 +32,7 @@ from ..stores import Store, first_line, is_lock_conflict
 from ..tracing import span
 from . import idempotency
 from .group_commit import GroupCommit, Ticket
+from .stream_versions import StreamVersions
 from .unit_of_work import RecordedEvent, UnitOfWork
 
 log = logging.getLogger("projectionist.commands")
@@ -96,6 +97,7 @@ class CommandBus:
         self.store = store
         self.log = log
         self.on_commit = on_commit
+        self.versions = StreamVersions()
 
     def parse(self, type_name: str, body: Mapping[str, Any] | bytes | str) -> Command:
         """Validates a command body against its type's schema."""
@@ -162,6 +164,8 @@ class CommandBus:
         except (ConcurrencyError, IntegrityError, StoreUnavailable) as error:
             if isinstance(error, StoreUnavailable) and not is_lock_conflict(error):
                 raise
+            if isinstance(error, ConcurrencyError):
+                self.versions.refused(error.stream)
             # Another process took a stream version one of these commands wanted, or locked
             # rows in another order (a deadlock): the batch rolled back as a whole, so run each
             # command again by itself.
@@ -171,6 +175,7 @@ class CommandBus:
                 ticket.result = ticket.error = None
                 self._run_alone(ticket)
             return
+        self.versions.committed(appended)
         if appended and self.on_commit is not None:
             self.on_commit(appended, time.time())
 
@@ -248,6 +253,7 @@ class CommandBus:
         except ProjectionistError as error:
             ticket.error = error
             return
+        self.versions.committed(unit.appended)
         if events and self.on_commit is not None:
             self.on_commit(unit.appended, time.time())
 
@@ -321,6 +327,7 @@ class CommandBus:
             correlation_id=request.correlation_id or command_id,
             principal=request.principal,
             known_versions=versions,
+            remembered=self.versions,
         )
 
     def _handle(self, request: _Request, unit: UnitOfWork) -> None:

@@ -17,6 +17,7 @@ from ..eventlog import EventLog, NewEvent
 from ..messages import Event, EventMetadata, Registry, StoredEvent, encode_event
 from ..tracing import span
 from .aggregates import Aggregate
+from .stream_versions import StreamVersions
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -51,9 +52,12 @@ class UnitOfWork:
         correlation_id: str,
         principal: Principal,
         known_versions: Mapping[str, int] | None = None,
+        remembered: StreamVersions | None = None,
     ) -> None:
         self.connection = connection
         self._known = known_versions or {}
+        self._remembered = remembered
+        self._guessed: set[str] = set()
         self.command_id = command_id
         self.correlation_id = correlation_id
         self.principal = principal
@@ -105,9 +109,17 @@ class UnitOfWork:
 
         Use 0 for a stream that must be new, N for a stream that must be at version N.
         """
+        remembered = None
         if expected_version == ANY_VERSION:
             self._any_version.add(stream)
-        if expected_version != ANY_VERSION and stream not in self._versions:
+            if stream not in self._versions and stream not in self._known and self._remembered:
+                remembered = self._remembered.get(stream)
+        if remembered is not None:
+            # This process made the stream's last append: try the next version without
+            # reading it; the log refuses it if another process appended since.
+            current = remembered
+            self._guessed.add(stream)
+        elif expected_version != ANY_VERSION and stream not in self._versions:
             # Trust the expectation rather than read the stream: the log's unique
             # (stream, version) refuses the append if another command got there first.
             current = self._known.get(stream, expected_version)
@@ -186,6 +198,8 @@ class UnitOfWork:
             # A stream recorded with ANY_VERSION only lost a race for its next version to
             # another process: running the command again is safe and will succeed.
             conflict.retryable = conflict.stream in self._any_version
+            if conflict.stream in self._guessed and self._remembered is not None:
+                self._remembered.refused(conflict.stream)
             raise
         recorded = self.recorded(positions)
         self.appended = self.stored(positions)
