@@ -33,7 +33,7 @@ from ..errors import ConfigurationError, StoreUnavailable
 from ..messages import StoredEvent
 from ..wakeups import HighWater, WakeupSource
 from .base import Feed, decode, encode
-from .jetstream_url import parse
+from .jetstream_url import JetStreamAddress, parse
 
 log = logging.getLogger("projectionist.jetstream")
 
@@ -56,6 +56,16 @@ _CREATE_TIMEOUT_S = 0.4
 # cluster's servers within about 2 s, where TCP alone could take minutes.
 _PING_INTERVAL_S = 1
 _MAX_OUTSTANDING_PINGS = 2
+
+
+def _credentials(address: JetStreamAddress) -> dict[str, str]:
+    """The URL's user and password (or token) as the client takes them, for every server:
+    those the cluster tells of come without credentials of their own."""
+    if address.user is None:
+        return {}
+    if address.password is None:
+        return {"token": address.user}
+    return {"user": address.user, "password": address.password}
 
 
 async def _log_error(error: Exception) -> None:
@@ -87,7 +97,7 @@ class JetStream(Feed):
         self.stream = stream = address.stream
         self.replicas = address.replicas
         self.subject = f"projectionist.{stream}"
-        self._user, self._password = address.user, address.password
+        self._auth = _credentials(address)
         self.timeout_s = timeout_s
         self.read_timeout_s = min(timeout_s * 3, read_timeout_s or timeout_s * 3)
         self._loop = asyncio.new_event_loop()
@@ -136,17 +146,10 @@ class JetStream(Feed):
             if self._nc is None or self._nc.is_closed:
                 import nats
 
-                # The URL's credentials go to every server, those the cluster tells of too.
-                if self._password is not None:
-                    auth = {"user": self._user, "password": self._password}
-                elif self._user is not None:
-                    auth = {"token": self._user}
-                else:
-                    auth = {}
                 # A few quick reconnects ride out a restart; past them the connection closes
                 # and the next call connects afresh (or says NATS is unreachable).
                 self._nc = await nats.connect(
-                    **auth,
+                    **self._auth,
                     servers=self.servers,
                     connect_timeout=self.timeout_s,
                     max_reconnect_attempts=5,
