@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..eventlog import EventLog
+from ..ids import uuid4_text
 from ..messages import Command, StoredEvent
 from ..metrics import Metrics, observe
 from ..stores import Store, first_line, is_lock_conflict
@@ -318,7 +318,7 @@ class CommandBus:
     def _unit(
         self, connection: Connection, request: _Request, versions: dict[str, int]
     ) -> UnitOfWork:
-        command_id = str(uuid.uuid4())
+        command_id = uuid4_text()
         return UnitOfWork(
             connection,
             self.log,

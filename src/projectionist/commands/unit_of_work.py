@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from ..auth import Principal
 from ..driver import Sql
 from ..errors import ConcurrencyError
 from ..eventlog import EventLog, NewEvent
+from ..ids import uuid4_text
 from ..messages import Event, EventMetadata, Registry, StoredEvent, encode_event
 from ..tracing import span
 from .aggregates import Aggregate
@@ -132,7 +132,7 @@ class UnitOfWork:
             self._registry.add(type(event))
             current += 1
             metadata = EventMetadata(
-                event_id=str(uuid.uuid4()),
+                event_id=uuid4_text(),
                 command_id=self.command_id,
                 correlation_id=self.correlation_id,
                 subject=self.principal.subject,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection
 from ...driver import Sql
 from ...eventlog.base import NewEvent
 from ...eventlog.schema import events_table
+from ...ids import uuid4_hex
 from ...messages import encode_event
 from ..declaration import Shape
 from ..events import Operation, RowChanged
@@ -306,7 +306,7 @@ def _key_text(value: Any) -> str:
 def metadata(command_id: str, lsn: int | None, xid: int | None) -> str:
     """The metadata of a captured event: who wrote it is unknown; where, in the WAL, is."""
     body: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
+        "event_id": uuid4_hex(),
         "command_id": command_id,
         "correlation_id": CAPTURED,
         "subject": None,
