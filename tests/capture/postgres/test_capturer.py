@@ -233,3 +233,28 @@ def test_a_round_whose_append_fails_reads_its_transactions_again(
     assert capture(runtime) == 2
     assert [(e["stream"], e["version"]) for e in captured(database)] == [
         ("people:1", 1), ("people:2", 1)]
+
+
+def test_a_capture_that_resumes_after_another_captured_continues_each_stream(
+    runtime: Runtime, database: Database
+) -> None:
+    """Another process captured from the slot in between (a lost lease): the resumed capture
+    takes each stream's version and previous row from what that process appended."""
+    database.sql("INSERT INTO people (id, name, email) VALUES (1, 'Ann', 'a@x')")
+    assert capture(runtime) == 1
+    database.sql("UPDATE people SET email = 'b@x' WHERE id = 1")
+    assert capture(runtime) == 1
+    runtime.stop()  # its stream closed, as when its lease is lost
+    other = capture_runtime(database, people_app())
+    try:
+        database.sql("UPDATE people SET name = 'Anne' WHERE id = 1")
+        assert capture(other) == 1
+    finally:
+        other.stop()
+    database.sql("UPDATE people SET email = 'c@x' WHERE id = 1")
+    assert capture(runtime) == 1
+    events = captured(database)
+    assert [(e["stream"], e["version"]) for e in events] == [("people:1", v) for v in (1, 2, 3, 4)]
+    assert events[1]["old"]["email"] == "a@x" and events[1]["row"]["email"] == "b@x"
+    assert events[3]["old"]["name"] == "Anne" and events[3]["row"] == {
+        **events[2]["row"], "email": "c@x"}

@@ -76,19 +76,27 @@ class Translator:
         """The events of `transactions`, in commit order, with their stream versions."""
         streams = Streams(connection)
         captured = [
-            (transaction, kept, change)
+            (transaction, kept, change, *_decoded(change))
             for transaction in transactions
             for change in transaction.changes
             if (kept := self.tables.get(change.relation.name)) is not None
             and change.relation.namespace == self.schema
             and not visible(change.relation.name, transaction.xid)
         ]
-        streams.preload({s for _, kept, change in captured for s in _streams_of(kept, change)})
+        streams.preload(
+            {s for _, kept, change, new, old in captured for s in _streams_of(kept, new, old)}
+        )
         made: list[NewEvent] = []
-        for transaction, kept, change in captured:
-            for op, key, row, old in self._rows(connection, streams, kept, change):
+        tails: dict[int, str] = {}
+        for transaction, kept, change, new, old in captured:
+            tail = tails.get(transaction.xid)
+            if tail is None:
+                tail = tails[transaction.xid] = metadata_tail(
+                    CAPTURED, transaction.commit_lsn, transaction.xid
+                )
+            for op, key, row, before in self._rows(connection, streams, kept, change, new, old):
                 stream = stream_of(kept.shape.table, key)
-                event = RowChanged(table=kept.shape.table, op=op, key=key, row=row, old=old)
+                event = RowChanged(table=kept.shape.table, op=op, key=key, row=row, old=before)
                 made.append(
                     NewEvent(
                         stream,
@@ -96,23 +104,29 @@ class Translator:
                         RowChanged.type_name,
                         RowChanged.schema_version,
                         encode_event(event),
-                        metadata(CAPTURED, transaction.commit_lsn, transaction.xid),
+                        with_event_id(tail),
                         transaction.committed_at,
                     )
                 )
         return made
 
     def _rows(
-        self, connection: Connection, streams: Streams, kept: Kept, change: Change
+        self,
+        connection: Connection,
+        streams: Streams,
+        kept: Kept,
+        change: Change,
+        new: Row | None,
+        old: Row | None,
     ) -> Iterator[tuple[Operation, Row, Row | None, Row | None]]:
         relation, message = change.relation, change.message
         shape = kept.shape
         columns = kept.columns(relation)
         if isinstance(message, Insert):
-            new = _decode(relation, message.new)
+            assert new is not None
             yield "insert", _pick(new, shape.key), _pick(new, columns), None
         elif isinstance(message, Delete):
-            sent = _decode(relation, message.old)
+            sent = old or {}
             key = _pick(sent, shape.key)
             before = streams.row(stream_of(shape.table, key))
             if message.old_kind == "O":
@@ -121,7 +135,8 @@ class Translator:
                 before = _pick(sent, columns, skip_missing=True)
             yield "delete", key, None, before
         elif isinstance(message, Update):
-            yield from self._update(connection, streams, kept, relation, message, columns)
+            assert new is not None
+            yield from self._update(connection, streams, kept, message, new, old, columns)
         elif isinstance(message, Truncate):
             for key, before in streams.live(connection, shape):
                 yield "delete", key, None, before
@@ -131,13 +146,13 @@ class Translator:
         connection: Connection,
         streams: Streams,
         kept: Kept,
-        relation: Relation,
         message: Update,
+        new: Row,
+        old: Row | None,
         columns: list[str],
     ) -> Iterator[tuple[Operation, Row, Row | None, Row | None]]:
         shape = kept.shape
-        new = _decode(relation, message.new)
-        sent_old = _decode(relation, message.old) if message.old is not None else {}
+        sent_old = old or {}
         key = _pick(new, shape.key)
         old_key = key
         if all(sent_old.get(k) is not None for k in shape.key) and sent_old:
@@ -258,15 +273,23 @@ def _row_of(type_name: str, data: str) -> Row | None:
     return json.loads(data).get("row") if type_name == RowChanged.type_name else None
 
 
-def _streams_of(kept: Kept, change: Change) -> Iterator[str]:
-    """The streams a change touches: its row's, and the old key's when the key changed."""
+def _decoded(change: Change) -> tuple[Row | None, Row | None]:
+    """The new row and the old key or row a change sent, decoded (each once per change)."""
     message = change.message
     if isinstance(message, Truncate):
-        return
-    sent = [getattr(message, "new", None), getattr(message, "old", None)]
-    for tuple_data in sent:
-        if tuple_data is not None:
-            row = _decode(change.relation, tuple_data)
+        return None, None
+    new = getattr(message, "new", None)
+    old = getattr(message, "old", None)
+    return (
+        None if new is None else _decode(change.relation, new),
+        None if old is None else _decode(change.relation, old),
+    )
+
+
+def _streams_of(kept: Kept, new: Row | None, old: Row | None) -> Iterator[str]:
+    """The streams a change touches: its row's, and the old key's when the key changed."""
+    for row in (new, old):
+        if row is not None:
             key = _pick(row, kept.shape.key)
             if all(v is not None and v is not _UNCHANGED for v in key.values()):
                 yield stream_of(kept.shape.table, key)
@@ -305,8 +328,12 @@ def _key_text(value: Any) -> str:
 
 def metadata(command_id: str, lsn: int | None, xid: int | None) -> str:
     """The metadata of a captured event: who wrote it is unknown; where, in the WAL, is."""
+    return with_event_id(metadata_tail(command_id, lsn, xid))
+
+
+def metadata_tail(command_id: str, lsn: int | None, xid: int | None) -> str:
+    """The metadata after its event id, the same for every event of a transaction."""
     body: dict[str, Any] = {
-        "event_id": uuid4_hex(),
         "command_id": command_id,
         "correlation_id": CAPTURED,
         "subject": None,
@@ -316,4 +343,9 @@ def metadata(command_id: str, lsn: int | None, xid: int | None) -> str:
         body["lsn"] = pgoutput.lsn_text(lsn)
     if xid is not None:
         body["xid"] = xid
-    return json.dumps(body, separators=(",", ":"))
+    return json.dumps(body, separators=(",", ":"))[1:]
+
+
+def with_event_id(tail: str) -> str:
+    """The whole metadata: a new event id, then `tail`."""
+    return f'{{"event_id":"{uuid4_hex()}",{tail}'
