@@ -4,6 +4,7 @@ its events, on both backends; its errors end a command as SQLAlchemy's do."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -51,6 +52,14 @@ class Move(Command):
     amounts: list[int]
 
 
+class Hold(Command):
+    """Holds the command side's one running batch until the test lets it go."""
+
+
+HELD = threading.Event()
+RELEASE = threading.Event()
+
+
 class Opened(Event):
     account_id: str
 
@@ -78,6 +87,11 @@ def create_app() -> App:
                              for i, amount in enumerate(command.amounts)])
         [(balance,)] = uow.sql(MOVE, (sum(command.amounts), command.account_id))
         uow.record(f"account-{command.account_id}", Moved(balance=balance))
+
+    @app.command(Hold)
+    def hold(command: Hold, uow: UnitOfWork) -> None:
+        HELD.set()
+        assert RELEASE.wait(10), "the test never let the held batch go"
 
     return app
 
@@ -158,3 +172,45 @@ def test_concurrent_commands_share_a_transaction_and_a_refusal_undoes_only_its_o
 def test_a_percent_sign_in_the_text_is_refused_when_the_statement_is_made() -> None:
     with pytest.raises(ValueError, match="%"):
         Sql("SELECT * FROM sql_accounts WHERE account_id LIKE 'a%'")
+
+
+def test_one_batch_keeps_the_writes_of_its_good_commands_and_none_of_its_refused_ones(
+    runtime: Runtime, backend: str
+) -> None:
+    """Commands queued behind a running batch run as the next batch, in one transaction, each
+    after a savepoint: a command refused after it wrote (a broken CHECK, a duplicate key)
+    leaves none of its rows, and the others commit theirs and their events."""
+    for name in ("a", "b"):
+        runtime.execute(Open(account_id=name))
+    HELD.clear()
+    RELEASE.clear()
+    holder = threading.Thread(target=runtime.execute, args=(Hold(),))
+    holder.start()
+    assert HELD.wait(10)
+    commands = [Move(account_id="a", amounts=[5]), Move(account_id="b", amounts=[1, -20]),
+                Open(account_id="a"), Move(account_id="a", amounts=[7])]
+    outcomes: dict[int, object] = {}
+
+    def send(n: int) -> None:
+        try:
+            outcomes[n] = runtime.execute(commands[n]).position
+        except Refused as refusal:
+            outcomes[n] = refusal
+
+    senders = []
+    for n in range(len(commands)):  # queued in this order behind the held batch
+        senders.append(threading.Thread(target=send, args=(n,)))
+        senders[-1].start()
+        time.sleep(0.1)
+    RELEASE.set()
+    for thread in [holder, *senders]:
+        thread.join(10)
+    assert isinstance(outcomes[1], Refused) and isinstance(outcomes[2], Refused)
+    assert isinstance(outcomes[0], int) and outcomes[3] == outcomes[0] + 1
+    assert rows(runtime, "SELECT account_id, balance FROM sql_accounts ORDER BY account_id") == [
+        ("a", 12), ("b", 0)]
+    assert rows(runtime, "SELECT account_id, n, amount FROM sql_entries ORDER BY n") == [
+        ("a", 0, 5), ("a", 1, 7)]
+    if backend == "postgresql":  # one transaction appended both events
+        assert rows(runtime, "SELECT count(DISTINCT xmin::text) FROM projectionist_events"
+                             " WHERE type = 'Moved'") == [(1,)]

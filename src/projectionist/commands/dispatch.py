@@ -16,6 +16,7 @@ from .. import edge
 from ..app import App
 from ..auth import Principal
 from ..correlation import current as current_correlation
+from ..driver import Sql
 from ..errors import (
     ConcurrencyError,
     Forbidden,
@@ -41,6 +42,12 @@ PRUNE_INTERVAL_S = 60.0
 """How often a command process deletes expired idempotency answers, by default."""
 
 _LOCK_CONFLICT_ATTEMPTS = 3
+# Each command of a group commit runs after a savepoint of this one name, sent on the driver's
+# cursor: SQLAlchemy's nested transactions cost twice the CPU. A failed command rolls back to
+# its own savepoint (the newest of the name); one that succeeded leaves its savepoint for the
+# commit to release (PostgreSQL counts a released one's subtransaction all the same).
+_SAVEPOINT = Sql("SAVEPOINT projectionist_command")
+_ROLLBACK_TO_SAVEPOINT = Sql("ROLLBACK TO SAVEPOINT projectionist_command")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,20 +195,18 @@ class CommandBus:
             versions: dict[str, int] = {}
             for ticket in tickets:
                 request = ticket.item
-                savepoint = connection.begin_nested()
+                _SAVEPOINT.run(connection)
                 try:
                     answer = self._replay(connection, request)
                     if answer is not None:
-                        savepoint.commit()
                         ticket.result = answer
                         continue
                     unit = self._unit(connection, request, versions)
                     self._handle(request, unit)
-                    savepoint.commit()
                 except (OperationalError, StoreUnavailable):
                     raise
                 except Exception as error:
-                    savepoint.rollback()
+                    _ROLLBACK_TO_SAVEPOINT.run(connection)
                     ticket.error = error
                     continue
                 versions.update(unit.versions)
