@@ -8,7 +8,13 @@ from projectionist import Runtime
 from projectionist.capture.postgres import CaptureState
 from projectionist.capture.postgres.snapshot import Snapshot
 from tests.capture.postgres.conftest import Database
-from tests.capture.postgres.support import PEOPLE, Person, captured, people_app
+from tests.capture.postgres.support import (
+    PEOPLE,
+    Person,
+    capture_runtime,
+    captured,
+    people_app,
+)
 from tests.helpers import wait_for
 
 
@@ -111,5 +117,38 @@ def test_resnapshot_appends_the_current_rows_for_a_rebuild_to_see(database: Data
         lsn = database.transaction("UPDATE customers SET notes = 'abc'")
         answer = runtime.ask(CustomerBalance(customer_id="c1"), min_lsn=lsn, wait_ms=10000)
         assert answer.data["notes_chars"] == 3
+    finally:
+        runtime.stop()
+
+
+def test_a_transaction_committed_past_the_snapshots_lsn_is_never_taken_as_seen() -> None:
+    """pgoutput's ids are 32 bits: 2^32 transactions after the snapshot, a new one has the id
+    of one the snapshot saw. Its commit LSN, past the snapshot's, says it is new."""
+    seen = Snapshot.parse("100:110:103,107:0/5000")
+    assert seen.lsn == 0x5000
+    assert seen.sees(101, commit_lsn=0x4FFF) and not seen.sees(103, commit_lsn=0x4FFF)
+    assert not seen.sees(101, commit_lsn=0x5000) and not seen.sees(101, commit_lsn=1 << 40)
+    # One recorded without an LSN goes by the id alone.
+    assert Snapshot.parse("100:110:103,107").sees(101, commit_lsn=1 << 40)
+
+
+def test_a_snapshot_is_recorded_with_its_lsn_and_one_recorded_without_is_given_one(
+    database: Database,
+) -> None:
+    database.sql(PEOPLE, "INSERT INTO people (id, name) VALUES (1, 'Ann')")
+    runtime = capture_runtime(database, people_app())
+    try:
+        [(recorded,)] = database.sql("SELECT snapshot FROM projectionist_capture_snapshots")
+        assert Snapshot.parse(recorded).lsn is not None
+        [(before,)] = database.sql("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        unbounded = recorded.rpartition(":")[0]
+        database.sql(f"UPDATE projectionist_capture_snapshots SET snapshot = '{unbounded}'")
+        assert runtime.capturer is not None
+        runtime.capturer.run_once()
+        [(bounded,)] = database.sql("SELECT snapshot FROM projectionist_capture_snapshots")
+        assert bounded.startswith(unbounded + ":")
+        lsn = Snapshot.parse(bounded).lsn
+        assert lsn is not None and lsn >= before
+        assert runtime.capturer.snapshots["people"].lsn == lsn
     finally:
         runtime.stop()

@@ -270,9 +270,9 @@ class Capturer:
             self.on_recorded(through, self._known.position)
         return len(positions)
 
-    def _visible(self, table: str, xid: int) -> bool:
+    def _visible(self, table: str, xid: int, commit_lsn: int) -> bool:
         seen = self.snapshots.get(table)
-        return seen is not None and seen.visible(xid)
+        return seen is not None and seen.sees(xid, commit_lsn)
 
     def _snapshots(self) -> int:
         assert self.translator is not None
@@ -291,7 +291,8 @@ class Capturer:
                 count = snapshot.take(self.store, self.log, kept, self.slot, self.schema)
                 log.info("snapshotted %s: %d rows", table, count)
                 taken += count
-        if taken or len(self.snapshots) != len(rows):
+        bounded = snapshot.bound_unbounded(self.store, self.slot, rows)
+        if taken or bounded or len(self.snapshots) != len(rows):
             with self.store.single() as connection:
                 rows = connection.execute(
                     sa.select(snapshots_table.c.table_name, snapshots_table.c.snapshot).where(

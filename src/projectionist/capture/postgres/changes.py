@@ -35,8 +35,9 @@ log = logging.getLogger("projectionist.capture")
 CAPTURED = "capture"
 SNAPSHOT = "capture-snapshot"
 Row = dict[str, Any]
-Visible = Callable[[str, int], bool]
-"""Whether a transaction (table, xid) is in a table's snapshot already, so skipped."""
+Visible = Callable[[str, int, int], bool]
+"""Whether a transaction (table, xid, commit LSN) is in a table's snapshot already, so
+skipped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ class Translator:
             for change in transaction.changes
             if (kept := self.tables.get(change.relation.name)) is not None
             and change.relation.namespace == self.schema
-            and not visible(change.relation.name, transaction.xid)
+            and not visible(change.relation.name, transaction.xid, transaction.commit_lsn)
         ]
         streams.preload(
             {s for _, kept, change, new, old in captured for s in _streams_of(kept, new, old)}
