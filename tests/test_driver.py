@@ -4,11 +4,13 @@ errors, on every backend."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
-from projectionist.driver import Sql, markers
+from projectionist.driver import Compiled, Sql, markers
 from projectionist.stores import Store, missing_table
 
 
@@ -51,3 +53,45 @@ def test_a_missing_table_is_sqlalchemys_error(store: Store) -> None:
 def test_percent_signs_are_refused() -> None:
     with pytest.raises(ValueError, match="'%'"):
         Sql("SELECT 1 WHERE 'a' LIKE '%'")
+
+
+# Compiled: a SQLAlchemy statement compiled once, run on the driver's cursor
+
+typed = sa.Table(
+    "typed_things",
+    sa.MetaData(),
+    sa.Column("name", sa.String(16), primary_key=True),
+    sa.Column("flag", sa.Boolean, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("ratio", sa.Float, nullable=False),
+    sa.Column("price", sa.Numeric(10, 2), nullable=False),
+    sa.Column("seen", sa.Integer, nullable=False, default=0),
+)
+
+
+def test_compiled_rows_go_through_the_columns_type_processors(store: Store) -> None:
+    at = datetime(2026, 11, 29, 12, 30, 15, 250_000)
+    rows = [
+        {"name": "a", "flag": True, "at": at, "ratio": 1, "price": Decimal("9.99"), "seen": 2},
+        {"name": "b", "flag": False, "at": at, "ratio": 0.5, "price": Decimal("0.10"), "seen": 0},
+    ]
+    with store.write() as connection:
+        typed.create(connection)
+        insert = Compiled(sa.insert(typed), connection.dialect, list(rows[0]))
+        assert insert.covers(rows[0])
+        insert.run_many(connection, rows)
+    with store.read() as connection:
+        found = [dict(r._mapping) for r in connection.execute(sa.select(typed).order_by("name"))]
+    assert found == rows
+
+
+def test_compiled_needs_every_parameter_and_raises_sqlalchemys_errors(store: Store) -> None:
+    row = {"name": "a", "flag": True, "at": datetime(2026, 1, 1), "ratio": 1.0,
+           "price": Decimal(1)}
+    with store.write() as connection:
+        typed.create(connection)
+        insert = Compiled(sa.insert(typed), connection.dialect, [*row, "seen"])
+        assert not insert.covers(row), "seen has a Python-side default only SQLAlchemy adds"
+        insert.run_many(connection, [{**row, "seen": 1}])
+    with pytest.raises(sa.exc.IntegrityError), store.write() as connection:
+        insert.run_many(connection, [{**row, "seen": 2}])

@@ -10,7 +10,7 @@ same transaction. Errors are raised as SQLAlchemy's, so the translations of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +70,56 @@ class Sql:
         except dialect.loaded_dbapi.Error as error:
             raise sa.exc.DBAPIError.instance(
                 sql, params, error, dialect.loaded_dbapi.Error
+            ) from error
+        finally:
+            cursor.close()
+
+
+class Compiled:
+    """A SQLAlchemy statement compiled once for a dialect and run on the driver's cursor with
+    many rows of named parameters: SQLAlchemy's per-row work (building parameters, then the
+    type processors) is done here as a plain loop with the same processors."""
+
+    __slots__ = ("named", "names", "processors", "sql")
+
+    def __init__(
+        self,
+        statement: Any,
+        dialect: sa.engine.Dialect,
+        column_keys: Sequence[str] | None = None,
+    ) -> None:
+        compiled = statement.compile(
+            dialect=dialect, column_keys=list(column_keys) if column_keys is not None else None
+        )
+        self.sql: str = compiled.string
+        positions = compiled.positiontup
+        self.names: tuple[str, ...] = tuple(positions if positions is not None else compiled.binds)
+        self.processors = tuple(
+            compiled.binds[name].type.bind_processor(dialect) for name in self.names
+        )
+        self.named = positions is None  # psycopg's markers are named: mappings, not tuples
+
+    def covers(self, row: Mapping[str, Any]) -> bool:
+        """Whether `row` has every parameter: not when SQLAlchemy would add some itself (a
+        column's Python-side default), which only its own execution does."""
+        return all(name in row for name in self.names)
+
+    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Runs the statement once per row of named parameters (each `covers`)."""
+        pairs = tuple(zip(self.names, self.processors, strict=True))
+        params: list[Any] = [
+            [row[name] if process is None else process(row[name]) for name, process in pairs]
+            for row in rows
+        ]
+        if self.named:
+            params = [dict(zip(self.names, values, strict=True)) for values in params]
+        dialect = connection.dialect
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, params)
+        except dialect.loaded_dbapi.Error as error:
+            raise sa.exc.DBAPIError.instance(
+                self.sql, params, error, dialect.loaded_dbapi.Error
             ) from error
         finally:
             cursor.close()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import pytest
 import sqlalchemy as sa
 
+from projectionist.driver import Compiled
 from projectionist.errors import ConfigurationError
 from projectionist.readstore.rows import RowWrites, upsert
 from projectionist.readstore.tables import ViewTable
@@ -59,15 +61,23 @@ def seed(store: Store, table: sa.Table, *rows: dict[str, Any]) -> None:
 
 @contextmanager
 def statements(store: Store) -> Iterator[list[str]]:
-    """The SQL statements the store's engine runs in the block (an executemany counts once)."""
+    """The SQL statements run in the block, through SQLAlchemy or compiled once and run on the
+    driver's cursor (an executemany counts once)."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement.split()[0].upper())
 
+    run_many = Compiled.run_many
+
+    def run_many_recorded(compiled: Compiled, *args: Any) -> None:
+        seen.append(compiled.sql.split()[0].upper())
+        run_many(compiled, *args)
+
     sa.event.listen(store.engine, "before_cursor_execute", record)
     try:
-        yield seen
+        with mock.patch.object(Compiled, "run_many", run_many_recorded):
+            yield seen
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", record)
 

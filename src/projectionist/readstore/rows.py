@@ -8,13 +8,14 @@ few statements instead of one per event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..driver import Compiled
 from ..errors import ConfigurationError
 from .tables import statement_of
 
@@ -150,14 +151,35 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
                 )
             )
 
-        connection.execute(statement_of(table, ("update", columns, adds), update), batch)
+        _run(connection, table, ("update", columns, adds), update, batch)
     if inserts:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in inserts:
             by_columns.setdefault(tuple(sorted(row)), []).append(row)
-        insert = statement_of(table, ("insert",), lambda: sa.insert(table))
-        for group in by_columns.values():
-            connection.execute(insert, group)
+        for columns, group in by_columns.items():
+            _run(connection, table, ("insert",), lambda: sa.insert(table), group, columns)
+
+
+def _run(
+    connection: Connection,
+    table: sa.Table,
+    shape: tuple[Any, ...],
+    build: Callable[[], Any],
+    rows: list[dict[str, Any]],
+    columns: tuple[str, ...] | None = None,
+) -> None:
+    """Runs the statement of `shape` once per row, compiled once on the driver's cursor, or
+    through SQLAlchemy when the rows lack a parameter it would add (a Python-side default)."""
+    dialect = connection.dialect
+    compiled: Compiled = statement_of(
+        table,
+        ("compiled", dialect.name, dialect.driver, columns, *shape),
+        lambda: Compiled(build(), dialect, columns),
+    )
+    if compiled.covers(rows[0]):
+        compiled.run_many(connection, rows)
+    else:
+        connection.execute(statement_of(table, shape, build), rows)
 
 
 def _existing(
@@ -205,4 +227,4 @@ def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
                 return statement.on_conflict_do_update(index_elements=keys, set_=updates)
             return statement.on_conflict_do_nothing(index_elements=keys)
 
-        connection.execute(statement_of(table, ("upsert", dialect, columns), build), group)
+        _run(connection, table, ("upsert", dialect, columns), build, group, columns)
