@@ -4,7 +4,7 @@ errors, on every backend."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 
 import pytest
@@ -66,14 +66,22 @@ typed = sa.Table(
     sa.Column("ratio", sa.Float, nullable=False),
     sa.Column("price", sa.Numeric(10, 2), nullable=False),
     sa.Column("seen", sa.Integer, nullable=False, default=0),
+    sa.Column("opens", sa.Time, nullable=True),
+    sa.Column("unit price", sa.Integer, nullable=True),
 )
 
 
-def test_compiled_rows_go_through_the_columns_type_processors(store: Store) -> None:
+def test_compiled_rows_are_stored_as_sqlalchemy_stores_them(store: Store) -> None:
+    """The dialect's own type processors apply (SQLite keeps times and datetimes as text of
+    SQLAlchemy's form, so a query by value finds them), and a column name that a marker
+    cannot hold is escaped."""
     at = datetime(2026, 11, 29, 12, 30, 15, 250_000)
+    on_the_second = datetime(2026, 11, 29, 12, 0)
     rows = [
-        {"name": "a", "flag": True, "at": at, "ratio": 1, "price": Decimal("9.99"), "seen": 2},
-        {"name": "b", "flag": False, "at": at, "ratio": 0.5, "price": Decimal("0.10"), "seen": 0},
+        {"name": "a", "flag": True, "at": at, "ratio": 1, "price": Decimal("9.99"), "seen": 2,
+         "opens": time(9, 30), "unit price": 7},
+        {"name": "b", "flag": False, "at": on_the_second, "ratio": 0.5,
+         "price": Decimal("0.10"), "seen": 0, "opens": None, "unit price": None},
     ]
     with store.write() as connection:
         typed.create(connection)
@@ -82,7 +90,11 @@ def test_compiled_rows_go_through_the_columns_type_processors(store: Store) -> N
         insert.run_many(connection, rows)
     with store.read() as connection:
         found = [dict(r._mapping) for r in connection.execute(sa.select(typed).order_by("name"))]
+        by_value = connection.execute(
+            sa.select(typed.c.name).where(typed.c.at == on_the_second)
+        ).scalars().all()
     assert found == rows
+    assert by_value == ["b"]
 
 
 def test_compiled_needs_every_parameter_and_raises_sqlalchemys_errors(store: Store) -> None:

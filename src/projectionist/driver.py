@@ -75,12 +75,15 @@ class Sql:
             cursor.close()
 
 
+_RUN_MANY_DRIVERS = frozenset({"pysqlite", "psycopg"})
+
+
 class Compiled:
     """A SQLAlchemy statement compiled once for a dialect and run on the driver's cursor with
     many rows of named parameters: SQLAlchemy's per-row work (building parameters, then the
     type processors) is done here as a plain loop with the same processors."""
 
-    __slots__ = ("named", "names", "processors", "sql")
+    __slots__ = ("markers", "named", "names", "processors", "sql", "usable")
 
     def __init__(
         self,
@@ -94,15 +97,23 @@ class Compiled:
         self.sql: str = compiled.string
         positions = compiled.positiontup
         self.names: tuple[str, ...] = tuple(positions if positions is not None else compiled.binds)
+        # The dialect's own form of each type, as SQLAlchemy's execution would process it.
         self.processors = tuple(
-            compiled.binds[name].type.bind_processor(dialect) for name in self.names
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self.names
         )
         self.named = positions is None  # psycopg's markers are named: mappings, not tuples
+        # A named marker is written escaped when the name has characters it cannot hold.
+        escaped = getattr(compiled, "escaped_bind_names", None) or {}
+        self.markers = tuple(escaped.get(name, name) for name in self.names)
+        # Other drivers (psycopg2's batches) run many rows faster through SQLAlchemy.
+        self.usable = dialect.driver in _RUN_MANY_DRIVERS
 
     def covers(self, row: Mapping[str, Any]) -> bool:
-        """Whether `row` has every parameter: not when SQLAlchemy would add some itself (a
-        column's Python-side default), which only its own execution does."""
-        return all(name in row for name in self.names)
+        """Whether `row` has every parameter and the driver is one this runs many rows on
+        well: not when SQLAlchemy would add a parameter itself (a column's Python-side
+        default), which only its own execution does."""
+        return self.usable and all(name in row for name in self.names)
 
     def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Runs the statement once per row of named parameters (each `covers`)."""
@@ -112,11 +123,14 @@ class Compiled:
             for row in rows
         ]
         if self.named:
-            params = [dict(zip(self.names, values, strict=True)) for values in params]
+            params = [dict(zip(self.markers, values, strict=True)) for values in params]
         dialect = connection.dialect
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self.sql, params)
+            if len(params) == 1:  # psycopg's executemany pipelines: dearer for one row
+                cursor.execute(self.sql, params[0])
+            else:
+                cursor.executemany(self.sql, params)
         except dialect.loaded_dbapi.Error as error:
             raise sa.exc.DBAPIError.instance(
                 self.sql, params, error, dialect.loaded_dbapi.Error

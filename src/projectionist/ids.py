@@ -14,7 +14,7 @@ import os
 import random
 
 _generator = random.Random()
-os.register_at_fork(after_in_child=_generator.seed)
+_pid = os.getpid()
 
 _VERSION_4 = 0x4 << 76
 _VARIANT_RFC = 0x2 << 62
@@ -23,6 +23,10 @@ _KEEP = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 
 def uuid4_hex() -> str:
     """A random version-4 UUID as 32 lowercase hex digits, like `uuid.uuid4().hex`."""
+    global _pid
+    if os.getpid() != _pid:  # a forked child, whether or not the fork ran Python's hooks
+        _generator.seed()
+        _pid = os.getpid()
     return f"{_generator.getrandbits(128) & _KEEP | _VERSION_4 | _VARIANT_RFC:032x}"
 
 

@@ -42,11 +42,12 @@ PRUNE_INTERVAL_S = 60.0
 """How often a command process deletes expired idempotency answers, by default."""
 
 _LOCK_CONFLICT_ATTEMPTS = 3
-# Each command of a group commit runs after a savepoint of this one name, sent on the driver's
-# cursor: SQLAlchemy's nested transactions cost twice the CPU. A failed command rolls back to
-# its own savepoint (the newest of the name); one that succeeded leaves its savepoint for the
-# commit to release (PostgreSQL counts a released one's subtransaction all the same).
+# Each command of a group commit runs inside a savepoint, sent on the driver's cursor:
+# SQLAlchemy's nested transactions cost twice the CPU. A failed command rolls back to it; one
+# that succeeded releases it, so the batch's append runs in the transaction itself (a
+# savepoint left open would give each command's later writes a transaction id of their own).
 _SAVEPOINT = Sql("SAVEPOINT projectionist_command")
+_RELEASE_SAVEPOINT = Sql("RELEASE SAVEPOINT projectionist_command")
 _ROLLBACK_TO_SAVEPOINT = Sql("ROLLBACK TO SAVEPOINT projectionist_command")
 
 
@@ -199,14 +200,17 @@ class CommandBus:
                 try:
                     answer = self._replay(connection, request)
                     if answer is not None:
+                        _RELEASE_SAVEPOINT.run(connection)
                         ticket.result = answer
                         continue
                     unit = self._unit(connection, request, versions)
                     self._handle(request, unit)
+                    _RELEASE_SAVEPOINT.run(connection)
                 except (OperationalError, StoreUnavailable):
                     raise
                 except Exception as error:
                     _ROLLBACK_TO_SAVEPOINT.run(connection)
+                    _RELEASE_SAVEPOINT.run(connection)
                     ticket.error = error
                     continue
                 versions.update(unit.versions)
