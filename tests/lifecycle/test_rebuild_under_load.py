@@ -45,24 +45,37 @@ def test_queries_see_the_whole_view_while_it_is_rebuilt(store_urls: tuple[str, s
                     == dashboards[customer])
 
         progress: set[int] = set()
+        builds: list[Any] = []
+        watching = threading.Event()
+
+        def serving_builds() -> set[tuple[str, int]]:
+            # The checkpoints themselves: a cheap read, so that a fast rebuild is still seen
+            # mid-way (status() also measures the read models' storage).
+            with runtime.read_store.read() as connection:
+                rows = runtime.checkpoints.all(connection)
+            progress.update(r.position for r in rows if not r.active)
+            return {(r.name, r.generation) for r in rows if r.active}
+
+        def swapped() -> bool:
+            serving = serving_builds()
+            return len(builds) == 2 and all((b.name, b.generation) in serving for b in builds)
+
+        def watch() -> None:  # from before the rebuilds start, without pauses
+            while not watching.is_set():
+                swapped()
+
         hammer = Hammer(same_views)
+        watcher = threading.Thread(target=watch)
         with hammer.running():
             time.sleep(0.05)
             before = hammer.count
-            catalog_build = runtime.rebuild("product_catalog")
-            dashboard_build = runtime.rebuild("customer_dashboard")
-
-            def swapped() -> bool:
-                # The checkpoints themselves: a cheap read, so that a fast rebuild is still
-                # seen mid-way (status() also measures the read models' storage).
-                with runtime.read_store.read() as connection:
-                    rows = runtime.checkpoints.all(connection)
-                progress.update(r.position for r in rows if not r.active)
-                serving = {(r.name, r.generation) for r in rows if r.active}
-                return all((b.name, b.generation) in serving
-                           for b in (catalog_build, dashboard_build))
-
+            watcher.start()
+            builds.append(runtime.rebuild("product_catalog"))
+            builds.append(runtime.rebuild("customer_dashboard"))
+            catalog_build, dashboard_build = builds
             wait_for(swapped, timeout_s=60, what="the swap of both rebuilds")
+            watching.set()
+            watcher.join()
             during = hammer.count - before
             time.sleep(0.05)
         hammer.assert_clean(at_least=20)
