@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -358,22 +357,5 @@ def observe(counter: Counter, histogram: Histogram, type_name: str) -> Iterator[
         outcome = error.code
         raise
     finally:
-        _child(counter, type_name, outcome).inc()
-        _child(histogram, type_name).observe(time.perf_counter() - start)
-
-
-_children: weakref.WeakKeyDictionary[Counter | Histogram, dict[tuple[str, ...], Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _child(metric: Counter | Histogram, *labels: str) -> Any:
-    """The metric's child of these label values, looked up once: `labels()` takes a lock and
-    builds a key at every call."""
-    children = _children.get(metric)
-    if children is None:
-        children = _children.setdefault(metric, {})
-    child = children.get(labels)
-    if child is None:
-        child = children[labels] = metric.labels(*labels)
-    return child
+        counter.labels(type_name, outcome).inc()
+        histogram.labels(type_name).observe(time.perf_counter() - start)
