@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 import uuid
 
+import pytest
+
+from projectionist import ids
 from projectionist.ids import uuid4_hex, uuid4_text
 
 
@@ -35,3 +39,17 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
         childs = set(pipe.read().split())
     os.waitpid(pid, 0)
     assert len(childs) == 100 and not mine & childs
+
+
+def test_a_child_forked_without_pythons_hooks_draws_its_own_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fork made in C (uWSGI's, a restored VM snapshot) runs no at-fork hook: a new process
+    id is enough to draw a new seed."""
+    uuid4_hex()
+    continued = random.Random()
+    continued.setstate(ids._generator.getstate())
+    would_be = f"{continued.getrandbits(128) & ids._KEEP | ids._VERSION_4 | ids._VARIANT_RFC:032x}"
+    monkeypatch.setattr(os, "getpid", lambda: -1)
+    assert uuid4_hex() != would_be
+    assert ids._pid == -1
