@@ -10,7 +10,8 @@ same transaction. Errors are raised as SQLAlchemy's, so the translations of
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,8 +59,7 @@ class Sql:
             sql = self.format
         else:
             sql = self.format_text
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(connection, sql, params) as cursor:
             if mode == "many":
                 cursor.executemany(sql, params)
                 return None
@@ -67,12 +67,20 @@ class Sql:
             if mode == "count":
                 return cursor.rowcount
             return cursor.fetchall() if cursor.description is not None else []
-        except dialect.loaded_dbapi.Error as error:
-            raise sa.exc.DBAPIError.instance(
-                sql, params, error, dialect.loaded_dbapi.Error
-            ) from error
-        finally:
-            cursor.close()
+
+
+@contextmanager
+def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
+    """A cursor of the connection's driver, closed after the block; the driver's errors in it
+    raised as SQLAlchemy's (`sql` and `params` go into their message)."""
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi_error as error:
+        raise sa.exc.DBAPIError.instance(sql, params, error, dbapi_error) from error
+    finally:
+        cursor.close()
 
 
 _RUN_MANY_DRIVERS = frozenset({"pysqlite", "psycopg"})
@@ -124,19 +132,11 @@ class Compiled:
         ]
         if self.named:
             params = [dict(zip(self.markers, values, strict=True)) for values in params]
-        dialect = connection.dialect
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(connection, self.sql, params) as cursor:
             if len(params) == 1:  # psycopg's executemany pipelines: dearer for one row
                 cursor.execute(self.sql, params[0])
             else:
                 cursor.executemany(self.sql, params)
-        except dialect.loaded_dbapi.Error as error:
-            raise sa.exc.DBAPIError.instance(
-                self.sql, params, error, dialect.loaded_dbapi.Error
-            ) from error
-        finally:
-            cursor.close()
 
 
 def markers(count: int) -> str:
