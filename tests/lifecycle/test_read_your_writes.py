@@ -12,7 +12,8 @@ def test_min_position_is_answered_during_a_rebuild_and_right_after_the_swap(
     store_urls: tuple[str, str],
 ) -> None:
     write, read = store_urls
-    runtime = Runtime(Notes().app, store=write, read_store=read, batch_size=5,
+    notes = Notes()
+    runtime = Runtime(notes.app, store=write, read_store=read, batch_size=5,
                       poll_interval_s=0.05)
     # A process that only answers queries: it watches the checkpoints that others move.
     reader = Runtime(Notes().app, store=write, read_store=read, roles=["query"])
@@ -22,6 +23,8 @@ def test_min_position_is_answered_during_a_rebuild_and_right_after_the_swap(
         for i in range(60):
             runtime.execute(AddNotes(stream=f"s{i % 4}", texts=[f"t{j}" for j in range(50)]))
         runtime.ask(CountNotes(stream="s0"), min_position=runtime.head(), wait_ms=15000)
+        # The rebuild takes 2 ms an event (6 s in all) until it has been watched mid-way.
+        notes.slow.update(f"t{j}" for j in range(50))
         build = runtime.rebuild("note_counts")
 
         def rebuilding() -> bool:
@@ -40,6 +43,8 @@ def test_min_position_is_answered_during_a_rebuild_and_right_after_the_swap(
                 assert answer.freshness.position >= added.position
             if rebuilding():
                 answered_while_rebuilding += 1
+                if answered_while_rebuilding == 3:
+                    notes.slow.clear()
             else:
                 answered_after_swap += 1
         assert answered_while_rebuilding >= 3, "the rebuild was over before it was watched"

@@ -128,6 +128,8 @@ def test_during_a_rolling_deploy_the_old_process_keeps_the_old_version_live(
         old.start()
         for i in range(32):
             old.execute(AddNotes(stream=f"s{i % 4}", texts=TEXTS))
+        # The build of version 2 takes 2 ms an event until it has been watched mid-way.
+        changed.slow.update(TEXTS)
         new.start()
         fresh_answers = 0
         while any(not b["active"] for b in builds(read, "note_counts")):
@@ -139,6 +141,8 @@ def test_during_a_rolling_deploy_the_old_process_keeps_the_old_version_live(
                              wait_ms=10000)
             assert answer.data["count"] == fresh_answers + 1
             fresh_answers += 1
+            if fresh_answers == 2:
+                changed.slow.clear()
         assert fresh_answers >= 2, "the build of version 2 was over before it was watched"
         assert [(b["version"], b["active"]) for b in builds(read, "note_counts")] == [(2, True)]
         # After the swap, a write through the old process is read back through either one.
