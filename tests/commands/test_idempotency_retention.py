@@ -75,7 +75,7 @@ def test_a_command_process_prunes_without_being_asked(store_urls: tuple[str, str
                         idempotency_key="old")
         age(runtime, "old", 7200)
         assert runtime.commands is not None
-        runtime.commands.prune_interval_s = 0.0  # as when the prune interval has passed
+        runtime.commands.pruner.interval_s = 0.0  # as when the prune interval has passed
         runtime.execute(RestockProduct(sku="a", quantity=1))
         deadline = time.monotonic() + 10
         while "old" in stored_keys(runtime) and time.monotonic() < deadline:

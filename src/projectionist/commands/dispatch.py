@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +33,6 @@ from . import idempotency
 from .group_commit import GroupCommit, Ticket
 from .stream_versions import StreamVersions
 from .unit_of_work import RecordedEvent, UnitOfWork
-
-log = logging.getLogger("projectionist.commands")
-
-PRUNE_INTERVAL_S = 60.0
-"""How often a command process deletes expired idempotency answers, by default."""
 
 _LOCK_CONFLICT_ATTEMPTS = 3
 # Each command of a group commit runs inside a savepoint, sent on the driver's cursor:
@@ -93,11 +86,7 @@ class CommandBus:
         idempotency_ttl_s: float | None = idempotency.DEFAULT_TTL_S,
     ) -> None:
         self.metrics = metrics or Metrics()
-        self.idempotency_ttl_s = idempotency_ttl_s
-        self.prune_interval_s = PRUNE_INTERVAL_S
-        self._pruned_at: float | None = None
-        self._pruning = threading.Lock()
-        self._closed = False
+        self.pruner = idempotency.Pruner(store.write, idempotency_ttl_s)
         self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
             self._run_batch, max_batch=max_batch, fits=_fits
         )
@@ -163,7 +152,7 @@ class CommandBus:
             raise
 
     def _run_batch(self, tickets: Sequence[Ticket[_Request, CommandResult]]) -> None:
-        self._prune_now_and_then()
+        self.pruner.now_and_then()
         if len(tickets) == 1:
             self._run_alone(tickets[0])
             return
@@ -270,59 +259,17 @@ class CommandBus:
         if request.key is None or request.digest is None:
             return None
         answer = idempotency.lookup(
-            connection, request.key, request.digest, expired_before=self._expired_before()
+            connection, request.key, request.digest, expired_before=self.pruner.expired_before()
         )
         return CommandResult.from_json(answer) if answer is not None else None
 
-    def _expired_before(self) -> float | None:
-        ttl = self.idempotency_ttl_s
-        return None if not ttl else time.time() - ttl
-
     def prune_idempotency_keys(self) -> int:
         """Deletes stored answers older than the TTL, a batch per transaction; how many."""
-        expired_before = self._expired_before()
-        if expired_before is None:
-            return 0
-        total = 0
-        while True:
-            with self.store.write() as connection:
-                pruned = idempotency.prune(connection, expired_before)
-            total += pruned
-            if pruned < idempotency.PRUNE_BATCH:
-                return total
-
-    def _prune_now_and_then(self) -> None:
-        """Prunes expired keys at most once a minute, in a thread of its own, so no command
-        waits for it."""
-        now = time.monotonic()
-        if not self.idempotency_ttl_s or (
-            self._pruned_at is not None and now - self._pruned_at < self.prune_interval_s
-        ):
-            return
-        self._pruned_at = now
-        if not self._pruning.acquire(blocking=False):
-            return
-        if self._closed:
-            self._pruning.release()
-            return
-
-        def prune() -> None:
-            try:
-                self.prune_idempotency_keys()
-            except Exception:  # the store is busy or down: next time
-                log.debug("pruning idempotency keys failed", exc_info=True)
-            finally:
-                self._pruning.release()
-
-        threading.Thread(target=prune, name="projectionist-idempotency-prune", daemon=True).start()
+        return self.pruner.prune()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Waits for a pruning under way and starts no other, so none uses the store after it
-        is disposed."""
-        self._closed = True
-        # A pruning under way holds the lock until it ends.
-        if self._pruning.acquire(timeout=timeout_s):
-            self._pruning.release()
+        """Waits for a pruning under way and starts no other."""
+        self.pruner.close(timeout_s)
 
     def _unit(
         self, connection: Connection, request: _Request, versions: dict[str, int]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +33,10 @@ sa.Index("projectionist_idempotency_created_at", idempotency_table.c.created_at)
 DEFAULT_TTL_S = 7 * 86400.0
 """How long an answer is kept for retries by default: a week."""
 PRUNE_BATCH = 1000
+PRUNE_INTERVAL_S = 60.0
+"""How often a command process deletes expired answers, by default."""
+
+log = logging.getLogger("projectionist.commands")
 
 _KEY_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
@@ -98,3 +106,67 @@ def prune(connection: Connection, expired_before: float) -> int:
     )
     result = connection.execute(sa.delete(t).where(t.c.key.in_(expired)))
     return int(result.rowcount or 0)
+
+
+class Pruner:
+    """Deletes answers older than the TTL: on request, or now and then in a thread of its own,
+    so no command waits for it."""
+
+    def __init__(
+        self, write: Callable[[], AbstractContextManager[Connection]], ttl_s: float | None
+    ) -> None:
+        self._write = write
+        self.ttl_s = ttl_s
+        self.interval_s = PRUNE_INTERVAL_S
+        self._pruned_at: float | None = None
+        self._pruning = threading.Lock()
+        self._closed = False
+
+    def expired_before(self) -> float | None:
+        """Answers stored before this time have expired (None: answers never expire)."""
+        return None if not self.ttl_s else time.time() - self.ttl_s
+
+    def prune(self) -> int:
+        """Deletes expired answers, a batch per transaction; how many."""
+        expired_before = self.expired_before()
+        if expired_before is None:
+            return 0
+        total = 0
+        while True:
+            with self._write() as connection:
+                pruned = prune(connection, expired_before)
+            total += pruned
+            if pruned < PRUNE_BATCH:
+                return total
+
+    def now_and_then(self) -> None:
+        """Starts a pruning in the background at most once an interval."""
+        now = time.monotonic()
+        if not self.ttl_s or (
+            self._pruned_at is not None and now - self._pruned_at < self.interval_s
+        ):
+            return
+        self._pruned_at = now
+        if not self._pruning.acquire(blocking=False):
+            return
+        if self._closed:
+            self._pruning.release()
+            return
+
+        def run() -> None:
+            try:
+                self.prune()
+            except Exception:  # the store is busy or down: next time
+                log.debug("pruning idempotency keys failed", exc_info=True)
+            finally:
+                self._pruning.release()
+
+        threading.Thread(target=run, name="projectionist-idempotency-prune", daemon=True).start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Waits for a pruning under way and starts no other, so none uses the store after it
+        is disposed."""
+        self._closed = True
+        # A pruning under way holds the lock until it ends.
+        if self._pruning.acquire(timeout=timeout_s):
+            self._pruning.release()
