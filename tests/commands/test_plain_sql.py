@@ -174,21 +174,14 @@ def test_a_percent_sign_in_the_text_is_refused_when_the_statement_is_made() -> N
         Sql("SELECT * FROM sql_accounts WHERE account_id LIKE 'a%'")
 
 
-def test_one_batch_keeps_the_writes_of_its_good_commands_and_none_of_its_refused_ones(
-    runtime: Runtime, backend: str
-) -> None:
-    """Commands queued behind a running batch run as the next batch, in one transaction, each
-    after a savepoint: a command refused after it wrote (a broken CHECK, a duplicate key)
-    leaves none of its rows, and the others commit theirs and their events."""
-    for name in ("a", "b"):
-        runtime.execute(Open(account_id=name))
+def run_as_one_batch(runtime: Runtime, commands: list[Command]) -> dict[int, object]:
+    """Queues the commands, in order, behind a held batch, so they run as the next batch; each
+    one's position, or its refusal."""
     HELD.clear()
     RELEASE.clear()
     holder = threading.Thread(target=runtime.execute, args=(Hold(),))
     holder.start()
     assert HELD.wait(10)
-    commands = [Move(account_id="a", amounts=[5]), Move(account_id="b", amounts=[1, -20]),
-                Open(account_id="a"), Move(account_id="a", amounts=[7])]
     outcomes: dict[int, object] = {}
 
     def send(n: int) -> None:
@@ -198,13 +191,27 @@ def test_one_batch_keeps_the_writes_of_its_good_commands_and_none_of_its_refused
             outcomes[n] = refusal
 
     senders = []
-    for n in range(len(commands)):  # queued in this order behind the held batch
+    for n in range(len(commands)):
         senders.append(threading.Thread(target=send, args=(n,)))
         senders[-1].start()
         time.sleep(0.1)
     RELEASE.set()
     for thread in [holder, *senders]:
         thread.join(10)
+    return outcomes
+
+
+def test_one_batch_keeps_the_writes_of_its_good_commands_and_none_of_its_refused_ones(
+    runtime: Runtime, backend: str
+) -> None:
+    """Commands queued behind a running batch run as the next batch, in one transaction: a
+    command refused after it wrote (a broken CHECK, a duplicate key) leaves none of its rows,
+    and the others commit theirs and their events."""
+    for name in ("a", "b"):
+        runtime.execute(Open(account_id=name))
+    outcomes = run_as_one_batch(runtime, [
+        Move(account_id="a", amounts=[5]), Move(account_id="b", amounts=[1, -20]),
+        Open(account_id="a"), Move(account_id="a", amounts=[7])])
     assert isinstance(outcomes[1], Refused) and isinstance(outcomes[2], Refused)
     assert isinstance(outcomes[0], int) and outcomes[3] == outcomes[0] + 1
     assert rows(runtime, "SELECT account_id, balance FROM sql_accounts ORDER BY account_id") == [
@@ -214,3 +221,23 @@ def test_one_batch_keeps_the_writes_of_its_good_commands_and_none_of_its_refused
     if backend == "postgresql":  # one transaction appended both events
         assert rows(runtime, "SELECT count(DISTINCT xmin::text) FROM projectionist_events"
                              " WHERE type = 'Moved'") == [(1,)]
+
+
+def test_batches_of_good_commands_and_batches_with_refusals_follow_each_other(
+    runtime: Runtime, backend: str
+) -> None:
+    """A batch whose commands all succeed commits them in one transaction; one with a refused
+    command keeps the others' writes; and so on, whichever came before."""
+    runtime.execute(Open(account_id="a"))
+    expected = 0
+    for batch in range(4):
+        refused = batch % 2 == 1
+        amounts = [[1], [-1000] if refused else [2], [3]]
+        outcomes = run_as_one_batch(runtime, [Move(account_id="a", amounts=a) for a in amounts])
+        assert isinstance(outcomes[1], Refused) == refused
+        assert [isinstance(outcomes[n], int) for n in (0, 2)] == [True, True]
+        expected += 4 if refused else 6
+        assert rows(runtime, "SELECT balance FROM sql_accounts") == [(expected,)]
+    if backend == "postgresql":  # each batch appended its events in one transaction
+        assert rows(runtime, "SELECT count(DISTINCT xmin::text) FROM projectionist_events"
+                             " WHERE type = 'Moved'") == [(4,)]

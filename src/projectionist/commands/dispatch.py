@@ -35,7 +35,8 @@ from .stream_versions import StreamVersions
 from .unit_of_work import RecordedEvent, UnitOfWork
 
 _LOCK_CONFLICT_ATTEMPTS = 3
-# Each command of a group commit runs inside a savepoint, sent on the driver's cursor:
+# A group commit runs its commands without savepoints while they succeed. After a failure, the
+# batch runs again with each command inside a savepoint, sent on the driver's cursor:
 # SQLAlchemy's nested transactions cost twice the CPU. A failed command rolls back to it; one
 # that succeeded releases it, so the batch's append runs in the transaction itself (a
 # savepoint left open would give each command's later writes a transaction id of their own).
@@ -87,6 +88,7 @@ class CommandBus:
     ) -> None:
         self.metrics = metrics or Metrics()
         self.pruner = idempotency.Pruner(store.write, idempotency_ttl_s)
+        self._optimistic = True
         self._group: GroupCommit[_Request, CommandResult] = GroupCommit(
             self._run_batch, max_batch=max_batch, fits=_fits
         )
@@ -157,7 +159,15 @@ class CommandBus:
             self._run_alone(tickets[0])
             return
         try:
-            appended = self._run_together(tickets)
+            try:
+                appended = self._run_together(tickets, isolated=not self._optimistic)
+            except _Spoilt:
+                # A command failed in a batch run without savepoints: the batch rolled back,
+                # and runs again with them.
+                self._optimistic = False
+                for ticket in tickets:
+                    ticket.result = ticket.error = None
+                appended = self._run_together(tickets, isolated=True)
         except (ConcurrencyError, IntegrityError, StoreUnavailable) as error:
             if isinstance(error, StoreUnavailable) and not is_lock_conflict(error):
                 raise
@@ -172,35 +182,45 @@ class CommandBus:
                 ticket.result = ticket.error = None
                 self._run_alone(ticket)
             return
+        # After a batch in which every command succeeded, the next runs without savepoints.
+        self._optimistic = all(ticket.error is None for ticket in tickets)
         self.versions.committed(appended)
         if appended and self.on_commit is not None:
             self.on_commit(appended, time.time())
 
     def _run_together(
-        self, tickets: Sequence[Ticket[_Request, CommandResult]]
+        self, tickets: Sequence[Ticket[_Request, CommandResult]], *, isolated: bool
     ) -> list[StoredEvent]:
-        """Runs commands in one transaction, each in a savepoint; appends all events at once."""
+        """Runs commands in one transaction and appends all their events at once.
+
+        `isolated` runs each command in a savepoint, so a failed one rolls back alone; without
+        it, the first failure rolls the batch back and raises _Spoilt.
+        """
         staged: list[tuple[Ticket[_Request, CommandResult], UnitOfWork]] = []
         with self.store.write() as connection:
             versions: dict[str, int] = {}
             for ticket in tickets:
                 request = ticket.item
-                _SAVEPOINT.run(connection)
+                if isolated:
+                    _SAVEPOINT.run(connection)
                 try:
                     answer = self._replay(connection, request)
-                    if answer is not None:
+                    if answer is None:
+                        unit = self._unit(connection, request, versions)
+                        self._handle(request, unit)
+                    if isolated:
                         _RELEASE_SAVEPOINT.run(connection)
-                        ticket.result = answer
-                        continue
-                    unit = self._unit(connection, request, versions)
-                    self._handle(request, unit)
-                    _RELEASE_SAVEPOINT.run(connection)
                 except (OperationalError, StoreUnavailable):
                     raise
                 except Exception as error:
+                    if not isolated:
+                        raise _Spoilt from error
                     _ROLLBACK_TO_SAVEPOINT.run(connection)
                     _RELEASE_SAVEPOINT.run(connection)
                     ticket.error = error
+                    continue
+                if answer is not None:
+                    ticket.result = answer
                     continue
                 versions.update(unit.versions)
                 staged.append((ticket, unit))
@@ -322,6 +342,10 @@ class CommandBus:
         if request.key is not None and request.digest is not None:
             idempotency.remember(connection, request.key, request.digest, result.to_json())
         return result
+
+
+class _Spoilt(Exception):
+    """A command of a batch run without savepoints failed; the batch rolled back."""
 
 
 @dataclass(frozen=True, slots=True)
