@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from . import wire
+
 
 class Sql:
     """One statement, written once with `?` markers, run in the form each driver takes.
@@ -36,27 +38,39 @@ class Sql:
         self.format_text = sql.replace("?", "%s")
         self.format = sql.replace("?", "%b") if binary else self.format_text
 
-    def rows(self, connection: Connection, params: Sequence[Any] = ()) -> list[Any]:
-        """Every row the statement returns, as the driver's tuples."""
-        rows: list[Any] = self._execute(connection, params, "rows")
+    def rows(
+        self, connection: Connection, params: Sequence[Any] = (), *, last: bool = False
+    ) -> list[Any]:
+        """Every row the statement returns, as the driver's tuples.
+
+        `last`: nothing follows the statement in its transaction, so on PostgreSQL the COMMIT
+        goes in the same round trip (`wire`); the transaction has committed when this returns,
+        and the caller's commit sends nothing more.
+        """
+        rows: list[Any] = self._execute(connection, params, "rows", last)
         return rows
 
     def run(self, connection: Connection, params: Sequence[Any] = ()) -> int:
         """Runs a statement that returns no rows; how many rows it changed."""
-        count: int = self._execute(connection, params, "count")
+        count: int = self._execute(connection, params, "count", False)
         return count
 
     def run_many(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
         """Runs the statement once per row of parameters (an insert of many rows)."""
         if rows:
-            self._execute(connection, rows, "many")
+            self._execute(connection, rows, "many", False)
 
-    def _execute(self, connection: Connection, params: Sequence[Any], mode: str) -> Any:
+    def _execute(self, connection: Connection, params: Sequence[Any], mode: str, last: bool) -> Any:
         dialect = connection.dialect
         if dialect.paramstyle == "qmark":
             sql = self.qmark
         elif dialect.driver == "psycopg" and mode != "many":  # `%b` is psycopg's (3) alone
             sql = self.format
+            driver = connection.connection.driver_connection
+            if wire.usable(driver, commit=last):
+                with driver_errors(connection, sql, params):
+                    rows, count = wire.execute(driver, sql, params, commit=last)
+                return count if mode == "count" else rows or []
         else:
             sql = self.format_text
         with driver_cursor(connection, sql, params) as cursor:
@@ -70,15 +84,24 @@ class Sql:
 
 
 @contextmanager
-def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
-    """A cursor of the connection's driver, closed after the block; the driver's errors in it
-    raised as SQLAlchemy's (`sql` and `params` go into their message)."""
+def driver_errors(connection: Connection, sql: str, params: Any) -> Iterator[None]:
+    """The driver's errors in the block raised as SQLAlchemy's (`sql` and `params` go into
+    their message)."""
     dbapi_error = connection.dialect.loaded_dbapi.Error
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        yield cursor
+        yield
     except dbapi_error as error:
         raise sa.exc.DBAPIError.instance(sql, params, error, dbapi_error) from error
+
+
+@contextmanager
+def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
+    """A cursor of the connection's driver, closed after the block; the driver's errors in it
+    raised as SQLAlchemy's."""
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with driver_errors(connection, sql, params):
+            yield cursor
     finally:
         cursor.close()
 

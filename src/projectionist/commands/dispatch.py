@@ -228,7 +228,9 @@ class CommandBus:
             positions = []
             if pending:
                 with span("projectionist.append", {"projectionist.events": len(pending)}):
-                    positions = self.log.append(connection, pending)
+                    positions = self.log.append(
+                        connection, pending, last=all(t.item.key is None for t, _ in staged)
+                    )
             appended: list[StoredEvent] = []
             results: list[tuple[Ticket[_Request, CommandResult], CommandResult]] = []
             offset = 0
@@ -266,7 +268,8 @@ class CommandBus:
                     return
                 unit = self._unit(connection, request, {})
                 self._handle(request, unit)
-                events = unit.flush()
+                # Without an answer to remember, the append ends the transaction.
+                events = unit.flush(last=request.key is None)
                 ticket.result = self._result(connection, request, unit, events)
         except ProjectionistError as error:
             ticket.error = error

@@ -186,14 +186,15 @@ class UnitOfWork:
         for aggregate in self._loaded:
             self.save(aggregate)
 
-    def flush(self) -> list[RecordedEvent]:
-        """Saves the loaded aggregates, then appends the recorded events to the log."""
+    def flush(self, *, last: bool = False) -> list[RecordedEvent]:
+        """Saves the loaded aggregates, then appends the recorded events to the log (`last`:
+        nothing follows in the transaction, see `EventLog.append`)."""
         self.save_loaded()
         if not self._pending:
             return []
         try:
             with span("projectionist.append", {"projectionist.events": len(self._pending)}):
-                positions = self._log.append(self.connection, self._pending)
+                positions = self._log.append(self.connection, self._pending, last=last)
         except ConcurrencyError as conflict:
             # A stream recorded with ANY_VERSION only lost a race for its next version to
             # another process: running the command again is safe and will succeed.

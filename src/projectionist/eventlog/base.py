@@ -78,10 +78,14 @@ class EventLog(ABC):
         """The version of the stream's last event, 0 for a new stream."""
 
     @abstractmethod
-    def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
+    def append(
+        self, connection: Connection, events: Sequence[NewEvent], *, last: bool = False
+    ) -> list[int]:
         """Appends events in the caller's transaction; returns their positions in order.
 
-        Raises ConcurrencyError when another transaction took one of the stream versions.
+        `last`: nothing follows the append in the transaction, so a log may send the commit
+        with it (the caller's commit then sends nothing). Raises ConcurrencyError when another
+        transaction took one of the stream versions.
         """
 
     def read_stream(self, connection: Connection, stream: str) -> list[StoredEvent]:

@@ -111,7 +111,9 @@ class PostgresEventLog(EventLog):
         [(value,)] = _STREAM_VERSION.rows(connection, (stream,))
         return int(value or 0)
 
-    def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
+    def append(
+        self, connection: Connection, events: Sequence[NewEvent], *, last: bool = False
+    ) -> list[int]:
         if len(events) == 1:
             [e] = events
             statement = _APPEND_ONE
@@ -136,7 +138,7 @@ class PostgresEventLog(EventLog):
                 [e.recorded_at for e in events],
             )
         try:
-            rows = statement.rows(connection, params)
+            rows = statement.rows(connection, params, last=last)
         except IntegrityError as error:
             if "projectionist_events_stream_version" not in str(error.orig):
                 raise

@@ -38,7 +38,9 @@ class SQLiteEventLog(EventLog):
         row = driver.execute(_STREAM_VERSION, (stream,)).fetchone()  # type: ignore[union-attr]
         return int(row[0]) if row is not None and row[0] is not None else 0
 
-    def append(self, connection: Connection, events: Sequence[NewEvent]) -> list[int]:
+    def append(
+        self, connection: Connection, events: Sequence[NewEvent], *, last: bool = False
+    ) -> list[int]:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         rows = [
             (e.stream, e.version, e.type, e.schema_version, e.data, e.metadata, e.recorded_at)

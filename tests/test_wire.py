@@ -1,0 +1,101 @@
+"""Sql statements that share a round trip with their transaction's BEGIN or COMMIT (on
+PostgreSQL, `projectionist.wire`), and the same calls on SQLite: the transaction's bounds and
+errors are those of running the statements one by one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from projectionist import wire
+from projectionist.driver import Sql
+from projectionist.stores import Store
+
+INSERT = Sql("INSERT INTO things (name, size) VALUES (?, ?)")
+INSERT_RETURNING = Sql("INSERT INTO things (name, size) VALUES (?, ?) RETURNING name, size")
+NAMES = Sql("SELECT name FROM things ORDER BY name")
+
+
+@pytest.fixture
+def store(schema_store_urls: tuple[str, str]) -> Iterator[Store]:
+    store = Store(schema_store_urls[0])
+    with store.schema() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE things (name TEXT PRIMARY KEY, size INTEGER CHECK (size >= 0))"
+        )
+        connection.exec_driver_sql("INSERT INTO things VALUES ('a', 1)")
+    yield store
+    store.dispose()
+
+
+def names(store: Store) -> list[str]:
+    with store.read() as connection:
+        return [name for (name,) in NAMES.rows(connection)]
+
+
+def test_a_statement_that_opens_the_transaction_is_undone_with_it(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write() as connection:
+        assert INSERT.run(connection, ("b", 2)) == 1
+        assert NAMES.rows(connection) == [("a",), ("b",)]
+        raise RuntimeError("the caller gives up")
+    assert names(store) == ["a"]
+
+
+def test_the_last_statement_commits_with_the_transaction(store: Store) -> None:
+    with store.write() as connection:
+        INSERT.run(connection, ("b", 2))
+        rows = INSERT_RETURNING.rows(connection, ("c", 3), last=True)
+        assert rows == [("c", 3)]
+    assert names(store) == ["a", "b", "c"]
+    with store.write() as connection:  # the connection goes on as usual
+        INSERT.run(connection, ("d", 4))
+    assert names(store) == ["a", "b", "c", "d"]
+
+
+def test_a_last_statement_that_fails_commits_nothing(store: Store) -> None:
+    with pytest.raises(sa.exc.IntegrityError), store.write() as connection:
+        INSERT.run(connection, ("b", 2))
+        INSERT_RETURNING.rows(connection, ("a", 5), last=True)  # a duplicate key
+    assert names(store) == ["a"]
+    with pytest.raises(sa.exc.IntegrityError), store.write() as connection:
+        INSERT_RETURNING.rows(connection, ("e", -1), last=True)  # the CHECK, opening and last
+    assert names(store) == ["a"]
+
+
+def test_a_failed_opening_statement_leaves_the_connection_usable(store: Store) -> None:
+    for _ in range(3):
+        with pytest.raises(sa.exc.IntegrityError), store.write() as connection:
+            INSERT.run(connection, ("a", 1))
+        with store.write() as connection:
+            assert NAMES.rows(connection) == [("a",)]
+
+
+def test_values_and_rows_keep_their_types(store: Store) -> None:
+    select = Sql("SELECT ?, ?, ?, ?, ?")
+    values = ("text", 7, 2.5, None, True)
+    with store.read() as connection:
+        assert select.rows(connection, values) == [values]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_the_transaction_keeps_its_isolation_level(store: Store) -> None:
+    level = Sql("SELECT current_setting('transaction_isolation')")
+    with store.engine.connect().execution_options(
+        isolation_level="REPEATABLE READ"
+    ) as connection, connection.begin():
+        driver = connection.connection.driver_connection
+        assert wire.usable(driver, commit=False)  # this statement carries the BEGIN
+        assert level.rows(connection) == [("repeatable read",)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_statement_inside_an_open_transaction_goes_the_usual_way(store: Store) -> None:
+    with store.write() as connection:
+        driver = connection.connection.driver_connection
+        INSERT.run(connection, ("b", 2))
+        assert not wire.usable(driver, commit=False)
+        assert wire.usable(driver, commit=True)
+        INSERT_RETURNING.rows(connection, ("c", 3), last=True)
+        assert names(store) == ["a", "b", "c"]  # committed before the block ends
