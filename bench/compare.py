@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 PEER_BACKEND = {"sqlite": "sqlite", "postgresql": "postgres"}
+# The bare sqlite3 floor (bench/floor.py) beside the peer's SQLite figures: the most any
+# framework on SQLite could reach here.
+SHOWN = {**PEER_BACKEND, "floor": "sqlite"}
 
 # (label, projectionist key, peer phase, peer key, higher is better)
 PHASES: tuple[tuple[str, str, str, str, bool], ...] = (
@@ -28,14 +31,16 @@ PHASES: tuple[tuple[str, str, str, str, bool], ...] = (
 
 
 def rounds(directory: Path) -> list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]:
-    """(peer result, {backend: projectionist result}) per round, in round order."""
+    """(peer result, {backend: projectionist result}) per round, in round order; the bare
+    sqlite3 floor of the round, when measured, as the backend "floor"."""
     found = []
     for peer_file in sorted(directory.glob("peer-*.json")):
         number = peer_file.stem.removeprefix("peer-")
         ours = {
             backend: json.loads(path.read_text())
-            for backend in PEER_BACKEND
-            if (path := directory / f"orders-{backend}-{number}.json").exists()
+            for backend in (*PEER_BACKEND, "floor")
+            if (path := directory / f"{'floor' if backend == 'floor' else 'orders-' + backend}"
+                                    f"-{number}.json").exists()
         }
         found.append((json.loads(peer_file.read_text()), ours))
     return found
@@ -58,7 +63,7 @@ def main(argv: list[str]) -> int:
         return 2
     print(f"projectionist beside the peer: {len(found)} round(s) of the same run")
     print(f"{'backend':<11}{'phase':<27}{'projectionist':>14}{'peer':>10}{'ratio':>8}  rounds")
-    for backend, peer_backend in PEER_BACKEND.items():
+    for backend, peer_backend in SHOWN.items():
         for label, key, phase, peer_key, higher in PHASES:
             pairs = [
                 (ours[backend].get(key), peer.get(peer_backend, {}).get(phase, {}).get(peer_key))

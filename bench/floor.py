@@ -172,21 +172,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     options = parser.parse_args()
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="projectionist-floor-", dir=options.dir) as folder:
         log = connect(Path(folder) / "write.db")
         log.executescript(SCHEMA)
         wall, cpu, count = write(log, options.orders)
+        figures.update(write_cmds_per_s=count / wall, write_cpu_us_per_cmd=cpu / count * 1e6)
         print(f"W floor: {count / wall:,.0f} commands/s, {cpu / count * 1e6:.0f} µs CPU each")
         read = connect(Path(folder) / "read.db")
         read.executescript(READ_SCHEMA)
         wall, cpu, count = catch_up(log, read)
+        figures.update(catchup_events_per_s=count / wall,
+                       catchup_cpu_us_per_event=cpu / count * 1e6)
         print(f"P floor: {count / wall:,.0f} events/s, {cpu / count * 1e6:.1f} µs CPU each")
         rows, total = read.execute("SELECT count(*), sum(total_cents) FROM order_summary"
                                    ).fetchone()
         print(f"  order_summary: {rows} rows, sum(total_cents) = {total}")
         log.close()
         read.close()
+    if options.json is not None:
+        options.json.write_text(json.dumps({"benchmark": "floor", "orders": options.orders,
+                                            **figures}, indent=2))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ if [ "${1:-}" = "--peer" ]; then
         for backend in $BACKENDS; do
             orders "$backend" "$run"
         done
+        # The same statements on bare sqlite3 in the same round: how far above the peer
+        # anything on SQLite can go on this machine.
+        case " $BACKENDS " in *" sqlite "*)
+            python bench/floor.py --orders "$ORDERS" --json "$out/floor-$run.json" ;;
+        esac
     done
     python bench/compare.py "$out"
     exit 0
