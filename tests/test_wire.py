@@ -99,3 +99,17 @@ def test_a_statement_inside_an_open_transaction_goes_the_usual_way(store: Store)
         assert wire.usable(driver, commit=True)
         INSERT_RETURNING.rows(connection, ("c", 3), last=True)
         assert names(store) == ["a", "b", "c"]  # committed before the block ends
+
+
+def test_statements_prepared_on_the_server_outlive_a_rollback(store: Store) -> None:
+    """Run often, a statement is prepared on the server (on PostgreSQL); a rolled-back
+    transaction makes psycopg deallocate every prepared statement, and the next runs of the
+    statement prepare it again."""
+    for round_ in range(3):
+        for n in range(8):  # past psycopg's threshold for preparing
+            with store.write() as connection:
+                INSERT.run(connection, (f"r{round_}-{n}", n))
+                INSERT_RETURNING.rows(connection, (f"s{round_}-{n}", n), last=True)
+        with pytest.raises(sa.exc.IntegrityError), store.write() as connection:
+            INSERT.run(connection, ("a", 1))
+    assert len(names(store)) == 1 + 3 * 8 * 2

@@ -7,10 +7,10 @@ libpq pipeline with the BEGIN psycopg would have sent, and a statement the calle
 transaction's last goes in one with the COMMIT; the server runs them as it would run them one
 by one, and answers all of them at once.
 
-Only `driver.Sql` on psycopg 3 goes this way, with psycopg's own adaptation of values and
-rows; the statement is parsed at each run (psycopg's prepared statements are its own: it
-deallocates them all after a rollback). Everything else (SQLAlchemy's statements, other
-drivers, a libpq without pipelines) keeps the driver's usual path.
+Only `driver.Sql` on psycopg 3 goes this way, with psycopg's own adaptation of values and rows
+and its own cache of prepared statements (a statement run often is prepared on the server, as
+the cursor would do). Everything else (SQLAlchemy's statements, other drivers, a libpq without
+pipelines) keeps the driver's usual path.
 """
 
 from __future__ import annotations
@@ -23,10 +23,15 @@ try:
     from psycopg import errors as pg_errors
     from psycopg import generators, pq
     from psycopg._encodings import conn_encoding
+    from psycopg._preparing import Prepare, PrepareManager
     from psycopg._queries import PostgresQuery
     from psycopg.adapt import Transformer
 
-    _PIPELINES = pq.version() >= 140000 and pq.__build_version__ >= 140000
+    _PIPELINES = (
+        pq.version() >= 140000
+        and pq.__build_version__ >= 140000
+        and hasattr(PrepareManager, "maintain_gen")  # psycopg 3.2 and later
+    )
 except ImportError:  # psycopg 3 missing, or of a release laid out otherwise
     _PIPELINES = False
 
@@ -61,24 +66,40 @@ def execute(
     begins = not conn.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
     if begins:
         sends.append(partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
-    sends.append(
-        partial(
-            pgconn.send_query_params,
-            query.query,
-            query.params,
-            param_types=query.types,
-            param_formats=query.formats,
+    # psycopg's own bookkeeping of prepared statements: prepared after a few runs as psycopg
+    # would, and forgotten with the rest of them (psycopg deallocates all after a rollback).
+    manager = conn._prepared
+    prep, name = manager.get(query)
+    if prep is Prepare.SHOULD:
+        sends.append(partial(pgconn.send_prepare, name, query.query, param_types=query.types))
+    if prep is Prepare.NO:
+        sends.append(
+            partial(
+                pgconn.send_query_params,
+                query.query,
+                query.params,
+                param_types=query.types,
+                param_formats=query.formats,
+            )
         )
-    )
+    else:
+        sends.append(
+            partial(pgconn.send_query_prepared, name, query.params, param_formats=query.formats)
+        )
+    key = manager.maybe_add_to_cache(query, prep, name)
     if commit:
         sends.append(partial(pgconn.send_query_params, _COMMIT, None))
     with conn.lock:
         answers = conn.wait(_exchange(pgconn, sends))
+        statement = answers[int(begins) + int(prep is Prepare.SHOULD)]
+        if key is not None:
+            manager.validate(key, prep, name, statement)
+        conn.wait(manager.maintain_gen(conn))
     for results in answers:
         for result in results:
             if result.status == pq.ExecStatus.FATAL_ERROR:
                 raise pg_errors.error_from_result(result, encoding=conn_encoding(conn))
-    [result] = answers[int(begins)]
+    [result] = statement
     count = result.command_tuples
     if result.status != pq.ExecStatus.TUPLES_OK:
         return None, -1 if count is None else count
