@@ -98,10 +98,12 @@ def driver_errors(connection: Connection, sql: str, params: Any) -> Iterator[Non
 def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
     """A cursor of the connection's driver, closed after the block; the driver's errors in it
     raised as SQLAlchemy's."""
+    dbapi_error = connection.dialect.loaded_dbapi.Error
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with driver_errors(connection, sql, params):
-            yield cursor
+        yield cursor
+    except dbapi_error as error:
+        raise sa.exc.DBAPIError.instance(sql, params, error, dbapi_error) from error
     finally:
         cursor.close()
 
