@@ -157,8 +157,16 @@ class Compiled:
         ]
         if self.named:
             params = [dict(zip(self.markers, values, strict=True)) for values in params]
+        if len(params) == 1 and connection.dialect.driver == "psycopg":
+            # One row: psycopg's executemany pipelines, dearer than one statement, and the
+            # statement that opens a transaction goes with its BEGIN.
+            driver = connection.connection.driver_connection
+            if wire.usable(driver, commit=False):
+                with driver_errors(connection, self.sql, params[0]):
+                    wire.execute(driver, self.sql, params[0], commit=False)
+                return
         with driver_cursor(connection, self.sql, params) as cursor:
-            if len(params) == 1:  # psycopg's executemany pipelines: dearer for one row
+            if len(params) == 1:
                 cursor.execute(self.sql, params[0])
             else:
                 cursor.executemany(self.sql, params)
