@@ -271,3 +271,30 @@ def test_a_generation_number_is_never_given_twice(checkpoints: Checkpoints) -> N
     again = checkpoints.start_build("catalogue", 1, names_of)
     assert again.generation == dropped.generation + 1
     assert again.table_names == names_of(again.generation)
+
+
+def test_a_move_sent_with_the_commit_keeps_its_transaction_whole(
+    checkpoints: Checkpoints,
+) -> None:
+    """`last`: on PostgreSQL the COMMIT goes with the move. A move that succeeds commits the
+    transaction's other writes with it; one refused (the checkpoint moved elsewhere) commits
+    none of them."""
+    checkpoints.serving("catalogue", 1, names_of)
+
+    def bump_and_advance(expected: int, position: int) -> bool:
+        with checkpoints.store.write() as connection:
+            checkpoints.bump_epoch(connection, "catalogue", 1)
+            moved = checkpoints.advance(connection, "catalogue", 1, expected=expected,
+                                        position=position, head=position, next_at=None,
+                                        state=State.LIVE, last=True)
+            if not moved:
+                connection.rollback()
+            return moved
+
+    assert bump_and_advance(0, 5) is True
+    assert bump_and_advance(0, 8) is False
+    stored = load(checkpoints, 1)
+    assert stored is not None and (stored.position, stored.epoch) == (5, 1)
+    assert bump_and_advance(5, 8) is True
+    stored = load(checkpoints, 1)
+    assert stored is not None and (stored.position, stored.epoch) == (8, 2)

@@ -302,9 +302,8 @@ class ProjectionRunner:
     def _conflict(self, position: int) -> bool:
         """Counts a write conflict of the batch after `position`; False past a few in a row
         (then it is treated as the handler's failure, so it cannot loop for ever)."""
-        count = self._conflicts.get(position, 0) + 1
-        self._conflicts = {position: count}
-        return count <= MAX_CONFLICTS
+        self._conflicts = {position: self._conflicts.get(position, 0) + 1}
+        return self._conflicts[position] <= MAX_CONFLICTS
 
     def holds(self, stream: str) -> bool:
         """True for a stream this runner applies: every one, or its partition's."""
@@ -356,6 +355,7 @@ class ProjectionRunner:
             state=state,
             epoch=self._epoch,
             parked=parked,
+            last=True,  # the transaction's last statement: its COMMIT goes with it
         )
         if not moved:
             raise CheckpointMoved(f"the checkpoint of {self.name} g{self.generation} moved")

@@ -27,6 +27,7 @@ from .schema import (
     ADVANCE_AND_NOTIFY_AT_EPOCH,
     ADVANCE_AT_EPOCH,
     CHANNEL,
+    NOT_MOVED_SQLSTATE,
     generations_table,
     install_checkpoints,
     partitions_table,
@@ -235,10 +236,12 @@ class Checkpoints:
         state: State,
         epoch: int | None = None,
         parked: int = 0,
+        last: bool = False,
     ) -> bool:
         """Moves the checkpoint from `expected` to `position`; False if another runner moved it
-        (or, given `epoch`, if someone wrote the read model outside the runner). `parked`
-        counts the dead letters the same transaction parked.
+        (or, given `epoch`, if someone wrote the read model outside), the transaction then to
+        be rolled back. `parked` counts the dead letters the same transaction parked. `last`:
+        nothing follows in the transaction (on PostgreSQL, its COMMIT goes with the move).
 
         On PostgreSQL the move is announced on CHANNEL at commit, for queries waiting in other
         processes.
@@ -258,7 +261,13 @@ class Checkpoints:
             params += (epoch,)
         if connection.dialect.name == "postgresql":
             notify = ADVANCE_AND_NOTIFY if epoch is None else ADVANCE_AND_NOTIFY_AT_EPOCH
-            return len(notify.rows(connection, params)) == 1
+            try:
+                notify.rows(connection, params, last=last)
+            except sa.exc.DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) == NOT_MOVED_SQLSTATE:
+                    return False
+                raise
+            return True
         update = ADVANCE if epoch is None else ADVANCE_AT_EPOCH
         return update.run(connection, params) == 1
 

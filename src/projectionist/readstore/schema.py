@@ -84,11 +84,17 @@ def _advance(*, at_epoch: bool, notify: bool) -> Sql:
     )
     if not notify:
         return Sql(update)  # SQLite: the rows it changed tell whether it moved
-    # PostgreSQL moves the checkpoint and announces it in one round trip.
+    # PostgreSQL moves the checkpoint and announces it in one statement, which fails when the
+    # checkpoint did not move (SQL has no RAISE: it divides by the count of moved rows), so
+    # that the COMMIT sent with it (`last`) is refused too.
     return Sql(
         f"WITH moved AS ({update} RETURNING name, position)"
-        f" SELECT pg_notify('{CHANNEL}', name || ':' || position) FROM moved"
+        f" SELECT 1 / count(pg_notify('{CHANNEL}', name || ':' || position)::text) FROM moved"
     )
+
+
+NOT_MOVED_SQLSTATE = "22012"
+"""division_by_zero: what the PostgreSQL advance raises when the checkpoint did not move."""
 
 
 ADVANCE = _advance(at_epoch=False, notify=False)
