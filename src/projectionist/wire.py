@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 try:
+    from psycopg import Connection as PgConnection
     from psycopg import errors as pg_errors
     from psycopg import generators, pq
     from psycopg._encodings import conn_encoding
@@ -31,8 +32,9 @@ try:
         pq.version() >= 140000
         and pq.__build_version__ >= 140000
         and hasattr(PrepareManager, "maintain_gen")  # psycopg 3.2 and later
+        and hasattr(PgConnection, "_get_tx_start_command")
     )
-except ImportError:  # psycopg 3 missing, or of a release laid out otherwise
+except ImportError:  # psycopg 3 missing, or a release laid out otherwise: the usual path
     _PIPELINES = False
 
 _COMMIT = b"COMMIT"
