@@ -25,11 +25,12 @@ def test_every_cell_is_measured_and_every_read_model_is_complete(backend: str,
         require_postgres()
     path = tmp_path / "scale.json"
     outcome = CliRunner().invoke(cli, [
-        "bench", "scale", "--backend", backend, *where, "--events", "600", "--duration", "0.5",
+        # Enough events for each cell's CPU to span several of the kernel's 10 ms clock ticks.
+        "bench", "scale", "--backend", backend, *where, "--events", "4000", "--duration", "0.5",
         "--json", str(path)])
     assert outcome.exit_code == 0, outcome.output
     result = json.loads(path.read_text())
-    assert result["benchmark"] == "scale" and result["events"] == 600
+    assert result["benchmark"] == "scale" and result["events"] == 4000
     cells = [(cell["partitions"], cell["processes"]) for cell in result["apply"]]
     assert cells == [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (4, 2)]
     for cell in result["apply"]:
