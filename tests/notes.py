@@ -85,7 +85,8 @@ class Notes:
     def __init__(self, *, on_error: str | None = None) -> None:
         self.poison: set[str] = set()  # note_counts raises on these texts
         self.crash: set[str] = set()  # note_counts ends the process on these texts
-        self.slow: set[str] = set()  # note_counts takes 2 ms more on these texts
+        self.slow: set[str] = set()  # note_counts takes `slow_s` more on these texts
+        self.slow_s = 0.002
         self.applied: list[str] = []
         self.write_model = sa.MetaData()
         self.rows = sa.Table(
@@ -159,7 +160,7 @@ class Notes:
             if event.text in self.crash:
                 os._exit(17)
             if event.text in self.slow:
-                time.sleep(0.002)
+                time.sleep(self.slow_s)
             self.applied.append(event.text)
             table = ctx[counts]
             row = ctx.connection.execute(

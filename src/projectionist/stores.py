@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from .driver import Sql
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
+from .turnstile import Turnstile
 
 _BEGIN_MODE = "projectionist_begin"
 _NO_BEGIN = "none"
@@ -170,6 +173,7 @@ class Store:
         writer, self._writer = self._writer, None
         if writer is not None:
             with contextlib.suppress(Exception):  # already broken: the pool discards it
+                writer.invalidate()  # its busy timeout is off (turnstile.py): not for reuse
                 writer.close()
 
     def __repr__(self) -> str:
@@ -220,6 +224,10 @@ def translate_errors(url: str) -> Iterator[None]:
             raise StoreUnavailable(
                 f"the store {redact(url)} is unavailable: {first_line(error.orig)}"
             ) from error
+        raise
+    except sqlite3.OperationalError as error:  # BEGIN, sent by the "begin" event below
+        if "database is locked" in str(error):
+            raise StoreUnavailable(f"the store {redact(url)} is busy: {error}") from error
         raise
 
 
@@ -346,6 +354,9 @@ def _create_sqlite_engine(
         kwargs.update(pool_size=8, max_overflow=16, pool_timeout=timeout_s)
     engine = sa.create_engine(url, **kwargs)
     busy_ms = int(timeout_s * 1000)
+    turnstile = None if memory else Turnstile(database, timeout_s=timeout_s)
+    if turnstile is not None:
+        weakref.finalize(engine, turnstile.close)
 
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -365,6 +376,10 @@ def _create_sqlite_engine(
         if mode == _NO_BEGIN:
             return  # Store.single: each statement is its own transaction
         # Straight to the driver: SQLAlchemy's own execution of BEGIN costs several times more.
-        connection.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        if mode == "IMMEDIATE" and turnstile is not None:
+            turnstile.begin(dbapi_connection, connection.connection.info)
+        else:
+            dbapi_connection.execute(f"BEGIN {mode}")
 
     return engine

@@ -19,8 +19,6 @@ def test_min_position_is_answered_during_a_rebuild_and_right_after_the_swap(
     reader = Runtime(Notes().app, store=write, read_store=read, roles=["query"])
     try:
         runtime.start()
-        # Started before the rebuild: on SQLite, a process that starts during one waits for
-        # the write lock (its start-up checks the schema) between the rebuild's batches.
         reader.start()
         # A history long enough for the rebuild (5 events a batch) to be watched mid-way.
         for i in range(60):

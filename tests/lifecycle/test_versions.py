@@ -126,9 +126,10 @@ def test_during_a_rolling_deploy_the_old_process_keeps_the_old_version_live(
     new = Runtime(changed.app, store=write, read_store=read, batch_size=1, poll_interval_s=0.05)
     try:
         old.start()
-        for i in range(32):
+        for i in range(128):
             old.execute(AddNotes(stream=f"s{i % 4}", texts=TEXTS))
-        # The build of version 2 takes 2 ms an event until it has been watched mid-way.
+        # The build of version 2 (1,536 events, one a batch) takes 2 ms an event, over 3 s,
+        # until it has been watched mid-way.
         changed.slow.update(TEXTS)
         new.start()
         fresh_answers = 0
@@ -152,7 +153,7 @@ def test_during_a_rolling_deploy_the_old_process_keeps_the_old_version_live(
                 answer = reader.ask(CountNotes(stream="fresh"), min_position=added.position,
                                     wait_ms=10000)
                 assert answer.data["texts"][-1] == "after"
-        assert old.ask(CountNotes(stream="s1")).data == {"count": 96, "texts": TEXTS * 8}
+        assert old.ask(CountNotes(stream="s1")).data == {"count": 384, "texts": TEXTS * 32}
     finally:
         new.stop()
         old.stop()
