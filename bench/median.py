@@ -18,7 +18,8 @@ HTTP = ("query_p99_ms_at_rate", "query_p99_ms_at_rate_under_writes", "reads_per_
         "errors")
 # The bare-stack anchor of the HTTP benchmark: top-level keys of its JSON, not in "summary".
 HTTP_ANCHOR = ("getorder_reads_per_s", "getorder_p50_ms", "getorder_p99_ms", "bare_reads_per_s",
-               "bare_p50_ms", "bare_p99_ms", "getorder_vs_bare")
+               "bare_p50_ms", "bare_p99_ms", "getorder_vs_bare", "bare_loop_reads_per_s",
+               "bare_loop_p50_ms", "bare_loop_p99_ms", "getorder_vs_bare_loop")
 FEEDS = ("relay_events_per_s", "read_events_per_s", "rebuild_events_per_s", "visible_p50_ms",
          "visible_p99_ms")
 

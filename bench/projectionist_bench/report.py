@@ -157,6 +157,12 @@ def print_http(console: Console, result: dict[str, Any]) -> None:
         )
         console.print(f"getorder_vs_bare (projectionist / bare, queries/s):"
                       f" {_format(result['getorder_vs_bare'], 2)}")
+    if result.get("getorder_vs_bare_loop") is not None:
+        console.print(
+            f"the bare stack reading on the event loop: {_format(result['bare_loop_reads_per_s'])}"
+            f" queries/s (p50 {_format(result['bare_loop_p50_ms'])},"
+            f" p99 {_format(result['bare_loop_p99_ms'])} ms); getorder_vs_bare_loop:"
+            f" {_format(result['getorder_vs_bare_loop'], 2)}")
 
 
 def print_verification(console: Any, verification: dict[str, Any]) -> None:

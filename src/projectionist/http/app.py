@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +20,8 @@ from .. import correlation, edge
 from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
 from ..commands.admission import MAX_PENDING_COMMANDS, Admission
 from ..errors import InvalidMessage, NotRegistered
+from ..queries.dispatch import Answer
+from ..queries.placement import Placement
 from ..runtime import Runtime
 from .errors import install_error_handlers
 from .middleware import RequestEdge
@@ -28,6 +34,7 @@ MAX_IDEMPOTENCY_KEY = 200
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 MAX_POSITION = 10**18 - 1
+QUERY_THREADS = 32
 
 
 def create_http_app(
@@ -43,6 +50,9 @@ def create_http_app(
     Retry-After at once, rather than queued without bound.
     """
     history = LagHistory(runtime)
+    # Queries have threads of their own: a lighter hand-off than anyio's (no task group, no
+    # capacity limiter), and commands waiting for a group commit never hold a query up.
+    threads = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="projectionist-query")
 
     @asynccontextmanager
     async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
@@ -51,6 +61,7 @@ def create_http_app(
             yield
         finally:
             history.stop()
+            threads.shutdown(wait=False)
 
     api = FastAPI(
         lifespan=lifespan,
@@ -71,7 +82,7 @@ def create_http_app(
         admission = Admission(max_pending_commands)
         _command_routes(api, runtime, principal, max_body_bytes, schemas, admission)
     if runtime.queries is not None:
-        _query_routes(api, runtime, principal, schemas)
+        _query_routes(api, runtime, principal, schemas, threads)
     health_routes(api, runtime)
     operation_routes(api, runtime, principal, history)
     dead_letter_routes(api, runtime, principal)
@@ -151,12 +162,24 @@ def _command_routes(
 
 
 def _query_routes(
-    api: FastAPI, runtime: Runtime, principal: Any, schemas: dict[str, type[BaseModel]]
+    api: FastAPI,
+    runtime: Runtime,
+    principal: Any,
+    schemas: dict[str, type[BaseModel]],
+    threads: ThreadPoolExecutor,
 ) -> None:
     bus = runtime.queries
     assert bus is not None
+    placement = Placement(loop_allowed=bus.read_store.is_sqlite)
+    api.state.query_placement = placement
+
+    async def in_thread(ask: Callable[[], Answer]) -> Answer:
+        context = contextvars.copy_context()  # the request's correlation id goes along
+        return await asyncio.get_running_loop().run_in_executor(threads, context.run, ask)
 
     def route(name: str) -> Any:
+        awaits = runtime.app.queries[name].awaits
+
         async def handle(request: Request) -> Response:
             who = principal(request)
             edge.check_scope(who, edge.Kind.QUERY, name)
@@ -169,9 +192,17 @@ def _query_routes(
             wait_ms = _int_param(params.pop("wait_ms", None), "wait_ms")
             min_lsn = params.pop("min_lsn", None)
             query = bus.parse(name, params)
-            answer = await run_in_threadpool(
+            ask = functools.partial(
                 bus.ask, query, who, min_position=min_position, wait_ms=wait_ms, min_lsn=min_lsn
             )
+            if awaits:
+                answer = await run_in_threadpool(ask)  # awaited on this loop (calls.py)
+            elif min_position is not None or min_lsn is not None:
+                answer = await in_thread(ask)  # it may wait: never on the loop
+            elif placement.on_loop(name):
+                answer = placement.timed(name, ask)
+            else:
+                answer = await in_thread(functools.partial(placement.timed, name, ask))
             return Response(answer.json_bytes(), media_type="application/json")
 
         return handle
