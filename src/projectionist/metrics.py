@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -112,6 +111,8 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.command_outcomes = Outcomes(self.commands, self.command_seconds)
+        self.query_outcomes = Outcomes(self.queries, self.query_seconds)
         self.http_responses = Counter(
             "projectionist_http_responses",
             "HTTP responses, by method, route and status, refusals before any handler included.",
@@ -345,17 +346,53 @@ class _CaptureCollector(Collector):
             yield gauge
 
 
-@contextmanager
-def observe(counter: Counter, histogram: Histogram, type_name: str) -> Iterator[None]:
-    """Counts one command or query by outcome and times it."""
-    start = time.perf_counter()
-    outcome = "error"
-    try:
-        yield
-        outcome = "ok"
-    except ProjectionistError as error:
-        outcome = error.code
-        raise
-    finally:
-        counter.labels(type_name, outcome).inc()
-        histogram.labels(type_name).observe(time.perf_counter() - start)
+class Outcomes:
+    """Counts commands (or queries) by type and outcome, and times them.
+
+    Each label set's child metric is found once: `labels()` takes a lock and builds a key,
+    microseconds that every command would pay. Type names are those of registered types, and
+    outcomes the error codes, so the cache stays small.
+    """
+
+    __slots__ = ("_counter", "_counts", "_histogram", "_times")
+
+    def __init__(self, counter: Counter, histogram: Histogram) -> None:
+        self._counter = counter
+        self._histogram = histogram
+        self._counts: dict[tuple[str, str], Counter] = {}
+        self._times: dict[str, Histogram] = {}
+
+    def observe(self, type_name: str) -> _Observed:
+        """A context that counts and times what runs in it: `ok`, an error's code, or `error`."""
+        return _Observed(self, type_name)
+
+    def record(self, type_name: str, outcome: str, seconds: float) -> None:
+        count = self._counts.get((type_name, outcome))
+        if count is None:
+            count = self._counts[(type_name, outcome)] = self._counter.labels(type_name, outcome)
+        count.inc()
+        timing = self._times.get(type_name)
+        if timing is None:
+            timing = self._times[type_name] = self._histogram.labels(type_name)
+        timing.observe(seconds)
+
+
+class _Observed:
+    __slots__ = ("_outcomes", "_start", "_type_name")
+
+    def __init__(self, outcomes: Outcomes, type_name: str) -> None:
+        self._outcomes = outcomes
+        self._type_name = type_name
+        self._start = 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, kind: object, error: BaseException | None, _traceback: object) -> None:
+        if error is None:
+            outcome = "ok"
+        elif isinstance(error, ProjectionistError):
+            outcome = error.code
+        else:
+            outcome = "error"
+        self._outcomes.record(self._type_name, outcome, time.perf_counter() - self._start)

@@ -21,8 +21,7 @@ from .driver import Sql
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
 from .turnstile import Turnstile
 
-_BEGIN_MODE = "projectionist_begin"
-_NO_BEGIN = "none"
+_NO_BEGIN = "projectionist_no_begin"
 SCHEMA_LOCK_KEY = 7_311_201_001
 """The advisory lock of schema changes: an arbitrary constant that every process agrees on."""
 
@@ -42,6 +41,13 @@ class Store:
         # Under that lock one connection serves every write: checking one out of the pool and
         # back for each transaction costs more than a small write itself.
         self._writer: Connection | None = None
+        self._writer_driver: Any = None  # its sqlite3 connection, which begins and commits
+        # A SQLite file's writers in other processes take turns with this one (turnstile.py).
+        self._turnstile: Turnstile | None = None
+        if self.is_sqlite and not _in_memory(url):
+            database = sa.engine.make_url(url).database or ""
+            self._turnstile = Turnstile(database, timeout_s=timeout_s)
+            weakref.finalize(self, self._turnstile.close)
         # A file-backed SQLite store keeps one read connection per thread: a read is a few
         # microseconds of SQLite, and a pool checkout and check-in cost many times that. They
         # come from an engine of their own, with no pool: a server's threads may outnumber
@@ -71,15 +77,22 @@ class Store:
             ):
                 yield connection
             return
+        turnstile = self._turnstile
         with lock:
             try:
                 with translate_errors(self.url):
-                    if self._writer is None:
-                        self._writer = self.engine.connect().execution_options(
-                            **{_BEGIN_MODE: "IMMEDIATE"}
-                        )
-                    with self._writer.begin():
-                        yield self._writer
+                    writer = self._writer or self._open_writer()
+                    driver = self._writer_driver
+                    if turnstile is None:
+                        driver.execute("BEGIN IMMEDIATE")  # in memory: no other process
+                    else:
+                        turnstile.begin(driver, writer.connection.info)
+                    try:
+                        yield writer
+                    except BaseException:
+                        driver.rollback()
+                        raise
+                    driver.commit()
             except StoreUnavailable:
                 self._close_writer()  # a lost or locked file: the next write connects anew
                 raise
@@ -128,7 +141,7 @@ class Store:
             if self.is_sqlite:
                 # The driver commits each statement itself when no BEGIN is sent; changing the
                 # isolation level would leave the pooled connection in the driver's legacy mode.
-                yield connection.execution_options(**{_BEGIN_MODE: _NO_BEGIN})
+                yield connection.execution_options(**{_NO_BEGIN: True})
             else:
                 yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -169,11 +182,23 @@ class Store:
             self._reader_engine.dispose()
         self.engine.dispose()
 
+    def _open_writer(self) -> Connection:
+        """The writer: to SQLAlchemy, one transaction that never ends and sends no BEGIN.
+        Store.write begins and ends the real ones on the driver: SQLAlchemy's own begin and
+        commit cost several microseconds more."""
+        writer = self.engine.connect().execution_options(**{_NO_BEGIN: True})
+        writer.begin()
+        self._writer_driver = writer.connection.dbapi_connection
+        self._writer = writer
+        return writer
+
     def _close_writer(self) -> None:
+        self._writer_driver = None
         writer, self._writer = self._writer, None
         if writer is not None:
             with contextlib.suppress(Exception):  # already broken: the pool discards it
-                writer.invalidate()  # its busy timeout is off (turnstile.py): not for reuse
+                if self._turnstile is not None:
+                    writer.invalidate()  # its busy timeout is off (turnstile.py): not for reuse
                 writer.close()
 
     def __repr__(self) -> str:
@@ -225,10 +250,9 @@ def translate_errors(url: str) -> Iterator[None]:
                 f"the store {redact(url)} is unavailable: {first_line(error.orig)}"
             ) from error
         raise
-    except sqlite3.OperationalError as error:  # BEGIN, sent by the "begin" event below
-        if "database is locked" in str(error):
-            raise StoreUnavailable(f"the store {redact(url)} is busy: {error}") from error
-        raise
+    except sqlite3.OperationalError as error:  # Store.write's own BEGIN, COMMIT or ROLLBACK
+        state = "busy" if "database is locked" in str(error) else "unavailable"
+        raise StoreUnavailable(f"the store {redact(url)} is {state}: {error}") from error
 
 
 MISSING_TABLE_ERRORS = (sa.exc.ProgrammingError, OperationalError)
@@ -354,14 +378,10 @@ def _create_sqlite_engine(
         kwargs.update(pool_size=8, max_overflow=16, pool_timeout=timeout_s)
     engine = sa.create_engine(url, **kwargs)
     busy_ms = int(timeout_s * 1000)
-    turnstile = None if memory else Turnstile(database, timeout_s=timeout_s)
-    if turnstile is not None:
-        weakref.finalize(engine, turnstile.close)
 
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below emit BEGIN, so that writes can ask for IMMEDIATE.
-        dbapi_connection.isolation_level = None
+        dbapi_connection.isolation_level = None  # BEGIN: the "begin" event and Store.write
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -372,14 +392,9 @@ def _create_sqlite_engine(
 
     @sa_event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_MODE, "DEFERRED")
-        if mode == _NO_BEGIN:
-            return  # Store.single: each statement is its own transaction
+        if connection.get_execution_options().get(_NO_BEGIN):
+            return  # Store.single (each statement its own transaction) and Store.write
         # Straight to the driver: SQLAlchemy's own execution of BEGIN costs several times more.
-        dbapi_connection: Any = connection.connection.dbapi_connection
-        if mode == "IMMEDIATE" and turnstile is not None:
-            turnstile.begin(dbapi_connection, connection.connection.info)
-        else:
-            dbapi_connection.execute(f"BEGIN {mode}")
+        connection.connection.dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
 
     return engine

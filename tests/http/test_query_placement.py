@@ -12,8 +12,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from projectionist import App, ApplyContext, Command, Event, Projection, Query, ReadContext
-from projectionist import Runtime, UnitOfWork
+from projectionist import (
+    App,
+    ApplyContext,
+    Command,
+    Event,
+    Projection,
+    Query,
+    ReadContext,
+    Runtime,
+    UnitOfWork,
+)
 from projectionist.queries.placement import MOST_PROOF, PROVEN_AFTER, QUICK_CPU_S, Placement
 from tests.lifecycle.support import InProcessServer
 

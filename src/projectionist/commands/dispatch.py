@@ -26,7 +26,7 @@ from ..errors import (
 from ..eventlog import EventLog
 from ..ids import uuid4_text
 from ..messages import Command, StoredEvent
-from ..metrics import Metrics, observe
+from ..metrics import Metrics
 from ..stores import Store, first_line, is_lock_conflict
 from ..tracing import span
 from . import idempotency
@@ -118,7 +118,7 @@ class CommandBus:
         try:
             with (
                 span("projectionist.command", {"projectionist.command": command.type_name}),
-                observe(self.metrics.commands, self.metrics.command_seconds, command.type_name),
+                self.metrics.command_outcomes.observe(command.type_name),
             ):
                 return self._execute(command, principal, idempotency_key, correlation_id)
         finally:

@@ -19,7 +19,7 @@ from ..auth import Principal
 from ..capture.postgres.pgoutput import parse_lsn
 from ..errors import Forbidden, InvalidMessage, NotFresh, StoreUnavailable
 from ..messages import Query
-from ..metrics import Metrics, observe
+from ..metrics import Metrics
 from ..readstore.checkpoints import Checkpoints
 from ..readstore.context import ReadContext
 from ..readstore.documents import Page
@@ -112,7 +112,7 @@ class QueryBus:
         """
         with (
             span("projectionist.query", {"projectionist.query": query.type_name}),
-            observe(self.metrics.queries, self.metrics.query_seconds, query.type_name),
+            self.metrics.query_outcomes.observe(query.type_name),
         ):
             if min_lsn is not None:
                 started = time.monotonic()
