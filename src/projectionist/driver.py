@@ -91,15 +91,20 @@ def driver_errors(connection: Connection, sql: str, params: Any) -> Iterator[Non
     try:
         yield
     except dbapi_error as error:
+        sql = getattr(error, "projectionist_sql", sql)  # a held write's (wire.hold)
         raise sa.exc.DBAPIError.instance(sql, params, error, dbapi_error) from error
 
 
 @contextmanager
 def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
     """A cursor of the connection's driver, closed after the block; the driver's errors in it
-    raised as SQLAlchemy's."""
+    raised as SQLAlchemy's. Held writes (`wire.hold`) go first."""
     dbapi_error = connection.dialect.loaded_dbapi.Error
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver: Any = connection.connection.driver_connection
+    if wire.holds(driver):
+        with driver_errors(connection, sql, params):
+            wire.send_held(driver)
+    cursor = driver.cursor()
     try:
         yield cursor
     except dbapi_error as error:
@@ -148,8 +153,12 @@ class Compiled:
         default), which only its own execution does."""
         return self.usable and all(name in row for name in self.names)
 
-    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Runs the statement once per row of named parameters (each `covers`)."""
+    def run_many(
+        self, connection: Connection, rows: Sequence[dict[str, Any]], *, hold: bool = False
+    ) -> None:
+        """Runs the statement once per row of named parameters (each `covers`). `hold`: the
+        statement's result is not needed; on PostgreSQL one row may go with the next
+        statement (`wire.hold`)."""
         pairs = tuple(zip(self.names, self.processors, strict=True))
         params: list[Any] = [
             [row[name] if process is None else process(row[name]) for name, process in pairs]
@@ -161,6 +170,9 @@ class Compiled:
             # One row: psycopg's executemany pipelines, dearer than one statement, and the
             # statement that opens a transaction goes with its BEGIN.
             driver = connection.connection.driver_connection
+            if hold and wire.can_hold(driver):
+                wire.hold(driver, self.sql, params[0])
+                return
             if wire.usable(driver, commit=False):
                 with driver_errors(connection, self.sql, params[0]):
                     wire.execute(driver, self.sql, params[0], commit=False)
@@ -170,6 +182,34 @@ class Compiled:
                 cursor.execute(self.sql, params[0])
             else:
                 cursor.executemany(self.sql, params)
+
+
+def guard_held_writes(engine: sa.engine.Engine) -> None:
+    """On a PostgreSQL engine: writes held on a connection (`wire.hold`) go before any
+    statement SQLAlchemy runs there and before its COMMIT; a rollback, or the pool's reset of
+    a connection given back, drops them."""
+
+    def before_statement(connection: Connection, *_args: Any) -> None:
+        driver = connection.connection.driver_connection
+        if wire.holds(driver):
+            wire.send_held(driver)  # SQLAlchemy raises its errors as its own
+
+    def before_commit(connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        if wire.holds(driver):
+            with driver_errors(connection, "COMMIT", ()):
+                wire.send_held(driver)
+
+    def dropped(connection: Connection) -> None:
+        wire.drop_held(connection.connection.driver_connection)
+
+    def reset(driver_connection: Any, *_args: Any) -> None:
+        wire.drop_held(driver_connection)
+
+    sa.event.listen(engine, "before_cursor_execute", before_statement)
+    sa.event.listen(engine, "commit", before_commit)
+    sa.event.listen(engine, "rollback", dropped)
+    sa.event.listen(engine, "reset", reset)
 
 
 def markers(count: int) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool, StaticPool
 
-from .driver import Sql
+from .driver import Sql, guard_held_writes
 from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
 from .turnstile import Turnstile
 
@@ -36,23 +36,21 @@ class Store:
         self.engine = _create_engine(url, pool_size=pool_size, timeout_s=timeout_s, durable=durable)
         self.dialect = self.engine.dialect.name
         # SQLite admits one writer at a time; queueing writers here is far cheaper than
-        # SQLite's busy handler, which sleeps in steps of up to 100 ms.
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms. Under that lock one
+        # connection serves every write (a pool checkout costs more than a small write).
         self._write_lock = threading.Lock() if self.is_sqlite else None
-        # Under that lock one connection serves every write: checking one out of the pool and
-        # back for each transaction costs more than a small write itself.
         self._writer: Connection | None = None
         self._writer_driver: Any = None  # its sqlite3 connection, which begins and commits
-        # A SQLite file's writers in other processes take turns with this one (turnstile.py).
         self._turnstile: Turnstile | None = None
         if self.is_sqlite and not _in_memory(url):
             database = sa.engine.make_url(url).database or ""
-            self._turnstile = Turnstile(database, timeout_s=timeout_s)
+            self._turnstile = Turnstile(database, timeout_s=timeout_s)  # other processes too
             weakref.finalize(self, self._turnstile.close)
         # A file-backed SQLite store keeps one read connection per thread: a read is a few
         # microseconds of SQLite, and a pool checkout and check-in cost many times that. They
         # come from an engine of their own, with no pool: a server's threads may outnumber
         # any pool, and a thread waiting for a pooled connection would wait for a timeout.
-        self._readers = threading.local() if self.is_sqlite and not _in_memory(url) else None
+        self._readers = threading.local() if self._turnstile is not None else None
         self._reader_engine = (
             _create_engine(url, pool_size=0, timeout_s=timeout_s, durable=durable, pooled=False)
             if self._readers is not None
@@ -324,7 +322,7 @@ def _create_engine(
         if backend == "postgresql":
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
-            return sa.create_engine(
+            engine = sa.create_engine(
                 parsed,
                 pool_size=pool_size,
                 max_overflow=pool_size,
@@ -347,6 +345,8 @@ def _create_engine(
                     + "".join(f" {o}" for o in _url_options(parsed)),
                 },
             )
+            guard_held_writes(engine)
+            return engine
     except NoSuchModuleError as error:
         raise ConfigurationError(f"no driver for {redact(url)}: {error}") from None
     raise ConfigurationError(

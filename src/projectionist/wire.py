@@ -7,10 +7,17 @@ libpq pipeline with the BEGIN psycopg would have sent, and a statement the calle
 transaction's last goes in one with the COMMIT; the server runs them as it would run them one
 by one, and answers all of them at once.
 
-Only `driver.Sql` on psycopg 3 goes this way, with psycopg's own adaptation of values and rows
-and its own cache of prepared statements (a statement run often is prepared on the server, as
-the cursor would do). Everything else (SQLAlchemy's statements, other drivers, a libpq without
-pipelines) keeps the driver's usual path.
+A write whose answer no one reads (a projection's single-row write to its SQL view) can also
+be held (`hold`) and sent with the next statement, or with the COMMIT: a projection's batch of
+one event then costs one round trip, its row write, its checkpoint's move and the COMMIT
+together. Whatever else runs on the connection first (a SQLAlchemy statement, a cursor's)
+sends the held writes before it (`send_held`), and a rollback drops them (`drop_held`).
+
+Only `driver.Sql` and `driver.Compiled` on psycopg 3 go this way, with psycopg's own
+adaptation of values and rows and its own cache of prepared statements (a statement run often
+is prepared on the server, as the cursor would do; held writes are not prepared). Everything
+else (SQLAlchemy's statements, other drivers, a libpq without pipelines) keeps the driver's
+usual path.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ except ImportError:  # psycopg 3 missing, or a release laid out otherwise: the u
     _PIPELINES = False
 
 _COMMIT = b"COMMIT"
+_HELD = "_projectionist_held"
+"""The attribute of a psycopg connection that lists its held writes (PostgresQuery objects)."""
 
 
 def usable(driver_connection: Any, *, commit: bool) -> bool:
@@ -45,11 +54,20 @@ def usable(driver_connection: Any, *, commit: bool) -> bool:
     transaction (psycopg would send BEGIN first), or `commit` asks for the COMMIT with it."""
     if not _PIPELINES or getattr(driver_connection, "pgconn", None) is None:
         return False
-    if commit:
+    if commit or getattr(driver_connection, _HELD, None):
         return True
     return (
         not driver_connection.autocommit
         and driver_connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    )
+
+
+def can_hold(driver_connection: Any) -> bool:
+    """Whether writes on this connection can be held (psycopg 3 in a transaction's scope)."""
+    return (
+        _PIPELINES
+        and getattr(driver_connection, "pgconn", None) is not None
+        and not driver_connection.autocommit
     )
 
 
@@ -68,6 +86,8 @@ def execute(
     begins = not conn.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
     if begins:
         sends.append(partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
+    held = _take_held(conn)
+    sends.extend(_send_of(pgconn, query) for query in held)
     # psycopg's own bookkeeping of prepared statements: prepared after a few runs as psycopg
     # would, and forgotten with the rest of them (psycopg deallocates all after a rollback).
     manager = conn._prepared
@@ -93,14 +113,11 @@ def execute(
         sends.append(partial(pgconn.send_query_params, _COMMIT, None))
     with conn.lock:
         answers = conn.wait(_exchange(pgconn, sends))
-        statement = answers[int(begins) + int(prep is Prepare.SHOULD)]
+        statement = answers[int(begins) + len(held) + int(prep is Prepare.SHOULD)]
         if key is not None:
             manager.validate(key, prep, name, statement)
         conn.wait(manager.maintain_gen(conn))
-    for results in answers:
-        for result in results:
-            if result.status == pq.ExecStatus.FATAL_ERROR:
-                raise pg_errors.error_from_result(result, encoding=conn_encoding(conn))
+    _raise_first_error(conn, answers, begins, held)
     [result] = statement
     count = result.command_tuples
     if result.status != pq.ExecStatus.TUPLES_OK:
@@ -108,6 +125,78 @@ def execute(
     transformer.set_pgresult(result)
     rows = transformer.load_rows(0, result.ntuples, tuple)
     return rows, -1 if count is None else count
+
+
+def hold(driver_connection: Any, sql: str, params: Sequence[Any]) -> None:
+    """Keeps a write (its rows and its count unread) to send with the next statement run on
+    the connection, or with its COMMIT (`usable` tells where this may be used)."""
+    query = PostgresQuery(Transformer(driver_connection))
+    query.convert(sql, params)
+    held: list[Any] | None = getattr(driver_connection, _HELD, None)
+    if held is None:
+        setattr(driver_connection, _HELD, [query])
+    else:
+        held.append(query)
+
+
+def send_held(driver_connection: Any) -> None:
+    """Sends the held writes, if any (with the BEGIN, if they open the transaction) in one
+    round trip. Raises the first error as psycopg's exception."""
+    conn = driver_connection
+    held = _take_held(conn)
+    if not held:
+        return
+    pgconn = conn.pgconn
+    sends: list[Callable[[], None]] = []
+    begins = not conn.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
+    if begins:
+        sends.append(partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
+    sends.extend(_send_of(pgconn, query) for query in held)
+    with conn.lock:
+        answers = conn.wait(_exchange(pgconn, sends))
+    _raise_first_error(conn, answers, begins, held)
+
+
+def holds(driver_connection: Any) -> bool:
+    """Whether writes are held on this connection."""
+    return bool(getattr(driver_connection, _HELD, None))
+
+
+def drop_held(driver_connection: Any) -> None:
+    """Forgets the held writes: their transaction rolled back."""
+    if getattr(driver_connection, _HELD, None):
+        setattr(driver_connection, _HELD, None)
+
+
+def _take_held(conn: Any) -> list[Any]:
+    held: list[Any] | None = getattr(conn, _HELD, None)
+    if not held:
+        return []
+    setattr(conn, _HELD, None)
+    return held
+
+
+def _send_of(pgconn: Any, query: Any) -> Callable[[], None]:
+    return partial(
+        pgconn.send_query_params,
+        query.query,
+        query.params,
+        param_types=query.types,
+        param_formats=query.formats,
+    )
+
+
+def _raise_first_error(conn: Any, answers: list[Any], begins: bool, held: list[Any]) -> None:
+    """The first failed statement's error; one that was held names its own SQL in
+    `projectionist_sql` (its error surfaced with a later statement)."""
+    for index, results in enumerate(answers):
+        for result in results:
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                error = pg_errors.error_from_result(result, encoding=conn_encoding(conn))
+                position = index - int(begins)
+                if 0 <= position < len(held):
+                    error.projectionist_sql = held[position].query.decode()  # type: ignore[attr-defined]
+                raise error
 
 
 def _exchange(pgconn: Any, sends: Sequence[Callable[[], None]]) -> Generator[Any, Any, list[Any]]:

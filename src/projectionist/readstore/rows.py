@@ -8,7 +8,7 @@ few statements instead of one per event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,12 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
     changed = {key: p for key, p in rows.items() if not p.replace}
     if not changed:
         return
+    # A row to create or add to, given every column a new row needs: one upsert, no read.
+    required = _required(table)
+    added = {k: p for k, p in changed.items() if p.create and required <= {*p.values, *p.deltas}}
+    if added:
+        _upsert_adding(connection, table, added.values())
+        changed = {key: p for key, p in changed.items() if key not in added}
     existing = _existing(connection, table, primary, [k for k, p in changed.items() if p.create])
     groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
     inserts: list[dict[str, Any]] = []
@@ -177,9 +183,54 @@ def _run(
         lambda: Compiled(build(), dialect, columns),
     )
     if compiled.covers(rows[0]):
-        compiled.run_many(connection, rows)
+        compiled.run_many(connection, rows, hold=True)  # sent with the checkpoint's move
     else:
         connection.execute(statement_of(table, shape, build), rows)
+
+
+def _required(table: sa.Table) -> frozenset[str]:
+    """The columns a new row must be given: NOT NULL, with no default of any kind."""
+    required: frozenset[str] | None = table.info.get("projectionist_required")
+    if required is None:
+        required = table.info["projectionist_required"] = frozenset(
+            column.name
+            for column in table.columns
+            if not column.nullable
+            and column.default is None
+            and column.server_default is None
+            and not (column.primary_key and column.autoincrement is True)
+        )
+    return required
+
+
+def _upsert_adding(connection: Connection, table: sa.Table, rows: Iterable[_Pending]) -> None:
+    """Inserts each row, or, where its key exists, sets its values and adds its deltas."""
+    dialect = connection.dialect.name
+    keys = [column.name for column in table.primary_key.columns]
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+    for pending in rows:
+        shape = (tuple(sorted(pending.values)), tuple(sorted(pending.deltas)))
+        groups.setdefault(shape, []).append({**pending.values, **pending.deltas})
+    for (values, deltas), group in groups.items():
+
+        def build(values: tuple[str, ...] = values, deltas: tuple[str, ...] = deltas) -> Any:
+            statement = _dialect_insert(table, dialect)
+            sets = {n: statement.excluded[n] for n in values if n not in keys}
+            sets.update({n: table.c[n] + statement.excluded[n] for n in deltas})
+            return statement.on_conflict_do_update(index_elements=keys, set_=sets)
+
+        columns = tuple(sorted((*values, *deltas)))
+        _run(connection, table, ("upsert-adding", dialect, values, deltas), build, group, columns)
+
+
+def _dialect_insert(table: sa.Table, dialect: str) -> Any:
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert(table)
 
 
 def _existing(
@@ -214,14 +265,7 @@ def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
     for columns, group in by_columns.items():
 
         def build(columns: tuple[str, ...] = columns) -> Any:
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                statement = sqlite_insert(table)
-            else:
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                statement = pg_insert(table)  # type: ignore[assignment]
+            statement = _dialect_insert(table, dialect)
             updates = {n: statement.excluded[n] for n in columns if n not in keys}
             if updates:
                 return statement.on_conflict_do_update(index_elements=keys, set_=updates)
