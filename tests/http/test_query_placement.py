@@ -121,10 +121,11 @@ def test_a_quick_query_moves_onto_the_loop_and_a_slow_one_stays_in_threads(
     on_loop = [thread is server.thread for thread in threads.seen["Quick"]]
     if backend == "sqlite":
         # The first answers prove it in worker threads (at least PROVEN_AFTER of them: the
-        # first, which warms caches up, may take longer); from then on, the loop.
-        in_threads = on_loop.index(True)
-        assert in_threads >= PROVEN_AFTER
-        assert on_loop == [False] * in_threads + [True] * (asks - in_threads) + [False]
+        # first, which warms caches up, may take longer); then the loop. (An answer slowed by,
+        # say, a garbage collection sends it back to prove itself again, unit-tested below.)
+        assert on_loop.index(True) >= PROVEN_AFTER
+        assert any(on_loop[:-1])
+        assert on_loop[-1] is False  # the one that waits
     else:
         assert not any(on_loop)  # each read waits for the network: worker threads only
     assert len(threads.seen["Slow"]) == asks
