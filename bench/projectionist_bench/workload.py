@@ -142,7 +142,8 @@ class OrderRow:
 
 # The handlers' statements, written once as plain SQL and run on the driver's cursor
 # (`uow.sql`): building and running a SQLAlchemy statement costs more than the database's work
-# on a point read or a one-row write.
+# on a point read or a one-row write. Writes whose results go unread use `uow.write`: on
+# PostgreSQL they go with the next statement or the commit.
 _SELECT_ORDER = Sql("SELECT customer_id, status, total_cents FROM orders WHERE order_id = ?")
 _ORDER_TAKEN = Sql("SELECT 1 FROM orders WHERE order_id = ?")
 _MOVE_ORDER = Sql("UPDATE orders SET status = ? WHERE order_id = ?")
@@ -164,7 +165,7 @@ def _load(uow: UnitOfWork, order_id: str) -> OrderRow:
 
 
 def _move(uow: UnitOfWork, order_id: str, status: str) -> None:
-    uow.sql(_MOVE_ORDER, (status, order_id))
+    uow.write(_MOVE_ORDER, (status, order_id))
 
 
 def register_commands(app: App) -> None:
@@ -175,8 +176,8 @@ def register_commands(app: App) -> None:
         if uow.sql(_ORDER_TAKEN, (command.order_id,)):
             raise Refused(f"order {command.order_id!r} already exists")
         total = sum(line.quantity * line.unit_price_cents for line in command.lines)
-        uow.sql(_INSERT_ORDER, (command.order_id, command.customer_id, "placed", total))
-        uow.sql_many(_INSERT_LINE, [
+        uow.write(_INSERT_ORDER, (command.order_id, command.customer_id, "placed", total))
+        uow.write_many(_INSERT_LINE, [
             (command.order_id, n, line.sku, line.quantity, line.unit_price_cents)
             for n, line in enumerate(command.lines)
         ])
@@ -217,7 +218,7 @@ def register_commands(app: App) -> None:
     @app.command(AddOrderNote)
     def add_note(command: AddOrderNote, uow: UnitOfWork) -> None:
         _load(uow, command.order_id)
-        uow.sql(_INSERT_NOTE, (command.order_id, command.note))
+        uow.write(_INSERT_NOTE, (command.order_id, command.note))
         uow.record(order_stream(command.order_id),
                    OrderNoteAdded(order_id=command.order_id, note=command.note))
 

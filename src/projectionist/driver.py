@@ -60,6 +60,19 @@ class Sql:
         if rows:
             self._execute(connection, rows, "many", False)
 
+    def hold(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Runs the statement once per row of parameters, its results unread: on PostgreSQL
+        they go with the transaction's next statement or its COMMIT (`wire.hold`), and their
+        errors surface there; elsewhere they run now."""
+        driver: Any = connection.connection.driver_connection
+        if connection.dialect.driver == "psycopg" and wire.can_hold(driver):
+            for params in rows:
+                wire.hold(driver, self.format, params)
+        elif len(rows) == 1:
+            self._execute(connection, rows[0], "count", False)
+        else:
+            self.run_many(connection, rows)
+
     def _execute(self, connection: Connection, params: Sequence[Any], mode: str, last: bool) -> Any:
         dialect = connection.dialect
         if dialect.paramstyle == "qmark":
@@ -182,6 +195,11 @@ class Compiled:
                 cursor.execute(self.sql, params[0])
             else:
                 cursor.executemany(self.sql, params)
+
+
+def drop_held(connection: Connection) -> None:
+    """Forgets the writes held on the connection (`Sql.hold`), unsent."""
+    wire.drop_held(connection.connection.driver_connection)
 
 
 def guard_held_writes(engine: sa.engine.Engine) -> None:

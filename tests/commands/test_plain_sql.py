@@ -1,5 +1,6 @@
-"""A handler's own plain SQL (`uow.sql`, `uow.sql_many`): in the command's transaction, with
-its events, on both backends; its errors end a command as SQLAlchemy's do."""
+"""A handler's own plain SQL (`uow.sql`, `uow.sql_many`, and `uow.write`, `uow.write_many`,
+whose writes PostgreSQL receives with the next statement or the commit): in the command's
+transaction, with its events, on both backends; its errors end a command as SQLAlchemy's do."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ OPEN = Sql("INSERT INTO sql_accounts (account_id, balance) VALUES (?, 0)")
 MOVE = Sql("UPDATE sql_accounts SET balance = balance + ? WHERE account_id = ? RETURNING balance")
 BALANCE = Sql("SELECT balance FROM sql_accounts WHERE account_id = ?")
 ENTRY = Sql("INSERT INTO sql_entries (account_id, n, amount) VALUES (?, ?, ?)")
+ADD = Sql("UPDATE sql_accounts SET balance = balance + ? WHERE account_id = ?")
 
 
 class Open(Command):
@@ -50,6 +52,17 @@ class Open(Command):
 class Move(Command):
     account_id: str
     amounts: list[int]
+
+
+class Deposit(Command):
+    """Like Move, with every write held (`uow.write`): no RETURNING, nothing read back."""
+
+    account_id: str
+    amounts: list[int]
+
+
+class OpenHeld(Command):
+    account_id: str
 
 
 class Hold(Command):
@@ -87,6 +100,20 @@ def create_app() -> App:
                              for i, amount in enumerate(command.amounts)])
         [(balance,)] = uow.sql(MOVE, (sum(command.amounts), command.account_id))
         uow.record(f"account-{command.account_id}", Moved(balance=balance))
+
+    @app.command(Deposit)
+    def deposit(command: Deposit, uow: UnitOfWork) -> None:
+        start = len(uow.sql(Sql("SELECT n FROM sql_entries WHERE account_id = ?"),
+                            (command.account_id,)))
+        uow.write_many(ENTRY, [(command.account_id, start + i, amount)
+                               for i, amount in enumerate(command.amounts)])
+        uow.write(ADD, (sum(command.amounts), command.account_id))
+        uow.record(f"account-{command.account_id}", Moved(balance=0))
+
+    @app.command(OpenHeld)
+    def open_held(command: OpenHeld, uow: UnitOfWork) -> None:
+        uow.write(OPEN, (command.account_id,))
+        uow.record(f"opened-{command.account_id}", Opened(account_id=command.account_id))
 
     @app.command(Hold)
     def hold(command: Hold, uow: UnitOfWork) -> None:
@@ -241,3 +268,68 @@ def test_batches_of_good_commands_and_batches_with_refusals_follow_each_other(
     if backend == "postgresql":  # each batch appended its events in one transaction
         assert rows(runtime, "SELECT count(DISTINCT xmin::text) FROM projectionist_events"
                              " WHERE type = 'Moved'") == [(4,)]
+
+
+def test_held_writes_commit_with_the_commands_events(runtime: Runtime) -> None:
+    runtime.execute(OpenHeld(account_id="a"))
+    head = runtime.head()
+    result = runtime.execute(Deposit(account_id="a", amounts=[5, 7]))
+    assert result.position == head + 1
+    assert rows(runtime, "SELECT account_id, balance FROM sql_accounts") == [("a", 12)]
+    assert rows(runtime, "SELECT n, amount FROM sql_entries ORDER BY n") == [(0, 5), (1, 7)]
+    # With an idempotency key, the stored answer follows the append in the same transaction.
+    again = [runtime.execute(Deposit(account_id="a", amounts=[1]), idempotency_key="k")
+             for _ in range(2)]
+    assert again[0].position == again[1].position == head + 2
+    assert rows(runtime, "SELECT balance FROM sql_accounts") == [(13,)]
+
+
+def test_a_held_write_that_breaks_a_constraint_refuses_the_command_and_writes_nothing(
+    runtime: Runtime,
+) -> None:
+    runtime.execute(OpenHeld(account_id="a"))
+    runtime.execute(Deposit(account_id="a", amounts=[10]))
+    head = runtime.head()
+    with pytest.raises(Refused, match="Deposit conflicts with existing data"):
+        runtime.execute(Deposit(account_id="a", amounts=[1, -20]))  # the CHECK
+    with pytest.raises(Refused, match="OpenHeld conflicts with existing data"):
+        runtime.execute(OpenHeld(account_id="a"))  # the primary key
+    with pytest.raises(InvalidMessage, match="Deposit has a value the store cannot hold"):
+        runtime.execute(Deposit(account_id="a", amounts=[2**70]))
+    assert rows(runtime, "SELECT balance FROM sql_accounts") == [(10,)]
+    assert rows(runtime, "SELECT count(*) FROM sql_entries") == [(1,)]
+    assert runtime.head() == head
+    runtime.execute(Deposit(account_id="a", amounts=[1]))  # and the next one goes through
+    assert rows(runtime, "SELECT balance FROM sql_accounts") == [(11,)]
+
+
+def test_in_a_batch_a_held_write_that_fails_refuses_only_its_own_command(
+    runtime: Runtime, backend: str
+) -> None:
+    """In batches without savepoints (all went well before) and with them (one failed
+    before), a command whose held write fails is refused alone."""
+    runtime.execute(OpenHeld(account_id="a"))
+    expected = 0
+    for batch in range(4):
+        refused = batch in (1, 2)
+        amounts = [[1], [-1000] if refused else [2], [3]]
+        outcomes = run_as_one_batch(
+            runtime, [Deposit(account_id="a", amounts=a) for a in amounts])
+        assert isinstance(outcomes[1], Refused) == refused, outcomes
+        assert [isinstance(outcomes[n], int) for n in (0, 2)] == [True, True], outcomes
+        expected += 4 if refused else 6
+        assert rows(runtime, "SELECT balance FROM sql_accounts") == [(expected,)]
+
+
+def test_a_held_write_that_fails_at_the_batchs_append_refuses_only_its_own_command(
+    runtime: Runtime,
+) -> None:
+    """The batch's last command's held writes go with the append of every command's events:
+    when one fails there, each command runs again alone, and only that one is refused."""
+    runtime.execute(OpenHeld(account_id="a"))
+    outcomes = run_as_one_batch(runtime, [Deposit(account_id="a", amounts=a)
+                                          for a in ([1], [2], [-1000])])
+    assert [isinstance(outcomes[n], int) for n in (0, 1)] == [True, True], outcomes
+    assert isinstance(outcomes[2], Refused), outcomes
+    assert rows(runtime, "SELECT balance FROM sql_accounts") == [(3,)]
+    assert rows(runtime, "SELECT count(*) FROM sql_entries") == [(2,)]

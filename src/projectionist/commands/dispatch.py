@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from .. import edge
 from ..app import App
 from ..auth import Principal
 from ..correlation import current as current_correlation
-from ..driver import Sql
+from ..driver import Sql, drop_held
 from ..errors import (
     ConcurrencyError,
     Forbidden,
@@ -168,7 +169,8 @@ class CommandBus:
                 for ticket in tickets:
                     ticket.result = ticket.error = None
                 appended = self._run_together(tickets, isolated=True)
-        except (ConcurrencyError, IntegrityError, StoreUnavailable) as error:
+        except (ConcurrencyError, IntegrityError, DataError, StoreUnavailable) as error:
+            # (An integrity or data error here is a held write's, sent with the append.)
             if isinstance(error, StoreUnavailable) and not is_lock_conflict(error):
                 raise
             if isinstance(error, ConcurrencyError):
@@ -209,12 +211,14 @@ class CommandBus:
                         unit = self._unit(connection, request, versions)
                         self._handle(request, unit)
                     if isolated:
-                        _RELEASE_SAVEPOINT.run(connection)
+                        with _as_the_commands(request.command.type_name):
+                            _RELEASE_SAVEPOINT.run(connection)  # sends its held writes
                 except (OperationalError, StoreUnavailable):
                     raise
                 except Exception as error:
                     if not isolated:
                         raise _Spoilt from error
+                    drop_held(connection)  # the command's held writes: undone unsent
                     _ROLLBACK_TO_SAVEPOINT.run(connection)
                     _RELEASE_SAVEPOINT.run(connection)
                     ticket.error = error
@@ -269,7 +273,8 @@ class CommandBus:
                 unit = self._unit(connection, request, {})
                 self._handle(request, unit)
                 # Without an answer to remember, the append ends the transaction.
-                events = unit.flush(last=request.key is None)
+                with _as_the_commands(request.command.type_name):
+                    events = unit.flush(last=request.key is None)
                 ticket.result = self._result(connection, request, unit, events)
         except ProjectionistError as error:
             ticket.error = error
@@ -310,26 +315,14 @@ class CommandBus:
         )
 
     def _handle(self, request: _Request, unit: UnitOfWork) -> None:
-        """Runs the handler, then saves the aggregates it changed and did not save.
-
-        Constraint and data errors of the store become 409 and 422.
-        """
-        name = request.command.type_name
+        """Runs the handler, then saves the aggregates it changed and did not save."""
         # The handler's log lines carry its command's correlation id, in whichever thread
         # runs it (one thread runs a whole group commit).
         token = current_correlation.set(unit.correlation_id)
         try:
-            request.handler(request.command, unit)
-            unit.save_loaded()
-        except IntegrityError as error:
-            raise Refused(
-                f"{name} conflicts with existing data: {first_line(error.orig)}"
-            ) from error
-        except (DataError, OverflowError) as error:
-            cause = error.orig if isinstance(error, DataError) else error
-            raise InvalidMessage(
-                f"{name} has a value the store cannot hold: {first_line(cause)}"
-            ) from error
+            with _as_the_commands(request.command.type_name):
+                request.handler(request.command, unit)
+                unit.save_loaded()
         finally:
             current_correlation.reset(token)
 
@@ -345,6 +338,21 @@ class CommandBus:
         if request.key is not None and request.digest is not None:
             idempotency.remember(connection, request.key, request.digest, result.to_json())
         return result
+
+
+@contextmanager
+def _as_the_commands(name: str) -> Iterator[None]:
+    """Constraint and data errors of the store, raised as the command's 409 and 422: in its
+    handler, or later where the handler's held writes (`UnitOfWork.write`) were sent."""
+    try:
+        yield
+    except IntegrityError as error:
+        raise Refused(f"{name} conflicts with existing data: {first_line(error.orig)}") from error
+    except (DataError, OverflowError) as error:
+        cause = error.orig if isinstance(error, DataError) else error
+        raise InvalidMessage(
+            f"{name} has a value the store cannot hold: {first_line(cause)}"
+        ) from error
 
 
 class _Spoilt(Exception):
