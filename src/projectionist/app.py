@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from .calls import check_parameters, is_coroutine_function, synchronous
+from .calls import check_parameters, synchronous
 from .capture import CapturedTable, RowChanged
 from .capture.declaration import ColumnRef
 from .edge import Policy
@@ -47,9 +47,6 @@ class QueryRegistration:
     reads: tuple[Projection, ...]
     policy: Policy | None
     result: type[BaseModel] | None = None
-    awaits: bool = False
-    """The handler or the policy is a coroutine function: the HTTP server runs the query in
-    an AnyIO worker thread, so that it is awaited on the server's event loop."""
 
 
 class App:
@@ -119,8 +116,6 @@ class App:
                 tuple(reads),
                 checked,
                 result or _returned_model(handler),
-                awaits=is_coroutine_function(handler)
-                or (policy is not None and is_coroutine_function(policy)),
             )
             return handler
 

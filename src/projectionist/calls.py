@@ -76,15 +76,26 @@ def synchronous(function: Callable[P, Any]) -> Callable[P, Any]:
         def awaited(*args: P.args, **kwargs: P.kwargs) -> Any:
             return run_to_completion(function(*args, **kwargs))
 
+        awaited.awaits = True  # type: ignore[attr-defined]
         return functools.update_wrapper(awaited, function, updated=())
 
     def plain(*args: P.args, **kwargs: P.kwargs) -> Any:
         result = function(*args, **kwargs)
         # A plain function may hand back a coroutine (a sync decorator around an async
         # function): awaited, it does its work; dropped, it would do nothing at all.
-        return run_to_completion(result) if inspect.iscoroutine(result) else result
+        if inspect.iscoroutine(result):
+            plain.awaits = True  # type: ignore[attr-defined]  # see `awaits`
+            return run_to_completion(result)
+        return result
 
     return functools.update_wrapper(plain, function, updated=())
+
+
+def awaits(call: object) -> bool:
+    """Whether a call made by `synchronous` awaits a coroutine: it wraps a coroutine function,
+    or it has returned a coroutine once. Such a call must run in an AnyIO worker thread to be
+    awaited on the server's loop."""
+    return bool(getattr(call, "awaits", False))
 
 
 def run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:

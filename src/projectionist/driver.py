@@ -66,8 +66,9 @@ class Sql:
         errors surface there; elsewhere they run now."""
         driver: Any = connection.connection.driver_connection
         if connection.dialect.driver == "psycopg" and wire.can_hold(driver):
-            for params in rows:
-                wire.hold(driver, self.format, params)
+            with driver_errors(connection, self.format, rows):  # a value psycopg cannot send
+                for params in rows:
+                    wire.hold(driver, self.format, params)
         elif len(rows) == 1:
             self._execute(connection, rows[0], "count", False)
         else:
@@ -184,7 +185,8 @@ class Compiled:
             # statement that opens a transaction goes with its BEGIN.
             driver = connection.connection.driver_connection
             if hold and wire.can_hold(driver):
-                wire.hold(driver, self.sql, params[0])
+                with driver_errors(connection, self.sql, params[0]):
+                    wire.hold(driver, self.sql, params[0])
                 return
             if wire.usable(driver, commit=False):
                 with driver_errors(connection, self.sql, params[0]):
@@ -195,6 +197,14 @@ class Compiled:
                 cursor.execute(self.sql, params[0])
             else:
                 cursor.executemany(self.sql, params)
+
+
+def send_held(connection: Connection) -> None:
+    """Sends the writes held on the connection (`Sql.hold`), if any."""
+    driver: Any = connection.connection.driver_connection
+    if wire.holds(driver):
+        with driver_errors(connection, "(held writes)", ()):
+            wire.send_held(driver)
 
 
 def drop_held(connection: Connection) -> None:
@@ -218,7 +228,7 @@ def guard_held_writes(engine: sa.engine.Engine) -> None:
             with driver_errors(connection, "COMMIT", ()):
                 wire.send_held(driver)
 
-    def dropped(connection: Connection) -> None:
+    def dropped(connection: Connection, *_args: Any) -> None:
         wire.drop_held(connection.connection.driver_connection)
 
     def reset(driver_connection: Any, *_args: Any) -> None:
@@ -227,6 +237,7 @@ def guard_held_writes(engine: sa.engine.Engine) -> None:
     sa.event.listen(engine, "before_cursor_execute", before_statement)
     sa.event.listen(engine, "commit", before_commit)
     sa.event.listen(engine, "rollback", dropped)
+    sa.event.listen(engine, "rollback_savepoint", dropped)  # held since the savepoint: undone
     sa.event.listen(engine, "reset", reset)
 
 

@@ -87,10 +87,14 @@ class Store:
                         turnstile.begin(driver, writer.connection.info)
                     try:
                         yield writer
-                    except BaseException:
-                        driver.rollback()
+                        driver.commit()
+                    except BaseException as error:
+                        with contextlib.suppress(sqlite3.Error):
+                            driver.rollback()
+                        if isinstance(error, sqlite3.Error):  # the COMMIT's: as SQLAlchemy's
+                            dbapi = sqlite3.Error
+                            raise sa.exc.DBAPIError.instance("COMMIT", (), error, dbapi) from error
                         raise
-                    driver.commit()
             except StoreUnavailable:
                 self._close_writer()  # a lost or locked file: the next write connects anew
                 raise
@@ -130,11 +134,8 @@ class Store:
 
     @contextmanager
     def single(self) -> Iterator[Connection]:
-        """A connection for a single statement that reads, without a transaction around it.
-
-        One statement sees one consistent snapshot by itself; skipping BEGIN and COMMIT saves
-        two round trips on PostgreSQL.
-        """
+        """A connection for a single statement that reads, without a transaction around it: one
+        statement sees one snapshot by itself, and PostgreSQL is spared BEGIN and COMMIT."""
         with translate_errors(self.url), self.engine.connect() as connection:
             if self.is_sqlite:
                 # The driver commits each statement itself when no BEGIN is sent; changing the
@@ -181,9 +182,8 @@ class Store:
         self.engine.dispose()
 
     def _open_writer(self) -> Connection:
-        """The writer: to SQLAlchemy, one transaction that never ends and sends no BEGIN.
-        Store.write begins and ends the real ones on the driver: SQLAlchemy's own begin and
-        commit cost several microseconds more."""
+        """The writer: to SQLAlchemy, one endless transaction with no BEGIN (`write` begins and
+        ends the real ones on the driver: SQLAlchemy's begin and commit cost microseconds)."""
         writer = self.engine.connect().execution_options(**{_NO_BEGIN: True})
         writer.begin()
         self._writer_driver = writer.connection.dbapi_connection

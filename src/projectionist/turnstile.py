@@ -35,7 +35,7 @@ class Turnstile:
         self.timeout_s = timeout_s
         self._fd: int | None = None
         self._waiting: mmap.mmap | None = None  # the byte: nonzero while someone waits
-        self._opened = False
+        self._pid = 0  # of the process that opened the file
 
     def begin(self, dbapi_connection: Any, info: dict[Any, Any]) -> None:
         """BEGIN IMMEDIATE on a `sqlite3` connection, after anyone already waiting for it.
@@ -43,7 +43,7 @@ class Turnstile:
         `info` is the connection's own dictionary (SQLAlchemy's `connection.info`): the first
         call turns the connection's busy timeout off, since the turnstile does the waiting.
         """
-        if not self._opened:
+        if self._pid != os.getpid():  # first use, or a forked child: a lock of its own
             self._open()
         fd, waiting = self._fd, self._waiting
         if fd is None or waiting is None:
@@ -53,9 +53,7 @@ class Turnstile:
             dbapi_connection.execute("PRAGMA busy_timeout=0")
             info["turnstile"] = True
         if waiting[0]:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # until every writer waiting has had its turn
-            waiting[0] = 0
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._let_waiting_in(fd, waiting)
         if _try_begin(dbapi_connection):
             return
         deadline = time.monotonic() + self.timeout_s
@@ -71,8 +69,26 @@ class Turnstile:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
+    def _let_waiting_in(self, fd: int, waiting: mmap.mmap) -> None:
+        """Returns once every writer waiting has had its turn (or after `timeout_s`)."""
+        deadline = time.monotonic() + self.timeout_s
+        pause_s = _FIRST_PAUSE_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(pause_s)
+                pause_s = min(pause_s * 2, _LONGEST_PAUSE_S)
+        waiting[0] = 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
     def _open(self) -> None:
-        self._opened = True
+        if self._fd is not None:  # the parent's, inherited
+            self.close()
+        self._pid = os.getpid()
         try:  # a read-only folder: SQLite's own busy handler alone
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError:

@@ -91,7 +91,9 @@ def execute(
     # psycopg's own bookkeeping of prepared statements: prepared after a few runs as psycopg
     # would, and forgotten with the rest of them (psycopg deallocates all after a rollback).
     manager = conn._prepared
-    prep, name = manager.get(query)
+    # Not with held writes: one that fails would skip the PREPARE, which psycopg's cache
+    # would then take as done.
+    prep, name = (Prepare.NO, b"") if held else manager.get(query)
     if prep is Prepare.SHOULD:
         sends.append(partial(pgconn.send_prepare, name, query.query, param_types=query.types))
     if prep is Prepare.NO:
@@ -108,7 +110,7 @@ def execute(
         sends.append(
             partial(pgconn.send_query_prepared, name, query.params, param_formats=query.formats)
         )
-    key = manager.maybe_add_to_cache(query, prep, name)
+    key = None if held else manager.maybe_add_to_cache(query, prep, name)
     if commit:
         sends.append(partial(pgconn.send_query_params, _COMMIT, None))
     with conn.lock:

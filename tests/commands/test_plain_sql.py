@@ -63,6 +63,7 @@ class Deposit(Command):
 
 class OpenHeld(Command):
     account_id: str
+    quietly: bool = False  # records no event
 
 
 class Hold(Command):
@@ -113,7 +114,8 @@ def create_app() -> App:
     @app.command(OpenHeld)
     def open_held(command: OpenHeld, uow: UnitOfWork) -> None:
         uow.write(OPEN, (command.account_id,))
-        uow.record(f"opened-{command.account_id}", Opened(account_id=command.account_id))
+        if not command.quietly:
+            uow.record(f"opened-{command.account_id}", Opened(account_id=command.account_id))
 
     @app.command(Hold)
     def hold(command: Hold, uow: UnitOfWork) -> None:
@@ -214,7 +216,7 @@ def run_as_one_batch(runtime: Runtime, commands: list[Command]) -> dict[int, obj
     def send(n: int) -> None:
         try:
             outcomes[n] = runtime.execute(commands[n]).position
-        except Refused as refusal:
+        except (Refused, InvalidMessage) as refusal:
             outcomes[n] = refusal
 
     senders = []
@@ -333,3 +335,27 @@ def test_a_held_write_that_fails_at_the_batchs_append_refuses_only_its_own_comma
     assert isinstance(outcomes[2], Refused), outcomes
     assert rows(runtime, "SELECT balance FROM sql_accounts") == [(3,)]
     assert rows(runtime, "SELECT count(*) FROM sql_entries") == [(2,)]
+
+
+def test_a_held_write_of_a_command_without_events_still_ends_that_command(
+    runtime: Runtime,
+) -> None:
+    runtime.execute(OpenHeld(account_id="a", quietly=True))
+    with pytest.raises(Refused, match="OpenHeld conflicts"):
+        runtime.execute(OpenHeld(account_id="a", quietly=True))
+    outcomes = run_as_one_batch(runtime, [
+        OpenHeld(account_id="b", quietly=True), OpenHeld(account_id="a", quietly=True)])
+    assert isinstance(outcomes[0], int) and isinstance(outcomes[1], Refused), outcomes
+    assert rows(runtime, "SELECT account_id FROM sql_accounts ORDER BY account_id") == [
+        ("a",), ("b",)]
+
+
+def test_a_value_a_held_write_cannot_store_fails_only_its_own_command_of_a_batch(
+    runtime: Runtime,
+) -> None:
+    runtime.execute(OpenHeld(account_id="a"))
+    outcomes = run_as_one_batch(runtime, [Deposit(account_id="a", amounts=a)
+                                          for a in ([1], [2], [2**70])])
+    assert [isinstance(outcomes[n], int) for n in (0, 1)] == [True, True], outcomes
+    assert isinstance(outcomes[2], InvalidMessage), outcomes
+    assert rows(runtime, "SELECT balance FROM sql_accounts") == [(3,)]

@@ -4,11 +4,13 @@ a PostgreSQL read store stay in worker threads. The answers are the same whereve
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -23,7 +25,14 @@ from projectionist import (
     Runtime,
     UnitOfWork,
 )
-from projectionist.queries.placement import MOST_PROOF, PROVEN_AFTER, QUICK_CPU_S, Placement
+from projectionist.http import create_http_app
+from projectionist.queries.placement import (
+    MOST_PROOF,
+    PROVEN_AFTER,
+    QUICK_CPU_S,
+    STALL_S,
+    Placement,
+)
 from tests.lifecycle.support import InProcessServer
 
 
@@ -164,3 +173,27 @@ def _burn(cpu_s: float) -> None:
     busy_until = time.thread_time() + cpu_s
     while time.thread_time() < busy_until:
         pass
+
+
+def test_an_answer_that_waits_long_is_slow_however_little_cpu_it_used() -> None:
+    placement = Placement(loop_allowed=True)
+    for _ in range(PROVEN_AFTER):
+        placement.timed("Q", lambda: None)
+    assert placement.on_loop("Q")
+    placement.timed("Q", lambda: time.sleep(STALL_S * 1.5))  # the disk, a lock, the network
+    assert not placement.on_loop("Q")
+
+
+def test_the_query_threads_serve_again_after_the_servers_lifespan_ends(runtime: Runtime) -> None:
+    api = create_http_app(runtime, authority=None)
+
+    async def serve_once() -> httpx.Response:
+        async with api.router.lifespan_context(api):
+            transport = httpx.ASGITransport(app=api)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                return await client.get("/queries/Quick", params={"key": "k1"})
+
+    for _ in range(2):  # a second lifespan of the same app (a test client used twice)
+        response = asyncio.run(serve_once())
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == {"found": True}

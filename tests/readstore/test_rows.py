@@ -281,3 +281,38 @@ def test_upsert_inserts_and_replaces_rows_of_different_shapes(
         {"stream": "s", "count": 6, "total": 3.0, "label": "old"},
         {"stream": "t", "count": 1, "total": 0.0, "label": "new"},
     ]
+
+
+STOCK = ViewTable("catalogue", "stock", (
+    sa.Column("sku", sa.String(16), primary_key=True),
+    sa.Column("left", sa.Integer, sa.CheckConstraint("\"left\" >= 0"), nullable=False,
+              default=0),
+), ())
+
+
+def test_an_increment_of_a_table_with_a_check_acts_as_an_update_of_the_row(
+    store: Store, counts: sa.Table,
+) -> None:
+    """An upsert would check the row it proposes (left = -1) before finding the conflict."""
+    stock = STOCK.physical(1)
+    with store.schema() as connection:
+        stock.create(connection)
+    seed(store, stock, {"sku": "x", "left": 5})
+    writes = RowWrites()
+    writes.increment(stock, {"sku": "x"}, {"left": -1})
+    writes.increment(stock, {"sku": "new"}, {"left": 2})
+    flush(store, writes)
+    assert rows_of(store, stock) == [{"sku": "new", "left": 2}, {"sku": "x", "left": 4}]
+
+
+def test_an_increment_by_nothing_creates_a_missing_row_and_leaves_one_that_exists(
+    store: Store, counts: sa.Table,
+) -> None:
+    seed(store, counts, {"stream": "s", "count": 3, "total": 1.5})
+    writes = RowWrites()
+    writes.increment(counts, {"stream": "s"}, {})
+    writes.increment(counts, {"stream": "new"}, {})
+    flush(store, writes)
+    assert rows_of(store, counts) == [
+        {"stream": "new", "count": 0, "total": 0.0, "label": None},
+        {"stream": "s", "count": 3, "total": 1.5, "label": None}]

@@ -169,8 +169,9 @@ class CommandBus:
                 for ticket in tickets:
                     ticket.result = ticket.error = None
                 appended = self._run_together(tickets, isolated=True)
-        except (ConcurrencyError, IntegrityError, DataError, StoreUnavailable) as error:
-            # (An integrity or data error here is a held write's, sent with the append.)
+        except (ConcurrencyError, IntegrityError, InvalidMessage, StoreUnavailable) as error:
+            # (A constraint or a value the store refuses, here, is a held write's, sent with
+            # the append or the COMMIT: running each command alone tells whose.)
             if isinstance(error, StoreUnavailable) and not is_lock_conflict(error):
                 raise
             if isinstance(error, ConcurrencyError):

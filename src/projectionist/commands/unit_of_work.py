@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 
 from ..auth import Principal
-from ..driver import Sql
+from ..driver import Sql, send_held
 from ..errors import ConcurrencyError
 from ..eventlog import EventLog, NewEvent
 from ..ids import uuid4_text
@@ -203,6 +203,7 @@ class UnitOfWork:
         nothing follows in the transaction, see `EventLog.append`)."""
         self.save_loaded()
         if not self._pending:
+            send_held(self.connection)  # errors of `write` surface here, as this command's
             return []
         try:
             with span("projectionist.append", {"projectionist.events": len(self._pending)}):

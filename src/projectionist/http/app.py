@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import correlation, edge
 from ..auth import SYSTEM, Principal, TokenAuthority, principal_from_header
+from ..calls import awaits
 from ..commands.admission import MAX_PENDING_COMMANDS, Admission
 from ..errors import InvalidMessage, NotRegistered
 from ..queries.dispatch import Answer
@@ -52,7 +53,7 @@ def create_http_app(
     history = LagHistory(runtime)
     # Queries have threads of their own: a lighter hand-off than anyio's (no task group, no
     # capacity limiter), and commands waiting for a group commit never hold a query up.
-    threads = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="projectionist-query")
+    threads = [_query_threads()]  # a new pool after each shutdown: a lifespan may run again
 
     @asynccontextmanager
     async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
@@ -61,7 +62,8 @@ def create_http_app(
             yield
         finally:
             history.stop()
-            threads.shutdown(wait=False)
+            done, threads[0] = threads[0], _query_threads()
+            done.shutdown(wait=False)
 
     api = FastAPI(
         lifespan=lifespan,
@@ -166,7 +168,7 @@ def _query_routes(
     runtime: Runtime,
     principal: Any,
     schemas: dict[str, type[BaseModel]],
-    threads: ThreadPoolExecutor,
+    threads: list[ThreadPoolExecutor],
 ) -> None:
     bus = runtime.queries
     assert bus is not None
@@ -175,10 +177,10 @@ def _query_routes(
 
     async def in_thread(ask: Callable[[], Answer]) -> Answer:
         context = contextvars.copy_context()  # the request's correlation id goes along
-        return await asyncio.get_running_loop().run_in_executor(threads, context.run, ask)
+        return await asyncio.get_running_loop().run_in_executor(threads[0], context.run, ask)
 
     def route(name: str) -> Any:
-        awaits = runtime.app.queries[name].awaits
+        registration = runtime.app.queries[name]
 
         async def handle(request: Request) -> Response:
             who = principal(request)
@@ -195,7 +197,7 @@ def _query_routes(
             ask = functools.partial(
                 bus.ask, query, who, min_position=min_position, wait_ms=wait_ms, min_lsn=min_lsn
             )
-            if awaits:
+            if awaits(registration.handler) or awaits(registration.policy):
                 answer = await run_in_threadpool(ask)  # awaited on this loop (calls.py)
             elif min_position is not None or min_lsn is not None:
                 answer = await in_thread(ask)  # it may wait: never on the loop
@@ -229,6 +231,10 @@ def _query_routes(
     @api.get("/queries/{name}", tags=["queries"], include_in_schema=False)
     async def unknown_query(name: str) -> None:
         raise NotRegistered(f"there is no query named {name!r}")
+
+
+def _query_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="projectionist-query")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

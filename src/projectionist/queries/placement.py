@@ -10,7 +10,8 @@ to `MOST_PROOF` answers), so a query that is sometimes slow does not go back and
 
 It stays in the threads for good on a PostgreSQL read store (each read waits for the network,
 and the loop must serve others meanwhile), and for an answer that waits for `min_position` or
-`min_lsn`. What it measures is CPU time, not time spent waiting for the disk or the GIL.
+`min_lsn`. It measures CPU time, and counts an answer that took `STALL_S` in all (waiting for
+the disk or a lock, say) as slow.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ PROVEN_AFTER = 20
 """Quick answers in a row that earn a query type its place on the loop, the first time."""
 MOST_PROOF = 1280
 """The most quick answers in a row a query type must give to come back to the loop."""
+STALL_S = 0.02
+"""An answer that took this long, waiting included (the network, the disk, a lock), is not
+quick however little CPU it used: on the loop it would hold every other request up."""
 
 T = TypeVar("T")
 
@@ -55,18 +59,19 @@ class Placement:
         """`answer()`, its CPU time counted toward (or against) the type's place on the loop."""
         if not self.loop_allowed:
             return answer()
-        started = time.thread_time()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             return answer()
         finally:
-            self._record(type_name, time.thread_time() - started)
+            cpu_s = time.thread_time() - cpu_started
+            self._record(type_name, cpu_s, time.perf_counter() - started)
 
-    def _record(self, type_name: str, cpu_s: float) -> None:
+    def _record(self, type_name: str, cpu_s: float, wall_s: float) -> None:
         with self._lock:
             record = self._records.get(type_name)
             if record is None:
                 record = self._records[type_name] = _Record()
-            if cpu_s >= QUICK_CPU_S:
+            if cpu_s >= QUICK_CPU_S or wall_s >= STALL_S:
                 if record.on_loop:
                     record.on_loop = False
                     record.needed = min(record.needed * 2, MOST_PROOF)

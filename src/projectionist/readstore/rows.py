@@ -124,7 +124,11 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
         return
     # A row to create or add to, given every column a new row needs: one upsert, no read.
     required = _required(table)
-    added = {k: p for k, p in changed.items() if p.create and required <= {*p.values, *p.deltas}}
+    added = (
+        {k: p for k, p in changed.items() if p.create and required <= {*p.values, *p.deltas}}
+        if required is not None
+        else {}
+    )
     if added:
         _upsert_adding(connection, table, added.values())
         changed = {key: p for key, p in changed.items() if key not in added}
@@ -188,18 +192,30 @@ def _run(
         connection.execute(statement_of(table, shape, build), rows)
 
 
-def _required(table: sa.Table) -> frozenset[str]:
-    """The columns a new row must be given: NOT NULL, with no default of any kind."""
-    required: frozenset[str] | None = table.info.get("projectionist_required")
-    if required is None:
-        required = table.info["projectionist_required"] = frozenset(
-            column.name
-            for column in table.columns
-            if not column.nullable
-            and column.default is None
-            and column.server_default is None
-            and not (column.primary_key and column.autoincrement is True)
+def _required(table: sa.Table) -> frozenset[str] | None:
+    """The columns a new row must be given (NOT NULL, with no default of any kind), or None
+    when an upsert would not act as an update of an existing row: a CHECK constraint (checked
+    on the row proposed for insertion, before the conflict) or an `onupdate` column (which
+    the conflict's UPDATE does not set)."""
+    info = table.info
+    if "projectionist_required" not in info:
+        constraints = [*table.constraints, *(k for c in table.columns for k in c.constraints)]
+        unlike_an_update = any(isinstance(k, sa.CheckConstraint) for k in constraints) or any(
+            c.onupdate is not None or c.server_onupdate is not None for c in table.columns
         )
+        info["projectionist_required"] = (
+            None
+            if unlike_an_update
+            else frozenset(
+                column.name
+                for column in table.columns
+                if not column.nullable
+                and column.default is None
+                and column.server_default is None
+                and not (column.primary_key and column.autoincrement is True)
+            )
+        )
+    required: frozenset[str] | None = info["projectionist_required"]
     return required
 
 
@@ -217,6 +233,8 @@ def _upsert_adding(connection: Connection, table: sa.Table, rows: Iterable[_Pend
             statement = _dialect_insert(table, dialect)
             sets = {n: statement.excluded[n] for n in values if n not in keys}
             sets.update({n: table.c[n] + statement.excluded[n] for n in deltas})
+            if not sets:  # an increment by nothing: create the row if missing
+                return statement.on_conflict_do_nothing(index_elements=keys)
             return statement.on_conflict_do_update(index_elements=keys, set_=sets)
 
         columns = tuple(sorted((*values, *deltas)))
