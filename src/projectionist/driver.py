@@ -229,7 +229,11 @@ def guard_held_writes(engine: sa.engine.Engine) -> None:
                 wire.send_held(driver)
 
     def dropped(connection: Connection, *_args: Any) -> None:
-        wire.drop_held(connection.connection.driver_connection)
+        try:
+            driver = connection.connection.driver_connection
+        except sa.exc.SQLAlchemyError:  # lost, or never connected: nothing of it to drop
+            return
+        wire.drop_held(driver)
 
     def reset(driver_connection: Any, *_args: Any) -> None:
         wire.drop_held(driver_connection)
