@@ -114,11 +114,8 @@ def driver_cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any
     """A cursor of the connection's driver, closed after the block; the driver's errors in it
     raised as SQLAlchemy's. Held writes (`wire.hold`) go first."""
     dbapi_error = connection.dialect.loaded_dbapi.Error
-    driver: Any = connection.connection.driver_connection
-    if wire.holds(driver):
-        with driver_errors(connection, sql, params):
-            wire.send_held(driver)
-    cursor = driver.cursor()
+    send_held(connection)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         yield cursor
     except dbapi_error as error:
@@ -222,12 +219,6 @@ def guard_held_writes(engine: sa.engine.Engine) -> None:
         if wire.holds(driver):
             wire.send_held(driver)  # SQLAlchemy raises its errors as its own
 
-    def before_commit(connection: Connection) -> None:
-        driver = connection.connection.driver_connection
-        if wire.holds(driver):
-            with driver_errors(connection, "COMMIT", ()):
-                wire.send_held(driver)
-
     def dropped(connection: Connection, *_args: Any) -> None:
         try:
             driver = connection.connection.driver_connection
@@ -239,7 +230,7 @@ def guard_held_writes(engine: sa.engine.Engine) -> None:
         wire.drop_held(driver_connection)
 
     sa.event.listen(engine, "before_cursor_execute", before_statement)
-    sa.event.listen(engine, "commit", before_commit)
+    sa.event.listen(engine, "commit", send_held)
     sa.event.listen(engine, "rollback", dropped)
     sa.event.listen(engine, "rollback_savepoint", dropped)  # held since the savepoint: undone
     sa.event.listen(engine, "reset", reset)

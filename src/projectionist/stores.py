@@ -41,16 +41,16 @@ class Store:
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._writer: Connection | None = None
         self._writer_driver: Any = None  # its sqlite3 connection, which begins and commits
-        self._turnstile: Turnstile | None = None
-        if self.is_sqlite and not _in_memory(url):
-            database = sa.engine.make_url(url).database or ""
-            self._turnstile = Turnstile(database, timeout_s=timeout_s)  # other processes too
+        file_sqlite = self.is_sqlite and not _in_memory(url)
+        self._turnstile: Turnstile | None = None  # the writers of other processes take turns
+        if file_sqlite:
+            self._turnstile = Turnstile(sa.engine.make_url(url).database or "", timeout_s=timeout_s)
             weakref.finalize(self, self._turnstile.close)
         # A file-backed SQLite store keeps one read connection per thread: a read is a few
         # microseconds of SQLite, and a pool checkout and check-in cost many times that. They
         # come from an engine of their own, with no pool: a server's threads may outnumber
         # any pool, and a thread waiting for a pooled connection would wait for a timeout.
-        self._readers = threading.local() if self._turnstile is not None else None
+        self._readers = threading.local() if file_sqlite else None
         self._reader_engine = (
             _create_engine(url, pool_size=0, timeout_s=timeout_s, durable=durable, pooled=False)
             if self._readers is not None

@@ -54,7 +54,7 @@ def usable(driver_connection: Any, *, commit: bool) -> bool:
     transaction (psycopg would send BEGIN first), or `commit` asks for the COMMIT with it."""
     if not _PIPELINES or getattr(driver_connection, "pgconn", None) is None:
         return False
-    if commit or getattr(driver_connection, _HELD, None):
+    if commit or holds(driver_connection):
         return True
     return (
         not driver_connection.autocommit
@@ -82,12 +82,7 @@ def execute(
     transformer = Transformer(conn)
     query = PostgresQuery(transformer)
     query.convert(sql, params)
-    sends: list[Callable[[], None]] = []
-    begins = not conn.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
-    if begins:
-        sends.append(partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
-    held = _take_held(conn)
-    sends.extend(_send_of(pgconn, query) for query in held)
+    begins, held, sends = _opening(conn)
     # psycopg's own bookkeeping of prepared statements: prepared after a few runs as psycopg
     # would, and forgotten with the rest of them (psycopg deallocates all after a rollback).
     manager = conn._prepared
@@ -145,17 +140,11 @@ def send_held(driver_connection: Any) -> None:
     """Sends the held writes, if any (with the BEGIN, if they open the transaction) in one
     round trip. Raises the first error as psycopg's exception."""
     conn = driver_connection
-    held = _take_held(conn)
-    if not held:
+    if not holds(conn):
         return
-    pgconn = conn.pgconn
-    sends: list[Callable[[], None]] = []
-    begins = not conn.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
-    if begins:
-        sends.append(partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
-    sends.extend(_send_of(pgconn, query) for query in held)
+    begins, held, sends = _opening(conn)
     with conn.lock:
-        answers = conn.wait(_exchange(pgconn, sends))
+        answers = conn.wait(_exchange(conn.pgconn, sends))
     _raise_first_error(conn, answers, begins, held)
 
 
@@ -166,8 +155,7 @@ def holds(driver_connection: Any) -> bool:
 
 def drop_held(driver_connection: Any) -> None:
     """Forgets the held writes: their transaction rolled back."""
-    if getattr(driver_connection, _HELD, None):
-        setattr(driver_connection, _HELD, None)
+    _take_held(driver_connection)
 
 
 def _take_held(conn: Any) -> list[Any]:
@@ -178,14 +166,26 @@ def _take_held(conn: Any) -> list[Any]:
     return held
 
 
-def _send_of(pgconn: Any, query: Any) -> Callable[[], None]:
-    return partial(
-        pgconn.send_query_params,
-        query.query,
-        query.params,
-        param_types=query.types,
-        param_formats=query.formats,
-    )
+def _opening(conn: Any) -> tuple[bool, list[Any], list[Callable[[], None]]]:
+    """What goes first in a pipeline: the BEGIN psycopg would send (whether it does), then the
+    held writes (taken off the connection); and the sends of both."""
+    pgconn = conn.pgconn
+    sends: list[Callable[[], None]] = []
+    begins = not conn.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
+    if begins:
+        sends.append(partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
+    held = _take_held(conn)
+    for query in held:
+        sends.append(
+            partial(
+                pgconn.send_query_params,
+                query.query,
+                query.params,
+                param_types=query.types,
+                param_formats=query.formats,
+            )
+        )
+    return begins, held, sends
 
 
 def _raise_first_error(conn: Any, answers: list[Any], begins: bool, held: list[Any]) -> None:
