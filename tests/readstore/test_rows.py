@@ -43,6 +43,14 @@ def pairs(counts: sa.Table) -> sa.Table:
     return PAIRS.physical(1)
 
 
+def created(store: Store, view: ViewTable) -> sa.Table:
+    """Build 1 of the view's table, created in the store."""
+    table = view.physical(1)
+    with store.schema() as connection:
+        table.create(connection)
+    return table
+
+
 def rows_of(store: Store, table: sa.Table) -> list[dict[str, Any]]:
     with store.read() as connection:
         result = connection.execute(sa.select(table).order_by(*table.primary_key.columns))
@@ -231,9 +239,7 @@ TALLIES = ViewTable("catalogue", "tallies", (
 def test_an_increment_short_of_a_new_rows_columns_reads_which_rows_exist(
     store: Store, counts: sa.Table,
 ) -> None:
-    tallies = TALLIES.physical(1)
-    with store.schema() as connection:
-        tallies.create(connection)
+    tallies = created(store, TALLIES)
     seed(store, tallies, {"key": "old", "seen": 1, "spent": 5})
     writes = RowWrites()
     writes.increment(tallies, {"key": "old"}, {"spent": 10})  # no "seen": cannot create
@@ -294,9 +300,7 @@ def test_an_increment_of_a_table_with_a_check_acts_as_an_update_of_the_row(
     store: Store, counts: sa.Table,
 ) -> None:
     """An upsert would check the row it proposes (left = -1) before finding the conflict."""
-    stock = STOCK.physical(1)
-    with store.schema() as connection:
-        stock.create(connection)
+    stock = created(store, STOCK)
     seed(store, stock, {"sku": "x", "left": 5})
     writes = RowWrites()
     writes.increment(stock, {"sku": "x"}, {"left": -1})
