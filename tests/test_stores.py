@@ -1,14 +1,19 @@
-"""Stores: URLs, the settings a URL carries, and the errors a bad URL gives."""
+"""Stores: URLs, the settings a URL carries, the errors a bad URL gives, and the kept
+writer of PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
-from projectionist import ConfigurationError
+from projectionist import ConfigurationError, StoreUnavailable
+from projectionist.driver import Sql
 from projectionist.stores import Store
+
+INSERT_KEPT = Sql("INSERT INTO kept (id) VALUES (?)")
 
 
 def test_postgres_url_options_reach_the_connection(
@@ -133,3 +138,67 @@ def test_more_reading_threads_than_any_pool_all_read_at_once(tmp_path: Path) -> 
         assert len(store._reader_connections) == 1
     finally:
         store.dispose()
+
+
+@pytest.fixture
+def kept_store(make_store_url: Callable[[str], str]) -> Iterator[Store]:
+    store = Store(make_store_url("postgresql"))
+    with store.write() as connection:
+        connection.exec_driver_sql("CREATE TABLE kept (id int PRIMARY KEY)")
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+def _ids(store: Store) -> list[int]:
+    with store.read() as connection:
+        return [row[0] for row in connection.exec_driver_sql("SELECT id FROM kept ORDER BY id")]
+
+
+def test_kept_writes_share_one_connection_and_commit(kept_store: Store) -> None:
+    pids = set()
+    for i in range(3):
+        with kept_store.write(kept=True) as connection:
+            pids.add(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            INSERT_KEPT.run(connection, (i,))
+    assert len(pids) == 1
+    assert _ids(kept_store) == [0, 1, 2]
+
+
+def test_a_kept_write_that_fails_rolls_back_and_the_next_one_works(kept_store: Store) -> None:
+    with kept_store.write(kept=True) as connection:
+        INSERT_KEPT.run(connection, (1,))
+    with pytest.raises(IntegrityError), kept_store.write(kept=True) as connection:
+        INSERT_KEPT.run(connection, (2,))
+        INSERT_KEPT.run(connection, (1,))  # a duplicate: the transaction is aborted
+    with pytest.raises(RuntimeError), kept_store.write(kept=True) as connection:
+        INSERT_KEPT.hold(connection, [(3,)])  # held, then dropped with the rollback
+        raise RuntimeError("the caller's own failure")
+    with kept_store.write(kept=True) as connection:
+        INSERT_KEPT.run(connection, (4,))
+    assert _ids(kept_store) == [1, 4]
+
+
+def test_held_writes_on_the_kept_connection_go_with_its_commit(kept_store: Store) -> None:
+    with kept_store.write(kept=True) as connection:
+        INSERT_KEPT.hold(connection, [(5,), (6,)])
+    assert _ids(kept_store) == [5, 6]
+    with pytest.raises(IntegrityError), kept_store.write(kept=True) as connection:
+        INSERT_KEPT.hold(connection, [(7,), (5,)])  # fails at the commit, all of it undone
+    assert _ids(kept_store) == [5, 6]
+
+
+def test_a_kept_connection_the_server_ended_fails_one_write_and_the_next_connects_anew(
+    kept_store: Store,
+) -> None:
+    with kept_store.write(kept=True) as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with kept_store.write() as other:
+        other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    with pytest.raises(StoreUnavailable), kept_store.write(kept=True) as connection:
+        INSERT_KEPT.run(connection, (8,))
+    with kept_store.write(kept=True) as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+        INSERT_KEPT.run(connection, (9,))
+    assert _ids(kept_store) == [9]

@@ -12,7 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from projectionist.errors import ConfigurationError
-from projectionist.stores import Store, redact
+from projectionist.engines import redact
+from projectionist.stores import Store
 
 BACKENDS = ("sqlite", "postgresql")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

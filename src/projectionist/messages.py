@@ -56,6 +56,9 @@ class Registry:
     def __init__(self) -> None:
         self._types: dict[str, type[Message]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        # Each event type's current schema version and its JSON decoder, found once: a
+        # projection decodes every event it applies.
+        self._decoders: dict[str, tuple[int, Callable[[str], Any]]] = {}
 
     def add(self, message_type: M) -> M:
         """Registers a message type under its type name."""
@@ -102,9 +105,14 @@ class Registry:
 
     def decode_event(self, type_name: str, schema_version: int, data: str) -> Event:
         """Decodes a stored event, upcasting it from older schema versions first."""
+        decoder = self._decoders.get(type_name)
+        if decoder is not None and decoder[0] == schema_version:
+            event: Event = decoder[1](data)
+            return event
         event_type = self.get(type_name)
         if not issubclass(event_type, Event):
             raise NotRegistered(f"{type_name!r} is not an event type")
+        self._decoders[type_name] = (event_type.schema_version, event_type.model_validate_json)
         if schema_version == event_type.schema_version:
             return event_type.model_validate_json(data)
         payload = json.loads(data)

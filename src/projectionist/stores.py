@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, OperationalError
 
-from .driver import Sql, guard_held_writes
-from .errors import ConfigurationError, InvalidMessage, StoreUnavailable
+from . import wire
+from .driver import Sql
+from .engines import NO_BEGIN, create_engine, in_memory, redact
+from .errors import InvalidMessage, StoreUnavailable
 from .turnstile import Turnstile
 
-_NO_BEGIN = "projectionist_no_begin"
+_PG_IDLE = 0  # libpq's PQTRANS_IDLE: no transaction open
 SCHEMA_LOCK_KEY = 7_311_201_001
 """The advisory lock of schema changes: an arbitrary constant that every process agrees on."""
 
@@ -33,15 +33,17 @@ class Store:
         self, url: str, *, pool_size: int = 5, timeout_s: float = 10.0, durable: bool = True
     ) -> None:
         self.url = url
-        self.engine = _create_engine(url, pool_size=pool_size, timeout_s=timeout_s, durable=durable)
+        self.engine = create_engine(url, pool_size=pool_size, timeout_s=timeout_s, durable=durable)
         self.dialect = self.engine.dialect.name
         # SQLite admits one writer at a time; queueing writers here is far cheaper than
         # SQLite's busy handler, which sleeps in steps of up to 100 ms. Under that lock one
         # connection serves every write (a pool checkout costs more than a small write).
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._kept_lock = threading.Lock()  # PostgreSQL's kept writer (`write(kept=True)`)
         self._writer: Connection | None = None
-        self._writer_driver: Any = None  # its sqlite3 connection, which begins and commits
-        file_sqlite = self.is_sqlite and not _in_memory(url)
+        self._writer_driver: Any = None  # its driver's connection, which begins and commits
+        self._driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        file_sqlite = self.is_sqlite and not in_memory(url)
         self._turnstile: Turnstile | None = None  # the writers of other processes take turns
         if file_sqlite:
             self._turnstile = Turnstile(sa.engine.make_url(url).database or "", timeout_s=timeout_s)
@@ -52,7 +54,7 @@ class Store:
         # any pool, and a thread waiting for a pooled connection would wait for a timeout.
         self._readers = threading.local() if file_sqlite else None
         self._reader_engine = (
-            _create_engine(url, pool_size=0, timeout_s=timeout_s, durable=durable, pooled=False)
+            create_engine(url, pool_size=0, timeout_s=timeout_s, durable=durable, pooled=False)
             if self._readers is not None
             else None
         )
@@ -64,10 +66,16 @@ class Store:
         return self.dialect == "sqlite"
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A connection in a write transaction, committed when the block ends without error."""
+    def write(self, *, kept: bool = False) -> Iterator[Connection]:
+        """A connection in a write transaction, committed when the block ends without error.
+
+        `kept`: on PostgreSQL, for callers that write one at a time (a group commit's leader),
+        the transaction runs on one connection kept for them rather than a pooled one: a pool
+        checkout and check-in, with SQLAlchemy's begin and commit, cost more CPU than a small
+        command. SQLite always writes on its one kept connection.
+        """
         lock = self._write_lock
-        if lock is None:
+        if lock is None and not kept:
             with (
                 translate_errors(self.url),
                 self.engine.connect() as connection,
@@ -75,29 +83,49 @@ class Store:
             ):
                 yield connection
             return
-        turnstile = self._turnstile
-        with lock:
+        with lock or self._kept_lock:
             try:
                 with translate_errors(self.url):
                     writer = self._writer or self._open_writer()
                     driver = self._writer_driver
-                    if turnstile is None:
-                        driver.execute("BEGIN IMMEDIATE")  # in memory: no other process
-                    else:
-                        turnstile.begin(driver, writer.connection.info)
+                    self._begin(writer, driver)
                     try:
                         yield writer
-                        driver.commit()
+                        self._commit(driver)
                     except BaseException as error:
-                        with contextlib.suppress(sqlite3.Error):
-                            driver.rollback()
-                        if isinstance(error, sqlite3.Error):  # the COMMIT's: as SQLAlchemy's
-                            dbapi = sqlite3.Error
+                        self._rollback(writer, driver)
+                        if isinstance(error, self._driver_error):  # the COMMIT's
+                            dbapi = self._driver_error
                             raise sa.exc.DBAPIError.instance("COMMIT", (), error, dbapi) from error
                         raise
             except StoreUnavailable:
-                self._close_writer()  # a lost or locked file: the next write connects anew
+                self._close_writer()  # a lost or locked store: the next write connects anew
                 raise
+
+    def _begin(self, writer: Connection, driver: Any) -> None:
+        if not self.is_sqlite:
+            return  # psycopg begins at the first statement
+        if self._turnstile is None:
+            driver.execute("BEGIN IMMEDIATE")  # in memory: no other process
+        else:
+            self._turnstile.begin(driver, writer.connection.info)
+
+    def _commit(self, driver: Any) -> None:
+        if self.is_sqlite:
+            driver.commit()
+            return
+        wire.send_held(driver)
+        if driver.pgconn.transaction_status != _PG_IDLE:  # not yet committed with a statement
+            driver.commit()
+
+    def _rollback(self, writer: Connection, driver: Any) -> None:
+        with contextlib.suppress(self._driver_error):
+            if not self.is_sqlite:
+                wire.drop_held(driver)
+            driver.rollback()
+        transaction = writer.get_transaction()
+        if transaction is None or not transaction.is_active or writer.in_nested_transaction():
+            self._close_writer()  # SQLAlchemy gave up on it, or a savepoint was left open
 
     @contextmanager
     def schema(self) -> Iterator[Connection]:
@@ -140,7 +168,7 @@ class Store:
             if self.is_sqlite:
                 # The driver commits each statement itself when no BEGIN is sent; changing the
                 # isolation level would leave the pooled connection in the driver's legacy mode.
-                yield connection.execution_options(**{_NO_BEGIN: True})
+                yield connection.execution_options(**{NO_BEGIN: True})
             else:
                 yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -167,9 +195,8 @@ class Store:
             return statement.rows(connection, params)
 
     def dispose(self) -> None:
-        if self._write_lock is not None:
-            with self._write_lock:
-                self._close_writer()
+        with self._write_lock or self._kept_lock:
+            self._close_writer()
         with self._readers_lock:
             readers, self._reader_connections = self._reader_connections, {}
             if self._readers is not None:
@@ -184,7 +211,9 @@ class Store:
     def _open_writer(self) -> Connection:
         """The writer: to SQLAlchemy, one endless transaction with no BEGIN (`write` begins and
         ends the real ones on the driver: SQLAlchemy's begin and commit cost microseconds)."""
-        writer = self.engine.connect().execution_options(**{_NO_BEGIN: True})
+        writer = self.engine.connect()
+        if self.is_sqlite:
+            writer = writer.execution_options(**{NO_BEGIN: True})
         writer.begin()
         self._writer_driver = writer.connection.dbapi_connection
         self._writer = writer
@@ -209,19 +238,6 @@ def default_read_store(store_url: str) -> str:
         path = Path(store_url.removeprefix("sqlite:///"))
         return "sqlite:///" + str(path.with_name(f"{path.stem}-read{path.suffix or '.db'}"))
     return store_url
-
-
-def _in_memory(url: str) -> bool:
-    database = sa.engine.make_url(url).database or ""
-    return database in ("", ":memory:")
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid URL>"
 
 
 @contextmanager
@@ -301,100 +317,3 @@ def _is_connection_error(error: OperationalError) -> bool:
             "the database system is",
         )
     )
-
-
-def _create_engine(
-    url: str, *, pool_size: int, timeout_s: float, durable: bool, pooled: bool = True
-) -> Engine:
-    try:
-        parsed = sa.engine.make_url(url)
-    except ArgumentError:
-        raise ConfigurationError(
-            f"{url!r} is not a store URL; use sqlite:///path.db or"
-            " postgresql+psycopg://user:password@host/database"
-        ) from None
-    backend = parsed.get_backend_name()
-    try:
-        if backend == "sqlite":
-            return _create_sqlite_engine(
-                parsed, timeout_s=timeout_s, durable=durable, pooled=pooled
-            )
-        if backend == "postgresql":
-            if parsed.drivername == "postgresql":
-                parsed = parsed.set(drivername="postgresql+psycopg")
-            engine = sa.create_engine(
-                parsed,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_timeout=timeout_s,
-                # No pre-ping (a round trip per checkout): a lost connection fails one
-                # request, which SQLAlchemy turns into a refresh of the whole pool.
-                connect_args={
-                    "connect_timeout": max(1, int(min(timeout_s, 3.0))),
-                    # Every wait is bounded: a lock held too long or a stuck statement ends
-                    # in a clear error (503) rather than a hung request. The URL's own options
-                    # (a search_path...) follow, or this argument would drop them.
-                    "options": f"-c lock_timeout={int(timeout_s * 1000)}"
-                    f" -c statement_timeout={int(timeout_s * 6000)}"
-                    f" -c idle_in_transaction_session_timeout={int(timeout_s * 6000)}"
-                    # A read store apart from the write store holds what the log can rebuild,
-                    # each build's checkpoint in the same transaction as its rows: like
-                    # SQLite's synchronous=NORMAL there, a crash may lose its last commits,
-                    # never half of one, and the projector applies those events again.
-                    + ("" if durable else " -c synchronous_commit=off")
-                    + "".join(f" {o}" for o in _url_options(parsed)),
-                },
-            )
-            guard_held_writes(engine)
-            return engine
-    except NoSuchModuleError as error:
-        raise ConfigurationError(f"no driver for {redact(url)}: {error}") from None
-    raise ConfigurationError(
-        f"unsupported store {backend!r} in {redact(url)}; projectionist supports sqlite and"
-        " postgresql"
-    )
-
-
-def _url_options(url: sa.engine.URL) -> tuple[str, ...]:
-    options = url.query.get("options", ())
-    return (options,) if isinstance(options, str) else tuple(options)
-
-
-def _create_sqlite_engine(
-    url: sa.engine.URL, *, timeout_s: float, durable: bool, pooled: bool = True
-) -> Engine:
-    database = url.database or ""
-    memory = database in ("", ":memory:")
-    if not memory:
-        parent = Path(database).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise ConfigurationError(f"the folder {parent} for the SQLite store does not exist")
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
-    if memory:
-        kwargs["poolclass"] = StaticPool
-    elif not pooled:
-        kwargs["poolclass"] = NullPool
-    else:
-        kwargs.update(pool_size=8, max_overflow=16, pool_timeout=timeout_s)
-    engine = sa.create_engine(url, **kwargs)
-    busy_ms = int(timeout_s * 1000)
-
-    @sa_event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # BEGIN: the "begin" event and Store.write
-        cursor = dbapi_connection.cursor()
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @sa_event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(_NO_BEGIN):
-            return  # Store.single (each statement its own transaction) and Store.write
-        # Straight to the driver: SQLAlchemy's own execution of BEGIN costs several times more.
-        connection.connection.dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
-
-    return engine

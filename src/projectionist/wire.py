@@ -113,7 +113,8 @@ def execute(
         statement = answers[int(begins) + len(held) + int(prep is Prepare.SHOULD)]
         if key is not None:
             manager.validate(key, prep, name, statement)
-        conn.wait(manager.maintain_gen(conn))
+        if getattr(manager, "_to_flush", True):  # statements to deallocate (a wait costs)
+            conn.wait(manager.maintain_gen(conn))
     _raise_first_error(conn, answers, begins, held)
     [result] = statement
     count = result.command_tuples

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from projectionist import ConfigurationError, Runtime
 from projectionist.migrations import CURRENT, EARLIEST, Plan, StoreKind, UpgradeMode, upgrade
-from projectionist.stores import Store, redact
+from projectionist.engines import redact
+from projectionist.stores import Store
 from tests.migrations.conftest import FIXTURES, load_sql
 from tests.migrations.ledger import Deposit, GetBalance, create_app
 

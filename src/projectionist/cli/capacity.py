@@ -17,12 +17,13 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import Connection
 
+from ..engines import redact
 from ..errors import ConfigurationError
 from ..eventlog.schema import events_table
 from ..projections.status import ProjectionStatus
 from ..readstore.storage import measure_tables
 from ..runtime import DEFAULT_STORE, Runtime
-from ..stores import MISSING_TABLE_ERRORS, redact
+from ..stores import MISSING_TABLE_ERRORS
 from .common import (
     DEFAULT_APP,
     AppOption,

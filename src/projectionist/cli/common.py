@@ -17,8 +17,8 @@ from rich.markup import escape
 
 from ..app import App
 from ..auth import SECRET_FILE, TokenAuthority, secret_known
+from ..engines import redact
 from ..errors import ConfigurationError, ProjectionistError
-from ..stores import redact
 
 DEFAULT_APP = "shop"
 APPS_GROUP = "projectionist.apps"

@@ -11,11 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..engines import redact
 from ..errors import NotRegistered, RebuildInProgress, StoreUnavailable
 from ..projections.status import ProjectionStatus
 from ..readstore.checkpoints import BuildBlocked, Checkpoint, State
 from ..runtime import DEFAULT_STORE, Runtime
-from ..stores import MISSING_TABLE_ERRORS, redact
+from ..stores import MISSING_TABLE_ERRORS
 from .capacity import human_bytes, human_duration, human_rate
 from .common import (
     DEFAULT_APP,

@@ -200,7 +200,7 @@ class CommandBus:
         it, the first failure rolls the batch back and raises _Spoilt.
         """
         staged: list[tuple[Ticket[_Request, CommandResult], UnitOfWork]] = []
-        with self.store.write() as connection:
+        with self.store.write(kept=True) as connection:
             versions: dict[str, int] = {}
             for ticket in tickets:
                 request = ticket.item
@@ -266,7 +266,7 @@ class CommandBus:
     def _run_alone_once(self, ticket: Ticket[_Request, CommandResult]) -> None:
         request = ticket.item
         try:
-            with self.store.write() as connection:
+            with self.store.write(kept=True) as connection:
                 answer = self._replay(connection, request)
                 if answer is not None:
                     ticket.result = answer

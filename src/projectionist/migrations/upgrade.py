@@ -9,8 +9,9 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..engines import redact
 from ..errors import ConfigurationError
-from ..stores import Store, redact
+from ..stores import Store
 from .steps import CURRENT, EARLIEST, FRAMEWORK_TABLES, MIGRATIONS, Migration, StoreKind
 
 metadata = sa.MetaData()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..messages import EventMetadata, StoredEvent
@@ -36,15 +37,16 @@ class ApplyContext(ViewContext):
         self._live_since = live_since
         self._live_after = live_after
         self._rows = RowWrites()
+        self._tables: dict[ViewTable, sa.Table] = {}  # each handle's table, resolved once
         self.record: StoredEvent | None = None
 
     def put(self, handle: ViewTable, row: Mapping[str, Any]) -> None:
         """Inserts or replaces a row of a SQL view (written at the end of the batch)."""
-        self._rows.put(self[handle], row)
+        self._rows.put(self._table(handle), row)
 
     def update(self, handle: ViewTable, key: Mapping[str, Any], **values: Any) -> None:
         """Sets columns of the row with primary key `key`, if it exists (end of the batch)."""
-        self._rows.update(self[handle], key, values)
+        self._rows.update(self._table(handle), key, values)
 
     def increment(self, handle: ViewTable, key: Mapping[str, Any], **deltas: Number) -> None:
         """Adds to numeric columns of the row with primary key `key`, creating it if missing.
@@ -53,7 +55,13 @@ class ApplyContext(ViewContext):
         a replay of many events costs a few statements; other columns of a new row take their
         defaults. Read these rows with SQL only after `flush()`.
         """
-        self._rows.increment(self[handle], key, deltas)
+        self._rows.increment(self._table(handle), key, deltas)
+
+    def _table(self, handle: ViewTable) -> sa.Table:
+        table = self._tables.get(handle)
+        if table is None:
+            table = self._tables[handle] = self[handle]
+        return table
 
     def flush(self) -> None:
         super().flush()

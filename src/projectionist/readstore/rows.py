@@ -9,7 +9,6 @@ few statements instead of one per event.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,83 +22,100 @@ Number = int | float
 Key = tuple[Any, ...]
 
 
-@dataclass(slots=True)
 class _Pending:
     """What a batch does to one row: replace it, or set and add to some columns."""
 
-    replace: bool
-    values: dict[str, Any] = field(default_factory=dict)
-    deltas: dict[str, Number] = field(default_factory=dict)
-    create: bool = False
+    __slots__ = ("create", "deltas", "replace", "values")
+
+    def __init__(self, replace: bool, values: dict[str, Any]) -> None:
+        self.replace = replace
+        self.values = values
+        self.deltas: dict[str, Number] = {}
+        self.create = False
+
+
+class _TableWrites:
+    """One table's pending rows, with its key and column names looked up once per batch."""
+
+    __slots__ = ("columns", "key_name", "keys", "rows", "table")
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self.keys, self.columns = _shape(table)
+        self.key_name = self.keys[0] if len(self.keys) == 1 else None
+        self.rows: dict[Key, _Pending] = {}
+
+    def key(self, row: Mapping[str, Any]) -> Key:
+        try:
+            if self.key_name is not None:
+                return (row[self.key_name],)
+            return tuple(row[name] for name in self.keys)
+        except KeyError:
+            raise ConfigurationError(
+                f"a write to {self.table.name} needs its primary key ({', '.join(self.keys)}),"
+                f" got {', '.join(row) or 'nothing'}"
+            ) from None
+
+    def check(self, row: Mapping[str, Any]) -> None:
+        if not self.columns.issuperset(row):
+            unknown = [name for name in row if name not in self.columns]
+            raise ConfigurationError(f"{self.table.name} has no column {', '.join(unknown)}")
+
+    def pending(self, key: Mapping[str, Any]) -> _Pending:
+        index = self.key(key)
+        pending = self.rows.get(index)
+        if pending is None:
+            pending = self.rows[index] = _Pending(False, dict(key))
+        return pending
 
 
 class RowWrites:
     """The pending writes of one batch to SQL views."""
 
     def __init__(self) -> None:
-        self._tables: dict[str, tuple[sa.Table, dict[Key, _Pending]]] = {}
+        self._tables: dict[sa.Table, _TableWrites] = {}
 
     def put(self, table: sa.Table, row: Mapping[str, Any]) -> None:
-        key = self._key(table, row)
-        self._check(table, row)
-        self._rows(table)[key] = _Pending(replace=True, values=dict(row))
+        writes = self._of(table)
+        key = writes.key(row)
+        writes.check(row)
+        writes.rows[key] = _Pending(True, dict(row))
 
     def update(self, table: sa.Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-        self._check(table, values)
-        pending = self._pending(table, key)
+        writes = self._of(table)
+        writes.check(values)
+        pending = writes.pending(key)
         pending.values.update(values)
-        for name in values:
-            pending.deltas.pop(name, None)
+        if pending.deltas:
+            for name in values:
+                pending.deltas.pop(name, None)
 
     def increment(
         self, table: sa.Table, key: Mapping[str, Any], deltas: Mapping[str, Number]
     ) -> None:
-        self._check(table, deltas)
-        pending = self._pending(table, key)
+        writes = self._of(table)
+        writes.check(deltas)
+        pending = writes.pending(key)
         if not pending.replace:
             pending.create = True
+        values, adding = pending.values, pending.deltas
         for name, delta in deltas.items():
-            if name in pending.values:
-                pending.values[name] += delta
+            if name in values:
+                values[name] += delta
             else:
-                pending.deltas[name] = pending.deltas.get(name, 0) + delta
+                adding[name] = adding.get(name, 0) + delta
 
     def flush(self, connection: Connection) -> None:
-        for table, rows in self._tables.values():
-            if rows:
-                _write(connection, table, rows)
+        for writes in self._tables.values():
+            if writes.rows:
+                _write(connection, writes.table, writes.rows)
         self._tables.clear()
 
-    def _rows(self, table: sa.Table) -> dict[Key, _Pending]:
-        return self._tables.setdefault(table.name, (table, {}))[1]
-
-    def _pending(self, table: sa.Table, key: Mapping[str, Any]) -> _Pending:
-        rows = self._rows(table)
-        index = self._key(table, key)
-        pending = rows.get(index)
-        if pending is None:
-            pending = rows[index] = _Pending(replace=False, values=dict(key))
-        return pending
-
-    @staticmethod
-    def _key(table: sa.Table, row: Mapping[str, Any]) -> Key:
-        names = _shape(table)[0]
-        try:
-            if len(names) == 1:
-                return (row[names[0]],)
-            return tuple(row[name] for name in names)
-        except KeyError:
-            raise ConfigurationError(
-                f"a write to {table.name} needs its primary key ({', '.join(names)}),"
-                f" got {', '.join(row) or 'nothing'}"
-            ) from None
-
-    @staticmethod
-    def _check(table: sa.Table, row: Mapping[str, Any]) -> None:
-        columns = _shape(table)[1]
-        if not columns.issuperset(row):
-            unknown = [name for name in row if name not in columns]
-            raise ConfigurationError(f"{table.name} has no column {', '.join(unknown)}")
+    def _of(self, table: sa.Table) -> _TableWrites:
+        writes = self._tables.get(table)
+        if writes is None:
+            writes = self._tables[table] = _TableWrites(table)
+        return writes
 
 
 def _shape(table: sa.Table) -> tuple[tuple[str, ...], frozenset[str]]:
