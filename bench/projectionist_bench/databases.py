@@ -11,8 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from projectionist.errors import ConfigurationError
 from projectionist.engines import redact
+from projectionist.errors import ConfigurationError
 from projectionist.stores import Store
 
 BACKENDS = ("sqlite", "postgresql")

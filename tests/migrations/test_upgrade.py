@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from projectionist import ConfigurationError, Runtime
-from projectionist.migrations import CURRENT, EARLIEST, Plan, StoreKind, UpgradeMode, upgrade
 from projectionist.engines import redact
+from projectionist.migrations import CURRENT, EARLIEST, Plan, StoreKind, UpgradeMode, upgrade
 from projectionist.stores import Store
 from tests.migrations.conftest import FIXTURES, load_sql
 from tests.migrations.ledger import Deposit, GetBalance, create_app
