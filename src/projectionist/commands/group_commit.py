@@ -3,11 +3,17 @@
 Callers queue up; the caller at the front of the queue leads: it takes the waiting commands (up
 to a limit) as one batch, runs them, and wakes their callers after the one commit. A caller
 alone in the queue runs its command by itself at once, so a single client pays nothing.
+
+Under steady concurrency, the leader of the next batch is usually a caller of the last one,
+back before the others: it would run alone while they queue behind it. So a leader that finds
+fewer callers queued than the last batch held waits for them a moment (`gather_s`, woken as
+each arrives): a batch then costs its commit once for all of them.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -43,23 +49,33 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 64,
         fits: Callable[[Sequence[Ticket[T, R]], Ticket[T, R]], bool] | None = None,
+        gather_s: float = 0.0005,
     ) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.fits = fits
+        self.gather_s = gather_s
         self._queue: deque[Ticket[T, R]] = deque()
-        self._condition = threading.Condition()
+        lock = threading.Lock()
+        self._condition = threading.Condition(lock)
+        self._arrival = threading.Condition(lock)  # a gathering leader's: an arrival wakes it
+        self._gathering = False
+        self._last_size = 1
 
     def submit(self, item: T) -> R:
         """Runs `item` in the next batch and returns its result (or raises its error)."""
         ticket: Ticket[T, R] = Ticket(item)
         with self._condition:
             self._queue.append(ticket)
+            if self._gathering:
+                self._arrival.notify()
             while not ticket.done and self._queue[0] is not ticket:
                 self._condition.wait()
             if ticket.done:
                 return ticket.outcome()
+            self._gather()
             batch = self._take()
+            self._last_size = len(batch)
         try:
             self.run_batch(batch)
         except BaseException as error:
@@ -73,6 +89,22 @@ class GroupCommit(Generic[T, R]):
                     self._queue.popleft()
                 self._condition.notify_all()
         return ticket.outcome()
+
+    def _gather(self) -> None:
+        """Waits, a moment at most, for as many callers as the last batch held."""
+        expected = min(self._last_size, self.max_batch)
+        if len(self._queue) >= expected or self.gather_s <= 0:
+            return
+        deadline = time.monotonic() + self.gather_s
+        self._gathering = True
+        try:
+            while len(self._queue) < expected:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._arrival.wait(remaining)
+        finally:
+            self._gathering = False
 
     def _take(self) -> list[Ticket[T, R]]:
         batch: list[Ticket[T, R]] = []
