@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from projectionist.driver import Compiled
 from projectionist.errors import ConfigurationError
+from projectionist.readstore.arrays import Arrays
 from projectionist.readstore.rows import RowWrites, upsert
 from projectionist.readstore.tables import ViewTable
 from projectionist.stores import Store
@@ -69,8 +70,8 @@ def seed(store: Store, table: sa.Table, *rows: dict[str, Any]) -> None:
 
 @contextmanager
 def statements(store: Store) -> Iterator[list[str]]:
-    """The SQL statements run in the block, through SQLAlchemy or compiled once and run on the
-    driver's cursor (an executemany counts once)."""
+    """The SQL statements run in the block, through SQLAlchemy, compiled once and run on the
+    driver's cursor (an executemany counts once), or taking the rows as arrays."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -82,9 +83,18 @@ def statements(store: Store) -> Iterator[list[str]]:
         seen.append(compiled.sql.split()[0].upper())
         run_many(compiled, *args, **kwargs)
 
+    by_arrays = Arrays.run
+
+    def by_arrays_recorded(statement: Arrays, *args: Any) -> bool:
+        ran = by_arrays(statement, *args)
+        if ran:
+            seen.append(statement.sql.qmark.split()[0].upper())
+        return ran
+
     sa.event.listen(store.engine, "before_cursor_execute", record)
     try:
-        with mock.patch.object(Compiled, "run_many", run_many_recorded):
+        with (mock.patch.object(Compiled, "run_many", run_many_recorded),
+              mock.patch.object(Arrays, "run", by_arrays_recorded)):
             yield seen
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", record)

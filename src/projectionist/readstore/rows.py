@@ -9,6 +9,7 @@ few statements instead of one per event.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..driver import Compiled
 from ..errors import ConfigurationError
+from . import arrays
 from .tables import statement_of
 
 Number = int | float
@@ -177,13 +179,18 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
                 )
             )
 
-        _run(connection, table, ("update", columns, adds), update, batch)
+        pk_names = [c.name for c in primary]
+        by_arrays = partial(arrays.update, table, connection.dialect, pk_names, columns, adds)
+        _run(connection, table, ("update", columns, adds), update, batch, None, by_arrays)
     if inserts:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in inserts:
             by_columns.setdefault(tuple(sorted(row)), []).append(row)
         for columns, group in by_columns.items():
-            _run(connection, table, ("insert",), lambda: sa.insert(table), group, columns)
+            by_arrays = partial(arrays.insert, table, connection.dialect, columns)
+            _run(
+                connection, table, ("insert",), lambda: sa.insert(table), group, columns, by_arrays
+            )
 
 
 def _run(
@@ -193,9 +200,15 @@ def _run(
     build: Callable[[], Any],
     rows: list[dict[str, Any]],
     columns: tuple[str, ...] | None = None,
+    by_arrays: Callable[[], arrays.Arrays | None] | None = None,
 ) -> None:
     """Runs the statement of `shape` once per row, compiled once on the driver's cursor, or
-    through SQLAlchemy when the rows lack a parameter it would add (a Python-side default)."""
+    through SQLAlchemy when the rows lack a parameter it would add (a Python-side default).
+
+    `by_arrays`: the statement that writes the rows at once, taking each column as an array,
+    used for many rows on PostgreSQL when it can be (`arrays`)."""
+    if by_arrays is not None and arrays.run(connection, table, (columns, *shape), by_arrays, rows):
+        return
     dialect = connection.dialect
     compiled: Compiled = statement_of(
         table,
@@ -254,7 +267,12 @@ def _upsert_adding(connection: Connection, table: sa.Table, rows: Iterable[_Pend
             return statement.on_conflict_do_update(index_elements=keys, set_=sets)
 
         columns = tuple(sorted((*values, *deltas)))
-        _run(connection, table, ("upsert-adding", dialect, values, deltas), build, group, columns)
+        set_ = [n for n in values if n not in keys]
+        by_arrays = partial(
+            arrays.insert, table, connection.dialect, columns, conflict=keys, sets=set_, adds=deltas
+        )
+        kind = ("upsert-adding", dialect, values, deltas)
+        _run(connection, table, kind, build, group, columns, by_arrays)
 
 
 def _dialect_insert(table: sa.Table, dialect: str) -> Any:
@@ -305,4 +323,8 @@ def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
                 return statement.on_conflict_do_update(index_elements=keys, set_=updates)
             return statement.on_conflict_do_nothing(index_elements=keys)
 
-        _run(connection, table, ("upsert", dialect, columns), build, group, columns)
+        set_ = [n for n in columns if n not in keys]
+        by_arrays = partial(
+            arrays.insert, table, connection.dialect, columns, conflict=keys, sets=set_
+        )
+        _run(connection, table, ("upsert", dialect, columns), build, group, columns, by_arrays)
