@@ -250,15 +250,18 @@ def test_an_increment_short_of_a_new_rows_columns_reads_which_rows_exist(
     store: Store, counts: sa.Table,
 ) -> None:
     tallies = created(store, TALLIES)
-    seed(store, tallies, {"key": "old", "seen": 1, "spent": 5})
+    seed(store, tallies, {"key": "old", "seen": 1, "spent": 5},
+         {"key": "older", "seen": 2, "spent": 0})
     writes = RowWrites()
     writes.increment(tallies, {"key": "old"}, {"spent": 10})  # no "seen": cannot create
+    writes.increment(tallies, {"key": "older"}, {"spent": 1})
     writes.increment(tallies, {"key": "new"}, {"seen": 1, "spent": 0})  # can
     with statements(store) as seen:
         flush(store, writes)
     assert seen == ["INSERT", "SELECT", "UPDATE"]
     assert rows_of(store, tallies) == [
-        {"key": "new", "seen": 1, "spent": 0}, {"key": "old", "seen": 1, "spent": 15}]
+        {"key": "new", "seen": 1, "spent": 0}, {"key": "old", "seen": 1, "spent": 15},
+        {"key": "older", "seen": 2, "spent": 1}]
     # The same increment of a missing row breaks the column's NOT NULL: the batch fails.
     writes.increment(tallies, {"key": "missing"}, {"spent": 10})
     with pytest.raises(sa.exc.IntegrityError):
@@ -330,3 +333,53 @@ def test_an_increment_by_nothing_creates_a_missing_row_and_leaves_one_that_exist
     assert rows_of(store, counts) == [
         {"stream": "new", "count": 0, "total": 0.0, "label": None},
         {"stream": "s", "count": 3, "total": 1.5, "label": None}]
+
+
+def test_one_row_short_of_a_new_rows_columns_is_updated_or_inserted_by_one_statement(
+    store: Store, counts: sa.Table,
+) -> None:
+    """On PostgreSQL, a batch's only such row costs no read of whether it exists: one
+    statement updates it, or inserts it where the update found none."""
+    tallies = created(store, TALLIES)
+    seed(store, tallies, {"key": "old", "seen": 1, "spent": 5})
+    writes = RowWrites()
+    writes.increment(tallies, {"key": "old"}, {"spent": 10})  # no "seen": cannot create
+    with statements(store) as seen:
+        flush(store, writes)
+    assert seen == (["WITH"] if store.dialect == "postgresql" else ["SELECT", "UPDATE"])
+    writes.update(tallies, {"key": "old"}, {"seen": 3})
+    writes.increment(tallies, {"key": "old"}, {"spent": 1})
+    flush(store, writes)
+    assert rows_of(store, tallies) == [{"key": "old", "seen": 3, "spent": 16}]
+    # A missing row: the insert breaks the NOT NULL of the column left out, as a read first
+    # and an insert would.
+    writes.increment(tallies, {"key": "missing"}, {"spent": 10})
+    with pytest.raises(sa.exc.IntegrityError):
+        flush(store, writes)
+    writes = RowWrites()
+    writes.increment(tallies, {"key": "new"}, {"seen": 2})
+    writes.update(tallies, {"key": "new"}, {"spent": 7})
+    flush(store, writes)
+    assert rows_of(store, tallies) == [
+        {"key": "new", "seen": 2, "spent": 7}, {"key": "old", "seen": 3, "spent": 16}]
+
+
+def test_one_row_of_a_table_with_a_check_is_updated_or_inserted_under_its_check(
+    store: Store, counts: sa.Table,
+) -> None:
+    stock = created(store, STOCK)
+    seed(store, stock, {"sku": "x", "left": 5})
+    for sku, delta in (("x", -1), ("new", 2)):
+        writes = RowWrites()
+        writes.increment(stock, {"sku": sku}, {"left": delta})
+        flush(store, writes)
+    assert rows_of(store, stock) == [{"sku": "new", "left": 2}, {"sku": "x", "left": 4}]
+    writes = RowWrites()
+    writes.increment(stock, {"sku": "x"}, {"left": -5})  # the updated row breaks the check
+    with pytest.raises(sa.exc.IntegrityError):
+        flush(store, writes)
+    writes = RowWrites()
+    writes.increment(stock, {"sku": "other"}, {"left": -1})  # so does the inserted one
+    with pytest.raises(sa.exc.IntegrityError):
+        flush(store, writes)
+    assert rows_of(store, stock) == [{"sku": "new", "left": 2}, {"sku": "x", "left": 4}]

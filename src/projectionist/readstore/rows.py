@@ -150,7 +150,12 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
     if added:
         _upsert_adding(connection, table, added.values())
         changed = {key: p for key, p in changed.items() if key not in added}
-    existing = _existing(connection, table, primary, [k for k, p in changed.items() if p.create])
+    creating = [key for key, pending in changed.items() if pending.create]
+    if len(changed) == 1 and creating and connection.dialect.name == "postgresql":
+        [pending] = changed.values()
+        if _update_or_insert(connection, table, primary, pending):
+            return
+    existing = _existing(connection, table, primary, creating)
     groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
     inserts: list[dict[str, Any]] = []
     for key, pending in changed.items():
@@ -191,6 +196,47 @@ def _write(connection: Connection, table: sa.Table, rows: dict[Key, _Pending]) -
             _run(
                 connection, table, ("insert",), lambda: sa.insert(table), group, columns, by_arrays
             )
+
+
+def _update_or_insert(
+    connection: Connection, table: sa.Table, primary: list[sa.Column[Any]], pending: _Pending
+) -> bool:
+    """On PostgreSQL, one row to add to or create, which an upsert could not create whole
+    (a required column left out, or a CHECK constraint): one statement that updates the row,
+    or inserts it where the update found none, instead of a read of whether it exists (a
+    round trip: this statement is held and goes with the checkpoint's move). False, having
+    done nothing, for a row with nothing to set or add."""
+    keys = {column.name for column in primary}
+    values = tuple(sorted(name for name in pending.values if name not in keys))
+    adds = tuple(sorted(pending.deltas))
+    if not values and not adds:
+        return False
+    key_params = {column.name: f"k_{column.name}" for column in primary}
+
+    def build() -> Any:
+        updated = (
+            sa.update(table)
+            .where(*(column == sa.bindparam(key_params[column.name]) for column in primary))
+            .values(
+                {
+                    **{table.c[n]: sa.bindparam(f"v_{n}") for n in values},
+                    **{table.c[n]: table.c[n] + sa.bindparam(f"d_{n}") for n in adds},
+                }
+            )
+            .returning(sa.literal_column("1"))
+            .cte("projectionist_updated")
+        )
+        params = {**key_params, **{n: f"v_{n}" for n in values}, **{n: f"d_{n}" for n in adds}}
+        columns = list(params)
+        missing = ~sa.exists(sa.select(sa.literal_column("1")).select_from(updated))
+        row = sa.select(*(sa.cast(sa.bindparam(params[n]), table.c[n].type) for n in columns))
+        return sa.insert(table).from_select(columns, row.where(missing)).add_cte(updated)
+
+    row = {f"k_{name}": pending.values[name] for name in keys}
+    row.update({f"v_{name}": pending.values[name] for name in values})
+    row.update({f"d_{name}": pending.deltas[name] for name in adds})
+    _run(connection, table, ("update-or-insert", values, adds), build, [row])
+    return True
 
 
 def _run(
