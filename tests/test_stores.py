@@ -3,6 +3,7 @@ writer of PostgreSQL."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from projectionist import ConfigurationError, StoreUnavailable
 from projectionist.driver import Sql
 from projectionist.stores import Store
+from projectionist.wakeups.postgres import Listener
 
 INSERT_KEPT = Sql("INSERT INTO kept (id) VALUES (?)")
 
@@ -202,3 +204,27 @@ def test_a_kept_connection_the_server_ended_fails_one_write_and_the_next_connect
         assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
         INSERT_KEPT.run(connection, (9,))
     assert _ids(kept_store) == [9]
+
+
+def test_a_listener_ignores_the_notifications_of_the_kept_writer_alone(kept_store: Store) -> None:
+    """A process learns of its own group commit's appends first hand; the NOTIFY of another
+    connection still wakes it."""
+    heard: list[str] = []
+    listener = Listener(kept_store.url, "pjtest_kept", heard.append, ignore=kept_store.writes_from)
+    listener.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not heard and time.monotonic() < deadline:  # until the listener listens
+            with kept_store.write() as pooled:
+                pooled.exec_driver_sql("NOTIFY pjtest_kept, 'ready'")
+            time.sleep(0.05)
+        with kept_store.write(kept=True) as connection:
+            connection.exec_driver_sql("NOTIFY pjtest_kept, 'kept'")
+        with kept_store.write() as pooled:
+            pooled.exec_driver_sql("NOTIFY pjtest_kept, 'pooled'")
+        while "pooled" not in heard and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        listener.stop()
+    assert "pooled" in heard
+    assert "kept" not in heard  # sent before "pooled": it would have been heard first

@@ -42,6 +42,7 @@ class Store:
         self._kept_lock = threading.Lock()  # PostgreSQL's kept writer (`write(kept=True)`)
         self._writer: Connection | None = None
         self._writer_driver: Any = None  # its driver's connection, which begins and commits
+        self._writer_pid: int | None = None  # on PostgreSQL, its backend's process id
         self._driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         file_sqlite = self.is_sqlite and not in_memory(url)
         self._turnstile: Turnstile | None = None  # the writers of other processes take turns
@@ -101,6 +102,11 @@ class Store:
             except StoreUnavailable:
                 self._close_writer()  # a lost or locked store: the next write connects anew
                 raise
+
+    def writes_from(self, backend_pid: int) -> bool:
+        """Whether a PostgreSQL backend is this store's kept writer: the commits of a group
+        commit, which this process hands to its own projectors in memory."""
+        return backend_pid == self._writer_pid
 
     def _begin(self, writer: Connection, driver: Any) -> None:
         if not self.is_sqlite:
@@ -216,11 +222,13 @@ class Store:
             writer = writer.execution_options(**{NO_BEGIN: True})
         writer.begin()
         self._writer_driver = writer.connection.dbapi_connection
+        if not self.is_sqlite:
+            self._writer_pid = self._writer_driver.info.backend_pid
         self._writer = writer
         return writer
 
     def _close_writer(self) -> None:
-        self._writer_driver = None
+        self._writer_driver = self._writer_pid = None
         writer, self._writer = self._writer, None
         if writer is not None:
             with contextlib.suppress(Exception):  # already broken: the pool discards it

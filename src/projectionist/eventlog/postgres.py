@@ -156,7 +156,9 @@ class PostgresEventLog(EventLog):
                 position = int(payload)
                 high_water.advance(position, position, time.time())
 
-        return Listener(self.store.url, CHANNEL, appended)
+        # A commit of this process's group commit reaches its projectors in memory, along
+        # with its events; its NOTIFY, which can arrive first, would send them to the log.
+        return Listener(self.store.url, CHANNEL, appended, ignore=self.store.writes_from)
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:
         return [StoredEvent(*row) for row in self.store.fetch(_READ, (after, limit))]

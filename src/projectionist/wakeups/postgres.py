@@ -17,14 +17,24 @@ class Listener(WakeupSource):
     """Listens on a channel in a background thread and calls back with each payload.
 
     A lost connection is retried with backoff; callers keep polling meanwhile, so a missed
-    notification only delays a wake-up until the next poll.
+    notification only delays a wake-up until the next poll. `ignore` names the backends
+    (by process id) whose notifications are not called back: those of this process's own
+    writers, whose commits it learns of first hand.
     """
 
-    def __init__(self, url: str, channel: str, callback: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        callback: Callable[[str], None],
+        *,
+        ignore: Callable[[int], bool] | None = None,
+    ) -> None:
         parsed = sa.engine.make_url(url).set(drivername="postgresql")
         self._conninfo = parsed.render_as_string(hide_password=False)
         self.channel = channel
         self.callback = callback
+        self.ignore = ignore
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -51,7 +61,8 @@ class Listener(WakeupSource):
                     delay = 0.2
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=0.5):
-                            self.callback(notice.payload)
+                            if self.ignore is None or not self.ignore(notice.pid):
+                                self.callback(notice.payload)
             except Exception as error:  # the server went away: retry, polling covers the gap
                 log.debug("listener on %s lost its connection: %s", self.channel, error)
                 self._stop.wait(delay)
