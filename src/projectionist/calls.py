@@ -81,6 +81,8 @@ def synchronous(function: Callable[P, Any]) -> Callable[P, Any]:
 
     def plain(*args: P.args, **kwargs: P.kwargs) -> Any:
         result = function(*args, **kwargs)
+        if result is None:  # most handlers' answer: nothing to await
+            return None
         # A plain function may hand back a coroutine (a sync decorator around an async
         # function): awaited, it does its work; dropped, it would do nothing at all.
         if inspect.iscoroutine(result):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 
 from projectionist.errors import RebuildInProgress
+from projectionist.readstore.audience import LISTENING_LOCK_KEY
 from projectionist.readstore.checkpoints import BuildGone, Checkpoint, Checkpoints, State
+from projectionist.readstore.schema import CHANNEL
 from projectionist.readstore.tables import ViewTable
 from projectionist.stores import Store
+from projectionist.wakeups.postgres import Listener
 
 ITEMS = ViewTable("catalogue", "items", (sa.Column("id", sa.Integer, primary_key=True),), ())
 
@@ -298,3 +304,55 @@ def test_a_move_sent_with_the_commit_keeps_its_transaction_whole(
     assert bump_and_advance(5, 8) is True
     stored = load(checkpoints, 1)
     assert stored is not None and (stored.position, stored.epoch) == (8, 2)
+
+
+def heard_moves(store: Store, *, presence: bool) -> tuple[Listener, list[str]]:
+    """A listener on the checkpoint channel, announcing itself or not; what it hears."""
+    heard: list[str] = []
+    listener = Listener(store.url, CHANNEL, heard.append,
+                        presence=LISTENING_LOCK_KEY if presence else None)
+    listener.start()
+    return listener, heard
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_moves_are_announced_only_while_a_process_listens_for_them(
+    checkpoints: Checkpoints,
+) -> None:
+    checkpoints.audience.recheck_s = 0.0  # look at every move
+    checkpoints.serving("catalogue", 1, names_of)
+    # A connection that listens without saying so, to hear what is sent.
+    quiet, heard = heard_moves(checkpoints.store, presence=False)
+    try:
+        assert wait_for(lambda: not listening(checkpoints))  # no other listener is left
+        assert advance(checkpoints, 1, expected=0, position=1)
+        time.sleep(0.3)
+        assert heard == []  # no one waits on moves: no NOTIFY
+        waiting, _ = heard_moves(checkpoints.store, presence=True)
+        try:
+            assert wait_for(lambda: listening(checkpoints))
+            assert advance(checkpoints, 1, expected=1, position=2)
+            assert wait_for(lambda: heard == ["catalogue:2"])
+        finally:
+            waiting.stop()
+        assert wait_for(lambda: not listening(checkpoints))  # its lock went with it
+        assert advance(checkpoints, 1, expected=2, position=3)
+        time.sleep(0.3)
+        assert heard == ["catalogue:2"]
+    finally:
+        quiet.stop()
+    # Announced or not, a move that finds another position fails alike.
+    assert advance(checkpoints, 1, expected=0, position=9) is False
+    assert load(checkpoints, 1).position == 3  # type: ignore[union-attr]
+
+
+def listening(checkpoints: Checkpoints) -> bool:
+    with checkpoints.store.read() as connection:
+        return checkpoints.audience.listening(connection)

@@ -21,11 +21,9 @@ from ..errors import RebuildInProgress
 from ..stores import Store
 from ..wakeups import ProgressBoard, WakeupSource
 from ..wakeups.postgres import Listener
+from .audience import LISTENING_LOCK_KEY, Audience
 from .schema import (
-    ADVANCE,
-    ADVANCE_AND_NOTIFY,
-    ADVANCE_AND_NOTIFY_AT_EPOCH,
-    ADVANCE_AT_EPOCH,
+    ADVANCES,
     CHANNEL,
     NOT_MOVED_SQLSTATE,
     generations_table,
@@ -117,6 +115,7 @@ class Checkpoints:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.audience = Audience()  # whether a move is announced (PostgreSQL)
 
     def install(self) -> None:
         with self.store.schema() as connection:
@@ -243,8 +242,8 @@ class Checkpoints:
         be rolled back. `parked` counts the dead letters the same transaction parked. `last`:
         nothing follows in the transaction (on PostgreSQL, its COMMIT goes with the move).
 
-        On PostgreSQL the move is announced on CHANNEL at commit, for queries waiting in other
-        processes.
+        On PostgreSQL the move is announced on CHANNEL at commit while queries of other
+        processes wait on moves (`audience`).
         """
         params: tuple[object, ...] = (
             position,
@@ -257,25 +256,26 @@ class Checkpoints:
             generation,
             expected,
         )
-        if epoch is not None:
-            params += (epoch,)
+        at_epoch = epoch is not None
+        params += (epoch,) if at_epoch else ()
         if connection.dialect.name == "postgresql":
-            notify = ADVANCE_AND_NOTIFY if epoch is None else ADVANCE_AND_NOTIFY_AT_EPOCH
+            announce = self.audience.listening(connection)
             try:
-                notify.rows(connection, params, last=last)
+                ADVANCES[True, at_epoch, announce].rows(connection, params, last=last)
             except sa.exc.DBAPIError as error:
                 if getattr(error.orig, "sqlstate", None) == NOT_MOVED_SQLSTATE:
                     return False
                 raise
             return True
-        update = ADVANCE if epoch is None else ADVANCE_AT_EPOCH
-        return update.run(connection, params) == 1
+        return ADVANCES[False, at_epoch, False].run(connection, params) == 1
 
     def wakeups(self, board: ProgressBoard) -> WakeupSource | None:
         """What tells this process of checkpoint moves made elsewhere; None: poll only."""
         if self.store.is_sqlite:
             return None
-        return Listener(self.store.url, CHANNEL, lambda _payload: board.moved())
+        return Listener(
+            self.store.url, CHANNEL, lambda _payload: board.moved(), presence=LISTENING_LOCK_KEY
+        )
 
     def bump_epoch(
         self, connection: Connection, name: str, generation: int, *, resolved: int = 0

@@ -72,7 +72,7 @@ CHANNEL = "projectionist_checkpoints"
 """The NOTIFY channel of checkpoint moves (PostgreSQL); its payload is `name:position`."""
 
 
-def _advance(*, at_epoch: bool, notify: bool) -> Sql:
+def _advance(*, at_epoch: bool, notify: bool, announce: bool = True) -> Sql:
     """The compare-and-set of a checkpoint: plain SQL on the driver's cursor, written once (a
     batch moves the checkpoint). Its parameters, in order: position, head, next_at,
     updated_at, state, parked; then name, generation, the expected position (and epoch)."""
@@ -84,12 +84,13 @@ def _advance(*, at_epoch: bool, notify: bool) -> Sql:
     )
     if not notify:
         return Sql(update)  # SQLite: the rows it changed tell whether it moved
+    # `announce`: with no process listening (`audience.py`), the same failure, no NOTIFY.
     # PostgreSQL moves the checkpoint and announces it in one statement, which fails when the
     # checkpoint did not move (SQL has no RAISE: it divides by the count of moved rows), so
     # that the COMMIT sent with it (`last`) is refused too.
+    moved = f"pg_notify('{CHANNEL}', name || ':' || position)::text" if announce else "*"
     return Sql(
-        f"WITH moved AS ({update} RETURNING name, position)"
-        f" SELECT 1 / count(pg_notify('{CHANNEL}', name || ':' || position)::text) FROM moved"
+        f"WITH moved AS ({update} RETURNING name, position) SELECT 1 / count({moved}) FROM moved"
     )
 
 
@@ -97,10 +98,13 @@ NOT_MOVED_SQLSTATE = "22012"
 """division_by_zero: what the PostgreSQL advance raises when the checkpoint did not move."""
 
 
-ADVANCE = _advance(at_epoch=False, notify=False)
-ADVANCE_AT_EPOCH = _advance(at_epoch=True, notify=False)
-ADVANCE_AND_NOTIFY = _advance(at_epoch=False, notify=True)
-ADVANCE_AND_NOTIFY_AT_EPOCH = _advance(at_epoch=True, notify=True)
+ADVANCES = {
+    (postgres, at_epoch, announce): _advance(at_epoch=at_epoch, notify=postgres, announce=announce)
+    for postgres in (False, True)
+    for at_epoch in (False, True)
+    for announce in (False, True)
+}
+"""The checkpoint's move by (PostgreSQL, at an epoch, announced)."""
 
 
 def install_checkpoints(connection: Connection) -> None:

@@ -19,7 +19,8 @@ class Listener(WakeupSource):
     A lost connection is retried with backoff; callers keep polling meanwhile, so a missed
     notification only delays a wake-up until the next poll. `ignore` names the backends
     (by process id) whose notifications are not called back: those of this process's own
-    writers, whose commits it learns of first hand.
+    writers, whose commits it learns of first hand. `presence`: an advisory lock the listening
+    connection holds (shared), so that notifiers can tell someone listens.
     """
 
     def __init__(
@@ -29,12 +30,14 @@ class Listener(WakeupSource):
         callback: Callable[[str], None],
         *,
         ignore: Callable[[int], bool] | None = None,
+        presence: int | None = None,
     ) -> None:
         parsed = sa.engine.make_url(url).set(drivername="postgresql")
         self._conninfo = parsed.render_as_string(hide_password=False)
         self.channel = channel
         self.callback = callback
         self.ignore = ignore
+        self.presence = presence
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,6 +61,8 @@ class Listener(WakeupSource):
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3) as conn:
                     conn.execute(f"LISTEN {self.channel}")
+                    if self.presence is not None:
+                        conn.execute("SELECT pg_advisory_lock_shared(%s)", (self.presence,))
                     delay = 0.2
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=0.5):
