@@ -228,3 +228,31 @@ def test_a_listener_ignores_the_notifications_of_the_kept_writer_alone(kept_stor
         listener.stop()
     assert "pooled" in heard
     assert "kept" not in heard  # sent before "pooled": it would have been heard first
+
+
+def test_kept_writes_on_another_postgres_driver_use_the_pool(
+    make_store_url: Callable[[str], str],
+) -> None:
+    url = make_store_url("postgresql").replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    store = Store(url)
+    try:
+        with store.write() as connection:
+            connection.exec_driver_sql("CREATE TABLE kept (id int PRIMARY KEY)")
+        for i in range(2):
+            with store.write(kept=True) as connection:
+                connection.exec_driver_sql(f"INSERT INTO kept (id) VALUES ({i})")
+        assert _ids(store) == [0, 1]
+    finally:
+        store.dispose()
+
+
+def test_a_savepoint_left_open_by_a_kept_write_does_not_spoil_the_next(kept_store: Store) -> None:
+    with kept_store.write(kept=True) as connection:
+        connection.begin_nested()  # never ended by its caller
+        INSERT_KEPT.run(connection, (1,))
+    with pytest.raises(IntegrityError), kept_store.write(kept=True) as connection:
+        INSERT_KEPT.run(connection, (1,))
+    with kept_store.write(kept=True) as connection:
+        assert not connection.in_nested_transaction()
+        INSERT_KEPT.run(connection, (2,))
+    assert _ids(kept_store) == [1, 2]

@@ -44,6 +44,7 @@ class Store:
         self._writer_driver: Any = None  # its driver's connection, which begins and commits
         self._writer_pid: int | None = None  # on PostgreSQL, its backend's process id
         self._driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        self._keeps = self.engine.dialect.driver == "psycopg"  # PostgreSQL: psycopg 3 alone
         file_sqlite = self.is_sqlite and not in_memory(url)
         self._turnstile: Turnstile | None = None  # the writers of other processes take turns
         if file_sqlite:
@@ -70,13 +71,13 @@ class Store:
     def write(self, *, kept: bool = False) -> Iterator[Connection]:
         """A connection in a write transaction, committed when the block ends without error.
 
-        `kept`: on PostgreSQL, for callers that write one at a time (a group commit's leader),
-        the transaction runs on one connection kept for them rather than a pooled one: a pool
-        checkout and check-in, with SQLAlchemy's begin and commit, cost more CPU than a small
-        command. SQLite always writes on its one kept connection.
+        `kept`: on PostgreSQL (psycopg 3), for callers that write one at a time (a group
+        commit's leader), the transaction runs on one connection kept for them, not a pooled
+        one: a pool checkout and check-in, with SQLAlchemy's begin and commit, cost more CPU
+        than a small command. SQLite always writes on its one kept connection.
         """
         lock = self._write_lock
-        if lock is None and not kept:
+        if lock is None and not (kept and self._keeps):
             with (
                 translate_errors(self.url),
                 self.engine.connect() as connection,
@@ -87,12 +88,14 @@ class Store:
         with lock or self._kept_lock:
             try:
                 with translate_errors(self.url):
-                    writer = self._writer or self._open_writer()
+                    writer = self._writer
+                    if writer is None or writer.invalidated:  # by SQLAlchemy, with the pool
+                        writer = self._open_writer()
                     driver = self._writer_driver
                     self._begin(writer, driver)
                     try:
                         yield writer
-                        self._commit(driver)
+                        self._commit(writer, driver)
                     except BaseException as error:
                         self._rollback(writer, driver)
                         if isinstance(error, self._driver_error):  # the COMMIT's
@@ -116,19 +119,26 @@ class Store:
         else:
             self._turnstile.begin(driver, writer.connection.info)
 
-    def _commit(self, driver: Any) -> None:
+    def _commit(self, writer: Connection, driver: Any) -> None:
         if self.is_sqlite:
             driver.commit()
-            return
-        wire.send_held(driver)
-        if driver.pgconn.transaction_status != _PG_IDLE:  # not yet committed with a statement
-            driver.commit()
+        else:
+            wire.send_held(driver)
+            if driver.info.transaction_status != _PG_IDLE:  # not committed with a statement
+                driver.commit()
+            # Known once it has committed: a NOTIFY of the connection's earlier, pooled life
+            # (not handed over in memory) is then surely read.
+            self._writer_pid = driver.info.backend_pid
+        self._check_writer(writer)
 
     def _rollback(self, writer: Connection, driver: Any) -> None:
         with contextlib.suppress(self._driver_error):
             if not self.is_sqlite:
                 wire.drop_held(driver)
             driver.rollback()
+        self._check_writer(writer)
+
+    def _check_writer(self, writer: Connection) -> None:
         transaction = writer.get_transaction()
         if transaction is None or not transaction.is_active or writer.in_nested_transaction():
             self._close_writer()  # SQLAlchemy gave up on it, or a savepoint was left open
@@ -222,8 +232,6 @@ class Store:
             writer = writer.execution_options(**{NO_BEGIN: True})
         writer.begin()
         self._writer_driver = writer.connection.dbapi_connection
-        if not self.is_sqlite:
-            self._writer_pid = self._writer_driver.info.backend_pid
         self._writer = writer
         return writer
 

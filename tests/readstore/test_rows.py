@@ -383,3 +383,45 @@ def test_one_row_of_a_table_with_a_check_is_updated_or_inserted_under_its_check(
     with pytest.raises(sa.exc.IntegrityError):
         flush(store, writes)
     assert rows_of(store, stock) == [{"sku": "new", "left": 2}, {"sku": "x", "left": 4}]
+
+
+PROFILES = ViewTable("catalogue", "profiles", (
+    sa.Column("key", sa.String(16), primary_key=True),
+    sa.Column("visits", sa.Integer, nullable=False),
+    sa.Column("settings", sa.JSON, nullable=True),
+    sa.Column("score", sa.Integer, sa.CheckConstraint("score >= 0"), nullable=False,
+              server_default="0"),
+), ())
+
+
+def test_one_row_updated_or_inserted_sends_values_as_their_column_types_do(
+    store: Store, counts: sa.Table,
+) -> None:
+    profiles = created(store, PROFILES)
+    seed(store, profiles, {"key": "a", "visits": 1, "settings": {"x": 0}, "score": 0})
+    writes = RowWrites()
+    writes.update(profiles, {"key": "a"}, {"settings": {"x": 1, "y": [1, 2]}})
+    writes.increment(profiles, {"key": "a"}, {"visits": 1})
+    flush(store, writes)
+    writes = RowWrites()
+    writes.increment(profiles, {"key": "b"}, {"visits": 2})
+    writes.update(profiles, {"key": "b"}, {"settings": {"new": True}})
+    flush(store, writes)
+    assert rows_of(store, profiles) == [
+        {"key": "a", "visits": 2, "settings": {"x": 1, "y": [1, 2]}, "score": 0},
+        {"key": "b", "visits": 2, "settings": {"new": True}, "score": 0}]
+    # A Python-side default of a column the row leaves out: a read, then SQLAlchemy's insert.
+    ratings = created(store, RATINGS)
+    writes = RowWrites()
+    writes.increment(ratings, {"key": "r"}, {"stars": 2})
+    with statements(store) as seen:
+        flush(store, writes)
+    assert seen == ["SELECT", "INSERT"]
+    assert rows_of(store, ratings) == [{"key": "r", "stars": 2, "note": "none"}]
+
+
+RATINGS = ViewTable("catalogue", "ratings", (
+    sa.Column("key", sa.String(16), primary_key=True),
+    sa.Column("stars", sa.Integer, sa.CheckConstraint("stars >= 0"), nullable=False),
+    sa.Column("note", sa.String(16), nullable=False, default="none"),
+), ())

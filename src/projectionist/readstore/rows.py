@@ -205,22 +205,32 @@ def _update_or_insert(
     (a required column left out, or a CHECK constraint): one statement that updates the row,
     or inserts it where the update found none, instead of a read of whether it exists (a
     round trip: this statement is held and goes with the checkpoint's move). False, having
-    done nothing, for a row with nothing to set or add."""
+    done nothing, for a row with nothing to set or add, or a table with Python-side defaults
+    the row does not give."""
     keys = {column.name for column in primary}
     values = tuple(sorted(name for name in pending.values if name not in keys))
     adds = tuple(sorted(pending.deltas))
-    if not values and not adds:
-        return False
+    given = {*keys, *values, *adds}
+    if (not values and not adds) or any(
+        (column.default is not None and column.name not in given) or column.onupdate is not None
+        for column in table.columns
+    ):
+        return False  # SQLAlchemy's own insert fills Python-side defaults in
     key_params = {column.name: f"k_{column.name}" for column in primary}
 
     def build() -> Any:
+        # Each parameter typed as its column, in both statements: its type's own conversion
+        # (JSON, a TypeDecorator) applies to the value sent.
+        def value(name: str, param: str) -> Any:
+            return sa.bindparam(param, type_=table.c[name].type)
+
         updated = (
             sa.update(table)
-            .where(*(column == sa.bindparam(key_params[column.name]) for column in primary))
+            .where(*(c == value(c.name, key_params[c.name]) for c in primary))
             .values(
                 {
-                    **{table.c[n]: sa.bindparam(f"v_{n}") for n in values},
-                    **{table.c[n]: table.c[n] + sa.bindparam(f"d_{n}") for n in adds},
+                    **{table.c[n]: value(n, f"v_{n}") for n in values},
+                    **{table.c[n]: table.c[n] + value(n, f"d_{n}") for n in adds},
                 }
             )
             .returning(sa.literal_column("1"))
@@ -229,7 +239,7 @@ def _update_or_insert(
         params = {**key_params, **{n: f"v_{n}" for n in values}, **{n: f"d_{n}" for n in adds}}
         columns = list(params)
         missing = ~sa.exists(sa.select(sa.literal_column("1")).select_from(updated))
-        row = sa.select(*(sa.cast(sa.bindparam(params[n]), table.c[n].type) for n in columns))
+        row = sa.select(*(sa.cast(value(n, params[n]), table.c[n].type) for n in columns))
         return sa.insert(table).from_select(columns, row.where(missing)).add_cte(updated)
 
     row = {f"k_{name}": pending.values[name] for name in keys}
