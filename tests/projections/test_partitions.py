@@ -359,9 +359,9 @@ def test_partitions_without_events_of_their_own_move_on_together(
     transactions: list[int] = []
     write = store.write
 
-    def counted() -> Any:
+    def counted(**options: Any) -> Any:
         transactions.append(1)
-        return write()
+        return write(**options)
 
     store.write = counted  # type: ignore[method-assign]
     last = runtime.execute(deposits(1)[0]).position
