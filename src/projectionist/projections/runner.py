@@ -258,8 +258,7 @@ class ProjectionRunner:
         handlers = self.projection.handlers
         decode = self.registry.decode_event
         hold_streams = self.projection.on_error == "park-stream"
-        # Kept: one thread runs the batches; a pool checkout costs as much as a live event.
-        with self.read_store.write(kept=True) as connection:
+        with self.read_store.write(kept=True) as connection:  # one thread runs the batches
             if hold_streams and self._blocked is None:
                 # Kept between batches: only this runner parks events of its build, and an
                 # outside retry bumps the epoch, which makes the runner reload.
