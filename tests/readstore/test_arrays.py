@@ -462,3 +462,25 @@ def test_a_batch_with_one_bad_row_parks_its_event_and_applies_the_others(
             (f"k{n}", "fine", 1) for n in range(10) if n != 6]
     finally:
         runtime.stop()
+
+
+GAUGES = ViewTable("catalogue", "gauges", (
+    sa.Column("reading", sa.Float, primary_key=True),
+    sa.Column("seen", sa.Integer, nullable=False),
+), ())
+
+
+@postgresql
+def test_keys_python_tells_apart_and_postgresql_does_not_go_the_usual_way(store: Store) -> None:
+    """Two NaN keys differ in Python and are one key to PostgreSQL: an array statement would
+    change the row twice, which ON CONFLICT refuses."""
+    table = GAUGES.physical(1)
+    with store.schema() as connection:
+        table.create(connection)
+    with array_runs() as ran, store.write() as connection:
+        upsert(connection, table, [{"reading": float("nan"), "seen": 1},
+                                   {"reading": float("nan"), "seen": 2},
+                                   {"reading": 1.5, "seen": 3}])
+    assert ran == []
+    rows = rows_of(store, table)
+    assert [row["seen"] for row in rows] == [3, 2]  # NaN sorts last; the last write wins

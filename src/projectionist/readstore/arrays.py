@@ -102,8 +102,14 @@ class Arrays:
             if column is None:
                 return False
             columns.append(column)
-        if self.keys and len(set(zip(*columns[: self.keys], strict=True))) != len(rows):
-            return False
+        if self.keys:
+            keys = columns[: self.keys]
+            if len(set(zip(*keys, strict=True))) != len(rows) or any(
+                value != value
+                for column in keys
+                for value in column  # NaN: PostgreSQL's equal
+            ):
+                return False
         self.sql.run(connection, [*self.constants, *columns])
         return True
 
