@@ -35,16 +35,17 @@ class Store:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size, timeout_s=timeout_s, durable=durable)
         self.dialect = self.engine.dialect.name
-        # SQLite admits one writer at a time; queueing writers here is far cheaper than
-        # SQLite's busy handler, which sleeps in steps of up to 100 ms. Under that lock one
-        # connection serves every write (a pool checkout costs more than a small write).
-        self._write_lock = threading.Lock() if self.is_sqlite else None
-        self._kept_lock = threading.Lock()  # PostgreSQL's kept writer (`write(kept=True)`)
+        # The kept writer, one transaction at a time under its lock. SQLite admits one writer
+        # at a time; queueing writers here is far cheaper than SQLite's busy handler, which
+        # sleeps in steps of up to 100 ms, so every SQLite write takes it (a pool checkout
+        # costs more than a small write). On PostgreSQL, `write(kept=True)` (psycopg 3).
+        self._writer_lock = threading.Lock()
+        self._always_kept = self.is_sqlite
+        self._keeps = self._always_kept or self.engine.dialect.driver == "psycopg"
         self._writer: Connection | None = None
         self._writer_driver: Any = None  # its driver's connection, which begins and commits
         self._writer_pid: int | None = None  # on PostgreSQL, its backend's process id
         self._driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
-        self._keeps = self.engine.dialect.driver == "psycopg"  # PostgreSQL: psycopg 3 alone
         file_sqlite = self.is_sqlite and not in_memory(url)
         self._turnstile: Turnstile | None = None  # the writers of other processes take turns
         if file_sqlite:
@@ -76,8 +77,7 @@ class Store:
         one: a pool checkout and check-in, with SQLAlchemy's begin and commit, cost more CPU
         than a small command. SQLite always writes on its one kept connection.
         """
-        lock = self._write_lock
-        if lock is None and not (kept and self._keeps):
+        if not (self._always_kept or (kept and self._keeps)):
             with (
                 translate_errors(self.url),
                 self.engine.connect() as connection,
@@ -85,7 +85,7 @@ class Store:
             ):
                 yield connection
             return
-        with lock or self._kept_lock:
+        with self._writer_lock:
             try:
                 with translate_errors(self.url):
                     writer = self._writer
@@ -211,7 +211,7 @@ class Store:
             return statement.rows(connection, params)
 
     def dispose(self) -> None:
-        with self._write_lock or self._kept_lock:
+        with self._writer_lock:
             self._close_writer()
         with self._readers_lock:
             readers, self._reader_connections = self._reader_connections, {}

@@ -92,15 +92,7 @@ def execute(
     if prep is Prepare.SHOULD:
         sends.append(partial(pgconn.send_prepare, name, query.query, param_types=query.types))
     if prep is Prepare.NO:
-        sends.append(
-            partial(
-                pgconn.send_query_params,
-                query.query,
-                query.params,
-                param_types=query.types,
-                param_formats=query.formats,
-            )
-        )
+        sends.append(_send(pgconn, query))
     else:
         sends.append(
             partial(pgconn.send_query_prepared, name, query.params, param_formats=query.formats)
@@ -176,17 +168,19 @@ def _opening(conn: Any) -> tuple[bool, list[Any], list[Callable[[], None]]]:
     if begins:
         sends.append(partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
     held = _take_held(conn)
-    for query in held:
-        sends.append(
-            partial(
-                pgconn.send_query_params,
-                query.query,
-                query.params,
-                param_types=query.types,
-                param_formats=query.formats,
-            )
-        )
+    sends.extend(_send(pgconn, query) for query in held)
     return begins, held, sends
+
+
+def _send(pgconn: Any, query: Any) -> Callable[[], None]:
+    """The send of a converted statement, unprepared."""
+    return partial(
+        pgconn.send_query_params,
+        query.query,
+        query.params,
+        param_types=query.types,
+        param_formats=query.formats,
+    )
 
 
 def _raise_first_error(conn: Any, answers: list[Any], begins: bool, held: list[Any]) -> None:
